@@ -1,0 +1,220 @@
+"""tf.data pipelines over TFDS datasets: per-host shards, training and exact evaluation.
+
+Training: this host's shard of the split, files and examples shuffled with
+a seed, repeated, preprocessed, batched. Evaluation: this host's shard in
+order, padded with masked examples so every host yields the same number of
+batches and every example is counted exactly once.
+
+Every example carries `_index` (its position in this host's stream, -1 for
+padding) and, until preprocessing ends, `_seed` (the stateless seed of its
+random ops). `HostIterator` drops both and counts skipped corrupt records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+import tree
+
+from input_pipeline.hierarchy import LabelHierarchy
+from input_pipeline.pp_ops import SEED_KEY
+from input_pipeline.preprocess import Preprocess
+
+INDEX_KEY, MASK_KEY = "_index", "_mask"
+# Builders the project ships; generating them needs no download.
+PROJECT_BUILDERS = ("synthetic_jft",)
+
+
+class InputPipelineError(RuntimeError):
+    """The input pipeline stopped; the message says why and what to change."""
+
+
+def hide_accelerators_from_tf() -> None:
+    """TensorFlow only reads data on the host: keep it off GPUs (and their memory)."""
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # Already initialised; nothing was visible to change.
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class HostShard:
+    """Which part of the data this process reads."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def current(cls) -> HostShard:
+        return cls(jax.process_index(), jax.process_count())
+
+    def split(self, split: str) -> str:
+        """This host's part of `split` (slices like 'train[:10%]' allowed)."""
+        return tfds.even_splits(split, n=self.count)[self.index]
+
+
+def get_builder(name: str, data_dir: str | None = None,
+                prepare: bool = True) -> tfds.core.DatasetBuilder:
+    """A TFDS builder by name ('synthetic_jft/demo', 'imagenet2012', ...).
+
+    The project's own datasets are generated on first use (nothing is
+    downloaded); other datasets must already be prepared in `data_dir`.
+    """
+    import input_pipeline.synthetic_jft.builder  # noqa: F401  (registers it)
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        if prepare and name.split("/")[0].split(":")[0] in PROJECT_BUILDERS:
+            builder.download_and_prepare()
+        else:
+            raise InputPipelineError(
+                f"dataset {name!r} is not prepared in data_dir={builder.data_dir!r}; "
+                f"prepare it first (`tfds build {name} --data_dir=...`) or point "
+                "data_dir at the folder that holds it.")
+    return builder
+
+
+def num_classes_of(builder: tfds.core.DatasetBuilder, key: str = "labels") -> int:
+    feature = builder.info.features[key]
+    feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel)
+    return int(feature.num_classes)
+
+
+def hierarchy_of(builder: tfds.core.DatasetBuilder) -> LabelHierarchy | None:
+    """The label hierarchy stored in the dataset's metadata, if it has one."""
+    meta = builder.info.metadata or {}
+    if "hierarchy" not in meta:
+        return None
+    return LabelHierarchy.from_pairs(meta["hierarchy"], num_classes_of(builder),
+                                     meta.get("class_names"))
+
+
+def _raw(builder, split: str, shuffle_seed: int | None) -> tf.data.Dataset:
+    # Images stay encoded: decoding is a preprocessing op, where a corrupt
+    # record can be skipped.
+    decoders = {k: tfds.decode.SkipDecoding()
+                for k, f in builder.info.features.items()
+                if isinstance(f, tfds.features.Image)}
+    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, add_tfds_id=False)
+    return builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
+                              decoders=decoders, read_config=read_config)
+
+
+def _with_index_and_seed(ds: tf.data.Dataset, seed: int, shard: HostShard):
+    base = np.int64(seed) * 1_000_003 + shard.index
+
+    def add(i, ex):
+        ex = dict(ex)
+        ex[INDEX_KEY] = i
+        ex[SEED_KEY] = tf.stack([tf.constant(base, tf.int64), i])
+        return ex
+    return ds.enumerate().map(add, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _preprocess(ds: tf.data.Dataset, pp: Preprocess, skip_corrupt: bool):
+    if pp.has_decode:
+        ds = ds.map(pp.decode_stage, num_parallel_calls=tf.data.AUTOTUNE)
+        if skip_corrupt:
+            ds = ds.ignore_errors()
+    ds = ds.map(pp.rest, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != SEED_KEY})
+    undefined = {"/".join(map(str, path)): spec.shape for path, spec in
+                 tree.flatten_with_path(ds.element_spec)
+                 if not spec.shape.is_fully_defined()}
+    if undefined:
+        raise InputPipelineError(
+            f"after preprocessing, {sorted(undefined)} have no fixed shape "
+            f"({undefined}) and cannot be batched; end the preprocessing string "
+            "with keep('image', 'labels') or crop/resize to a fixed size.")
+    return ds
+
+
+def train_dataset(builder, split: str, pp: Preprocess, local_batch_size: int,
+                  seed: int, shard: HostShard | None = None,
+                  shuffle_buffer: int = 10_000, skip_corrupt: bool = True
+                  ) -> tf.data.Dataset:
+    """Endless shuffled batches of this host's shard of `split`."""
+    hide_accelerators_from_tf()
+    shard = shard or HostShard.current()
+    ds = _raw(builder, shard.split(split), shuffle_seed=seed + shard.index)
+    ds = ds.shuffle(shuffle_buffer, seed=seed + shard.index,
+                    reshuffle_each_iteration=True).repeat()
+    ds = _with_index_and_seed(ds, seed, shard)
+    ds = _preprocess(ds, pp, skip_corrupt)
+    return ds.batch(local_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(builder, split: str, pp: Preprocess, local_batch_size: int,
+                 shard: HostShard | None = None, skip_corrupt: bool = True,
+                 seed: int = 0) -> tuple[tf.data.Dataset, int]:
+    """This host's shard of `split` once, padded; returns (dataset, batches).
+
+    Every host yields the same number of batches (the largest shard's,
+    rounded up); examples beyond a host's shard have `_mask` False.
+    """
+    hide_accelerators_from_tf()
+    shard = shard or HostShard.current()
+    counts = [builder.info.splits[HostShard(i, shard.count).split(split)].num_examples
+              for i in range(shard.count)]
+    num_batches = max(1, math.ceil(max(counts) / local_batch_size))
+    ds = _with_index_and_seed(_raw(builder, shard.split(split), None), seed, shard)
+    ds = _preprocess(ds, pp, skip_corrupt)
+    ds = ds.map(lambda ex: {**ex, MASK_KEY: tf.constant(True)})
+    padding = tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype),
+                                    ds.element_spec)
+    padding[INDEX_KEY] = tf.constant(-1, tf.int64)
+    padding[MASK_KEY] = tf.constant(False)
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat())
+    ds = ds.take(num_batches * local_batch_size)
+    ds = ds.batch(local_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return ds, num_batches
+
+
+class HostIterator:
+    """NumPy batches from a tf.data dataset; counts skipped (corrupt) records.
+
+    `skipped` is how many records of this host's stream were dropped so far:
+    positions are consecutive, so a gap below the highest position seen is a
+    record the decoding stage could not read.
+    """
+
+    def __init__(self, ds: tf.data.Dataset, description: str = "input"):
+        self.tf_iterator = iter(ds)
+        self.description = description
+        self.skipped = 0
+        self._seen = 0
+        self._next_index = 0
+
+    def __iter__(self) -> HostIterator:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        try:
+            batch = next(self.tf_iterator)
+        except tf.errors.OpError as e:
+            raise InputPipelineError(_explain(self.description, e)) from None
+        batch = {k: v.numpy() for k, v in batch.items()}
+        index = batch.pop(INDEX_KEY)
+        real = index[index >= 0]
+        if len(real):
+            self._seen += len(real)
+            self._next_index = max(self._next_index, int(real.max()) + 1)
+            self.skipped = self._next_index - self._seen
+        return batch
+
+
+def _explain(description: str, error: tf.errors.OpError) -> str:
+    msg = error.message.strip().splitlines()[0] if error.message else str(error)
+    if "label id out of range" in msg:
+        hint = ("check that the dataset's labels and the config's num_classes "
+                "agree.")
+    else:
+        hint = ("if this is a corrupt or undecodable image, set "
+                "skip_corrupt=True in the input config to skip and count such "
+                "records instead of stopping.")
+    return f"{description}: the input pipeline failed: {msg}; {hint}"

@@ -1,0 +1,63 @@
+"""Turning a preprocessing string into tf.data map functions; named recipes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from big_vision_like.registry import Registry
+from input_pipeline.pp_ops import Example, Op, OpFactory, PPContext
+from input_pipeline.pp_spec import parse_pp_spec
+
+
+def paper_train(crop: int = 299, resize: int = 340) -> str:
+    """The paper's training recipe: resize 340x340, random 299 crop, flip, [-1, 1]."""
+    return f"decode|resize({resize})|random_crop({crop})|flip_lr|value_range(-1, 1)"
+
+
+def paper_eval(crop: int = 299, resize: int = 340) -> str:
+    """Evaluation: the same resize, central crop instead of random crop and flip."""
+    return f"decode|resize({resize})|central_crop({crop})|value_range(-1, 1)"
+
+
+def inception_train(crop: int = 224) -> str:
+    return f"decode|inception_crop({crop})|flip_lr|value_range(-1, 1)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """A parsed preprocessing string, split at its last decoding op.
+
+    `decode_stage` holds the ops up to and including the last decoding op: a
+    corrupt record fails there, and the pipeline may skip it. Errors in
+    `rest` (a label out of range, a bad crop size) always stop the run.
+    """
+
+    decode_stage: Op
+    rest: Op
+    has_decode: bool
+
+
+def _chain(ops: list[Op]) -> Op:
+    def fn(data: Example) -> Example:
+        data = dict(data)
+        for op in ops:
+            data = op(data)
+        return data
+    return fn
+
+
+def build_preprocess(spec: str, registry: Registry[OpFactory],
+                     ctx: PPContext) -> Preprocess:
+    factories = []
+    for name, args, kwargs in parse_pp_spec(spec):
+        factory = registry.get(name)
+        try:
+            factories.append((factory, factory.build(ctx, *args, **kwargs)))
+        except TypeError as e:
+            raise ValueError(f"preprocessing op {name}{args or ''}: {e}") from None
+    last_decode = max((i for i, (f, _) in enumerate(factories) if f.decodes),
+                      default=-1)
+    ops = [op for _, op in factories]
+    return Preprocess(decode_stage=_chain(ops[:last_decode + 1]),
+                      rest=_chain(ops[last_decode + 1:]),
+                      has_decode=last_decode >= 0)

@@ -1,0 +1,150 @@
+"""The class hierarchy of the synthetic JFT-shaped dataset.
+
+Four levels, as deep as the paper's hierarchy needs to be to make ancestor
+fill-in matter: shape family > shape > shape+colour > shape+colour+texture.
+Only leaves (shape+colour+texture) are drawn on images; the three upper levels
+exist as labels so that a training label 'red striped triangle' implies
+'red triangle', 'triangle' and 'polygon' (the paper's 'apple implies fruit').
+
+Pure NumPy: worker processes that render images import this without
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+# Shape families and the shapes in each. Render functions live in render.py.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "polygon": tuple(f"polygon{n}" for n in range(3, 11)),
+    "star": tuple(f"star{n}" for n in range(4, 10)),
+    "round": ("circle", "ellipse", "ring", "halfdisc", "crescent"),
+    "bar": ("bar", "plus", "ell", "tee", "aitch"),
+}
+SHAPES: tuple[str, ...] = tuple(s for shapes in FAMILIES.values() for s in shapes)
+SHAPE_FAMILY: tuple[int, ...] = tuple(
+    f for f, shapes in enumerate(FAMILIES.values()) for _ in shapes
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Taxonomy:
+    """Classes of the synthetic dataset; class id = index into `names`."""
+
+    names: tuple[str, ...]
+    # (child, parent) pairs over class ids: the hierarchy in its file form.
+    parents: tuple[tuple[int, int], ...]
+    # Per leaf (in leaf order): class id and the attributes that render it.
+    leaf_ids: np.ndarray
+    leaf_shape: np.ndarray
+    leaf_colour: np.ndarray
+    leaf_texture: np.ndarray
+    num_colours: int
+    num_textures: int
+    # Per leaf, the leaf index of its 'tortoise-shell glasses': a leaf of
+    # another shape family with the same colour and texture, which noisy
+    # training labels confuse it with.
+    lookalike: np.ndarray
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    @property
+    def num_leaves(self) -> int:
+        return len(self.leaf_ids)
+
+
+def _dimensions(num_leaves: int) -> tuple[int, int, int]:
+    """Shapes, colours, textures with shapes*colours*textures >= num_leaves."""
+    num_shapes = int(np.clip(round(1.5 * num_leaves ** (1 / 3)), 4, len(SHAPES)))
+    per_shape = math.ceil(num_leaves / num_shapes)
+    num_colours = max(2, math.ceil(math.sqrt(per_shape)))
+    num_textures = max(1, math.ceil(per_shape / num_colours))
+    return num_shapes, num_colours, num_textures
+
+
+def _pick_shapes(num_shapes: int) -> list[int]:
+    """Take shapes round-robin over families so every family is represented."""
+    by_family = [[s for s in range(len(SHAPES)) if SHAPE_FAMILY[s] == f]
+                 for f in range(len(FAMILIES))]
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < num_shapes:
+        for shapes in by_family:
+            if depth < len(shapes) and len(picked) < num_shapes:
+                picked.append(shapes[depth])
+        depth += 1
+    return sorted(picked)
+
+
+def build_taxonomy(num_leaves: int) -> Taxonomy:
+    """Builds the hierarchy with exactly `num_leaves` leaf classes."""
+    if num_leaves < 4:
+        raise ValueError(f"num_leaves={num_leaves}: the synthetic dataset needs "
+                         "at least 4 leaf classes (one per shape family).")
+    num_shapes, num_colours, num_textures = _dimensions(num_leaves)
+    shapes = _pick_shapes(num_shapes)
+    # Texture-major order: the first leaves give every (shape, colour) one
+    # texture, so a partial last texture level leaves the tree balanced.
+    combos = [(s, c, t) for t in range(num_textures) for c in range(num_colours)
+              for s in shapes][:num_leaves]
+
+    names: list[str] = []
+    parents: list[tuple[int, int]] = []
+    ids: dict[tuple, int] = {}
+
+    def add(key: tuple, name: str, parent: tuple | None) -> int:
+        if key not in ids:
+            ids[key] = len(names)
+            names.append(name)
+            if parent is not None:
+                parents.append((ids[key], ids[parent]))
+        return ids[key]
+
+    family_names = list(FAMILIES)
+    # Upper levels first (breadth first), then the leaves.
+    for s, _, _ in combos:
+        add(("f", SHAPE_FAMILY[s]), family_names[SHAPE_FAMILY[s]], None)
+    for s, _, _ in combos:
+        add(("s", s), f"{family_names[SHAPE_FAMILY[s]]}/{SHAPES[s]}",
+            ("f", SHAPE_FAMILY[s]))
+    for s, c, _ in combos:
+        add(("sc", s, c), f"{names[ids[('s', s)]]}/colour{c}", ("s", s))
+    leaf_ids = [add(("l", s, c, t), f"{names[ids[('sc', s, c)]]}/texture{t}",
+                    ("sc", s, c)) for s, c, t in combos]
+
+    leaf_shape = np.array([s for s, _, _ in combos], np.int32)
+    leaf_colour = np.array([c for _, c, _ in combos], np.int32)
+    leaf_texture = np.array([t for _, _, t in combos], np.int32)
+    return Taxonomy(
+        names=tuple(names),
+        parents=tuple(parents),
+        leaf_ids=np.array(leaf_ids, np.int32),
+        leaf_shape=leaf_shape,
+        leaf_colour=leaf_colour,
+        leaf_texture=leaf_texture,
+        num_colours=num_colours,
+        num_textures=num_textures,
+        lookalike=_lookalikes(leaf_shape, leaf_colour, leaf_texture),
+    )
+
+
+def _lookalikes(shape: np.ndarray, colour: np.ndarray,
+                texture: np.ndarray) -> np.ndarray:
+    """For each leaf, a leaf of another family that shares colour and texture."""
+    family = np.array(SHAPE_FAMILY)[shape]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, key in enumerate(zip(colour.tolist(), texture.tolist())):
+        groups.setdefault(key, []).append(i)
+    out = np.empty(len(shape), np.int32)
+    for i, key in enumerate(zip(colour.tolist(), texture.tolist())):
+        candidates = [j for j in groups[key] if family[j] != family[i]]
+        if not candidates:  # Tiny taxonomies: fall back to any other shape.
+            candidates = np.flatnonzero(shape != shape[i]).tolist()
+        # Deterministic choice that spreads confusions over the candidates.
+        out[i] = candidates[i % len(candidates)]
+    return out

@@ -1,0 +1,20 @@
+"""Test setup: 8 fake CPU devices, and a small synthetic dataset shared by tests."""
+
+import os
+
+# Must happen before jax is imported anywhere, so every test sees 8 devices.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                           + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_builder(tmp_path_factory):
+    """synthetic_jft/tiny (32 px, 40 leaves), generated once per test session."""
+    from input_pipeline.dataset import get_builder
+
+    data_dir = os.environ.get("BVL_TEST_DATA_DIR") or str(tmp_path_factory.mktemp("tfds"))
+    return get_builder("synthetic_jft/tiny", data_dir=data_dir)

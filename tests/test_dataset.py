@@ -1,0 +1,125 @@
+import collections
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from input_pipeline import dataset, preprocess
+from input_pipeline.pp_ops import PPContext, default_registry
+
+PP = ("decode|resize(36)|random_crop(32)|flip_lr|value_range(-1, 1)|multi_hot"
+      "|keep('image', 'labels', 'image_id')")
+
+
+def make_pp(builder, spec=PP):
+    ctx = PPContext(num_classes=dataset.num_classes_of(builder),
+                    hierarchy=dataset.hierarchy_of(builder))
+    return preprocess.build_preprocess(spec, default_registry(), ctx)
+
+
+def eval_ids(builder, split, batch, shard, **kw):
+    """Per host: the image ids of real examples, and the number of batches."""
+    ds, n = dataset.eval_dataset(builder, split, make_pp(builder), batch, shard=shard, **kw)
+    it = dataset.HostIterator(ds)
+    batches = list(it)
+    assert len(batches) == n
+    ids = np.concatenate([b["image_id"][b["_mask"]] for b in batches])
+    assert all((b["image_id"][~b["_mask"]] == 0).all() for b in batches)
+    return ids, n, it
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 3])
+@pytest.mark.parametrize("batch", [7, 64])
+def test_eval_covers_every_example_exactly_once(tiny_builder, hosts, batch):
+    total = tiny_builder.info.splits["fasteval"].num_examples
+    per_host = [eval_ids(tiny_builder, "fasteval", batch, dataset.HostShard(i, hosts))
+                for i in range(hosts)]
+    assert len({n for _, n, _ in per_host}) == 1  # same number of batches on all hosts
+    counts = collections.Counter(np.concatenate([ids for ids, _, _ in per_host]).tolist())
+    assert sorted(counts) == list(range(total)) and set(counts.values()) == {1}
+
+
+def test_split_slicing_like_the_papers_subsets(tiny_builder):
+    ids, _, _ = eval_ids(tiny_builder, "train[:10%]", 32, dataset.HostShard(0, 1))
+    assert len(ids) == 200 and len(set(ids.tolist())) == 200
+
+
+@pytest.mark.parametrize("hosts", [2, 3])
+def test_train_shards_are_disjoint_and_cover_the_split(tiny_builder, hosts):
+    total = tiny_builder.info.splits["train"].num_examples
+    seen = []
+    for i in range(hosts):
+        shard = dataset.HostShard(i, hosts)
+        size = tiny_builder.info.splits[shard.split("train")].num_examples
+        ds = dataset.train_dataset(tiny_builder, "train", make_pp(tiny_builder), 50, seed=0,
+                                   shard=shard, shuffle_buffer=100)
+        ids = np.concatenate([b["image_id"] for b, _ in zip(dataset.HostIterator(ds),
+                                                             range(size // 50))])
+        first_epoch = ids[:size - size % 50]
+        assert len(set(first_epoch.tolist())) == len(first_epoch)  # no repeats in an epoch
+        seen.append(set(first_epoch.tolist()))
+    union = set().union(*seen)
+    assert sum(len(s) for s in seen) == len(union)  # hosts disjoint
+    assert len(union) > total - hosts * 50 and max(union) < total
+
+
+def test_train_stream_is_reproducible_and_seed_dependent(tiny_builder):
+    def first(seed):
+        ds = dataset.train_dataset(tiny_builder, "train", make_pp(tiny_builder), 16, seed=seed,
+                                   shard=dataset.HostShard(0, 1), shuffle_buffer=200)
+        it = dataset.HostIterator(ds)
+        return [next(it) for _ in range(3)]
+    a, b, c = first(0), first(0), first(1)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["image"], y["image"])
+        np.testing.assert_array_equal(x["labels"], y["labels"])
+    assert not np.array_equal(a[0]["image_id"], c[0]["image_id"])
+    assert a[0]["labels"].shape == (16, dataset.num_classes_of(tiny_builder))
+
+
+def test_unbatchable_preprocessing_is_a_clear_error(tiny_builder):
+    pp = make_pp(tiny_builder, "decode|value_range(-1, 1)")  # keeps the ragged objects
+    with pytest.raises(dataset.InputPipelineError, match="keep\\('image', 'labels'\\)"):
+        dataset.eval_dataset(tiny_builder, "fasteval", pp, 8, shard=dataset.HostShard(0, 1))
+
+
+CORRUPT_IDS = (3, 17, 42)
+
+
+@pytest.fixture(scope="module")
+def corrupt_builder(tiny_builder, tmp_path_factory):
+    """A copy of the tiny dataset whose fasteval images 3, 17, 42 are not images."""
+    import tensorflow_datasets as tfds
+
+    root = tmp_path_factory.mktemp("corrupt")
+    src = tiny_builder.data_path
+    dst = root / src.relative_to(tiny_builder.data_dir.rsplit("/synthetic_jft", 1)[0])
+    shutil.copytree(src, dst)
+    for path in sorted(dst.glob("synthetic_jft-fasteval.tfrecord*")):
+        records = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+        with tf.io.TFRecordWriter(str(path)) as w:
+            for rec in records:
+                ex = tf.train.Example.FromString(rec)
+                image_id = ex.features.feature["image_id"].int64_list.value[0]
+                if image_id in CORRUPT_IDS:
+                    ex.features.feature["image"].bytes_list.value[0] = b"\xff\xd8 not a jpeg"
+                w.write(ex.SerializeToString())
+    return tfds.builder("synthetic_jft/tiny", data_dir=str(root))
+
+
+def test_corrupt_images_are_skipped_and_counted(corrupt_builder):
+    total = corrupt_builder.info.splits["fasteval"].num_examples
+    ids, _, it = eval_ids(corrupt_builder, "fasteval", 32, dataset.HostShard(0, 1))
+    assert it.skipped == len(CORRUPT_IDS)
+    assert sorted(ids.tolist()) == sorted(set(range(total)) - set(CORRUPT_IDS))
+
+
+def test_corrupt_images_can_be_fatal(corrupt_builder):
+    with pytest.raises(dataset.InputPipelineError, match="skip_corrupt=True"):
+        eval_ids(corrupt_builder, "fasteval", 32, dataset.HostShard(0, 1), skip_corrupt=False)
+
+
+def test_unprepared_foreign_dataset_is_a_clear_error(tmp_path):
+    with pytest.raises(dataset.InputPipelineError, match="not prepared"):
+        dataset.get_builder("mnist", data_dir=str(tmp_path))

@@ -1,0 +1,111 @@
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from input_pipeline import preprocess
+from input_pipeline.hierarchy import LabelHierarchy
+from input_pipeline.pp_ops import SEED_KEY, PPContext, default_registry
+from input_pipeline.pp_spec import parse_pp_spec
+
+
+def jpeg(h=48, w=64, seed=0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (h, w, 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def run(spec, example, seed=(0, 0), ctx=None):
+    pp = preprocess.build_preprocess(spec, default_registry(), ctx or PPContext())
+    data = {k: tf.constant(v) for k, v in example.items()}
+    data[SEED_KEY] = tf.constant(seed, tf.int64)
+    out = pp.rest(pp.decode_stage(data))
+    return {k: v.numpy() for k, v in out.items() if k != SEED_KEY}
+
+
+def test_parse_spec():
+    assert parse_pp_spec("decode|resize(340)|value_range(-1, 1)|keep('image', 'labels')") == [
+        ("decode", (), {}), ("resize", (340,), {}), ("value_range", (-1, 1), {}),
+        ("keep", ("image", "labels"), {})]
+    assert parse_pp_spec("inception_crop(224, area_min=8)") == [
+        ("inception_crop", (224,), {"area_min": 8})]
+    with pytest.raises(ValueError, match="must be literals"):
+        parse_pp_spec("resize(size)")
+    with pytest.raises(ValueError, match="not 'name' or 'name\\(args\\)'"):
+        parse_pp_spec("resize(")
+
+
+def test_unknown_op_and_bad_arguments():
+    with pytest.raises(KeyError, match="unknown preprocessing op 'resise'.*known: .*resize"):
+        preprocess.build_preprocess("decode|resise(3)", default_registry(), PPContext())
+    with pytest.raises(ValueError, match="resize"):
+        preprocess.build_preprocess("resize(1, 2, 3, 4, 5)", default_registry(), PPContext())
+
+
+def test_paper_recipes_shapes_and_value_range():
+    ex = {"image": jpeg(300, 400)}
+    train = run(preprocess.paper_train(), ex)["image"]
+    ev = run(preprocess.paper_eval(), ex)["image"]
+    incep = run(preprocess.inception_train(224), ex)["image"]
+    for img, size in ((train, 299), (ev, 299), (incep, 224)):
+        assert img.shape == (size, size, 3) and img.dtype == np.float32
+        assert img.min() >= -1.0 and img.max() <= 1.0
+        assert img.min() < -0.9 and img.max() > 0.9  # the range is used, not squashed
+
+
+def test_central_crop_is_the_centre():
+    img = np.arange(10 * 12 * 3, dtype=np.uint8).reshape(10, 12, 3)
+    out = run("central_crop(4)", {"image": img})["image"]
+    np.testing.assert_array_equal(out, img[3:7, 4:8])
+
+
+def test_value_range_is_affine():
+    img = np.array([[[0, 128, 255]]], np.uint8)
+    np.testing.assert_allclose(run("value_range(-1, 1)", {"image": img})["image"],
+                               [[[-1, 128 / 127.5 - 1, 1]]], atol=1e-6)
+
+
+@pytest.mark.parametrize("spec", ["random_crop(32)|flip_lr", "inception_crop(32)"])
+def test_random_ops_are_deterministic_under_a_seed(spec):
+    img = np.random.default_rng(1).integers(0, 256, (48, 48, 3), np.uint8)
+    a = run(spec, {"image": img}, seed=(3, 7))["image"]
+    b = run(spec, {"image": img}, seed=(3, 7))["image"]
+    np.testing.assert_array_equal(a, b)
+    others = [run(spec, {"image": img}, seed=(3, s))["image"] for s in range(8, 16)]
+    assert any(not np.array_equal(a, o) for o in others)
+
+
+def test_flip_flips_about_half_the_time():
+    img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    flips = [np.array_equal(run("flip_lr", {"image": img}, seed=(0, s))["image"],
+                            img[:, ::-1]) for s in range(200)]
+    assert 70 < sum(flips) < 130
+
+
+def test_multi_hot_fills_ancestors_like_the_numpy_reference():
+    pairs = [(2, 0), (3, 2), (0, 1), (4, 1), (5, 4), (5, 2)]
+    h = LabelHierarchy.from_pairs(pairs, 6)
+    ctx = PPContext(num_classes=6, hierarchy=h)
+    for labels in ([3], [5], [3, 4], []):
+        got = run("multi_hot", {"labels": np.array(labels, np.int64)}, ctx=ctx)["labels"]
+        np.testing.assert_array_equal(got, h.fill_ancestors(labels))
+    plain = run("multi_hot(fill_ancestors=False)", {"labels": np.array([3], np.int64)},
+                ctx=ctx)["labels"]
+    np.testing.assert_array_equal(plain, [0, 0, 0, 1, 0, 0])
+
+
+def test_label_out_of_range_is_a_clear_error():
+    ctx = PPContext(num_classes=6)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="label id out of range.*num_classes=6"):
+        run("multi_hot", {"labels": np.array([2, 6], np.int64)}, ctx=ctx)
+
+
+def test_keep_drops_other_keys_and_names_missing_ones():
+    out = run("keep('a')", {"a": np.int32(1), "b": np.int32(2)})
+    assert set(out) == {"a"}
+    with pytest.raises(KeyError, match="has no \\['c'\\]"):
+        run("keep('c')", {"a": np.int32(1)})

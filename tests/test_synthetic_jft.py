@@ -1,0 +1,110 @@
+"""The synthetic dataset has JFT's difficulties, within stated bounds."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from input_pipeline import dataset
+from input_pipeline.synthetic_jft import render, taxonomy
+
+
+@pytest.fixture(scope="module")
+def train(tiny_builder):
+    return list(tfds.as_numpy(tiny_builder.as_dataset("train")))
+
+
+@pytest.fixture(scope="module")
+def fasteval(tiny_builder):
+    return list(tfds.as_numpy(tiny_builder.as_dataset("fasteval")))
+
+
+def test_hierarchy_is_four_levels_deep_with_the_leaves_asked_for(tiny_builder):
+    h = dataset.hierarchy_of(tiny_builder)
+    leaves = tiny_builder.info.metadata["leaf_classes"]
+    assert len(leaves) == tiny_builder.builder_config.num_leaves
+    assert {len(h.ancestors()[c]) for c in leaves} == {4}
+    for n in (10, 18_291):
+        t = taxonomy.build_taxonomy(n)
+        assert t.num_leaves == n and len(set(t.leaf_ids.tolist())) == n
+        roots = {p for _, p in t.parents} - {c for c, _ in t.parents}
+        assert t.num_classes == len(t.parents) + len(roots)
+
+
+def test_class_frequencies_are_zipf(tiny_builder, train):
+    meta = tiny_builder.info.metadata
+    leaf_of_class = {c: i for i, c in enumerate(meta["leaf_classes"])}
+    counts = np.zeros(len(leaf_of_class))
+    for ex in train:
+        for c in ex["objects"]["label"]:
+            counts[leaf_of_class[int(c)]] += 1
+    # Rank by the generator's frequencies (ranking by observed counts biases the fit).
+    order = np.argsort(meta["leaf_frequencies"])[::-1]
+    ranks = np.arange(1, len(order) + 1)
+    slope = np.polyfit(np.log(ranks), np.log(counts[order] + 0.5), 1)[0]
+    assert -1.25 < slope < -0.75, slope
+    assert counts.max() / max(counts.min(), 1) > 15
+
+
+def test_labels_per_image_and_noise_rate(train):
+    labels_per_image = np.mean([len(ex["labels"]) for ex in train])
+    objects_per_image = np.mean([len(ex["objects"]["label"]) for ex in train])
+    assert 1.2 < labels_per_image < 2.0, labels_per_image  # JFT: 1.26 before fill-in
+    assert objects_per_image > labels_per_image * 0.9
+    wrong = total = missing = 0
+    for ex in train:
+        present = set(ex["objects"]["label"].tolist())
+        given = set(ex["labels"].tolist())
+        wrong += len(given - present)
+        total += len(given)
+        missing += len(present - given)
+    assert 0.16 < wrong / total < 0.24, wrong / total  # the paper's ~20% noisy labels
+    assert missing > 0.1 * total  # labels are not exhaustive
+
+
+def test_noisy_labels_include_lookalike_confusions(tiny_builder, train):
+    t = taxonomy.build_taxonomy(tiny_builder.builder_config.num_leaves)
+    leaf_index = {int(c): i for i, c in enumerate(t.leaf_ids)}
+    lookalike = {int(t.leaf_ids[i]): int(t.leaf_ids[j]) for i, j in enumerate(t.lookalike)}
+    confusions = sum(1 for ex in train for c in set(ex["labels"].tolist())
+                     - set(ex["objects"]["label"].tolist())
+                     if any(lookalike[o] == c for o in ex["objects"]["label"].tolist()))
+    assert confusions > 0.04 * len(train)
+    assert len(leaf_index) == t.num_leaves
+
+
+def test_fasteval_is_clean_dense_and_restricted(tiny_builder, fasteval):
+    h = dataset.hierarchy_of(tiny_builder)
+    monitored = set(tiny_builder.info.metadata["monitor_classes"])
+    assert len(monitored) < dataset.num_classes_of(tiny_builder)
+    for ex in fasteval:
+        want = {int(a) for o in ex["objects"]["label"] for a in h.ancestors()[o]} & monitored
+        assert set(ex["labels"].tolist()) == want
+
+
+def test_objects_have_masks_boxes_and_keypoints(tiny_builder, fasteval):
+    size = tiny_builder.builder_config.image_size
+    for ex in fasteval[:100]:
+        n = len(ex["objects"]["label"])
+        seg = ex["segmentation"][..., 0]
+        assert ex["image"].shape == (size, size, 3)
+        assert set(np.unique(seg).tolist()) - {0} == set(range(1, n + 1))
+        for k, box in enumerate(ex["objects"]["bbox"]):
+            ys, xs = np.nonzero(seg == k + 1)
+            np.testing.assert_allclose(box, [ys.min() / size, xs.min() / size,
+                                             (ys.max() + 1) / size, (xs.max() + 1) / size])
+        kp = ex["objects"]["keypoints"]
+        assert kp.shape == (n, render.NUM_KEYPOINTS, 3) and set(np.unique(kp[..., 2])) <= {0, 1}
+
+
+def test_rendering_is_deterministic():
+    params = render.GenerationParams(32, 40, 0.2, 1.0, 0.7, 0.25, seed=5)
+    t = taxonomy.build_taxonomy(40)
+    a = render.render_example(params, t, "train", 11)
+    b = render.render_example(params, t, "train", 11)
+    c = render.render_example(params, t, "train", 12)
+    assert a["image"] == b["image"] and a["labels"] == b["labels"]
+    assert a["image"] != c["image"]
+    assert np.asarray(Image.open(io.BytesIO(a["image"]))).shape == (32, 32, 3)
