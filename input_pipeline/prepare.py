@@ -14,10 +14,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow_datasets as tfds  # noqa: E402
+import numpy as np
+import tensorflow_datasets as tfds
 
-from input_pipeline import dataset  # noqa: E402
+from input_pipeline import dataset
 
 
 def label_statistics(builder: tfds.core.DatasetBuilder, split: str = "train",

@@ -1,0 +1,199 @@
+"""Train-step images/second: the framework's step beside a plain-flax reference.
+
+Both run the same ResNet module on the same random batch, with softmax
+cross-entropy and SGD + momentum 0.9 (the ImageNet recipe), so the ratio is
+what the framework's machinery costs (declared shardings, sharding
+constraints on the logits, masks, metrics). MFU = model FLOPs per step
+(XLA's cost analysis of the step compiled for the CPU) / step time / peak, where the
+peak is a large matmul in the compute dtype measured in the same run.
+Optionally also times the JFT recipe's shape: an 18,291-way sigmoid head.
+
+    python -m benchmarks.train_step_throughput                      # GPU: R50, 224 px
+    python -m benchmarks.train_step_throughput --depth 18 --image_size 64 \
+        --batch_size 8 --steps 3 --matmul 1024                      # CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state as flax_train_state
+
+from big_vision_like import losses, sharding, train_step
+from big_vision_like import mesh as mesh_lib
+from big_vision_like.models.resnet import ResNet
+
+DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}
+
+
+def measured_peak_flops(n: int, dtype) -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+    mm = jax.jit(lambda a, b: a @ b)
+    mm(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(10):
+            out = mm(a, b)
+        out.block_until_ready()
+        best = min(best, (time.perf_counter() - start) / 10)
+    return 2 * n ** 3 / best
+
+
+def time_steps(step, state, batch, steps: int) -> tuple[float, object]:
+    state, metrics = step(state, batch)  # compile + warm up
+    jax.block_until_ready(metrics)
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = step(state, batch)
+    jax.block_until_ready((state, metrics))
+    return (time.perf_counter() - start) / steps, state
+
+
+def model_flops(model, tx, loss_fn, image_shape, num_classes, batch_size) -> float:
+    """FLOPs of one train step, from XLA's cost analysis on the CPU backend.
+
+    A GPU backend turns convolutions into library calls that its cost model
+    does not count, so the step is compiled for the host CPU instead (compiled,
+    never run), at batch 1 and 2; FLOPs are linear in the batch, which gives
+    per-example and per-step (optimizer) parts exactly.
+    """
+    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+
+    def step(params, batch_stats, opt_state, batch):
+        def loss(params):
+            (logits, _), new = model.apply({"params": params, "batch_stats": batch_stats},
+                                           batch["image"], train=True, mutable=["batch_stats"])
+            return loss_fn(logits, batch["labels"], None), new
+        (value, new), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new, opt_state, value
+
+    variables = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape)), train=False))
+    opt_state = jax.eval_shape(tx.init, variables["params"])
+    on_cpu = lambda tree: jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cpu), tree)
+    flops = []
+    for b in (1, 2):
+        batch = {"image": jax.ShapeDtypeStruct((b, *image_shape), jnp.float32),
+                 "labels": jax.ShapeDtypeStruct((b, num_classes), jnp.float32)}
+        cost = jax.jit(step).lower(*on_cpu((variables["params"], variables["batch_stats"],
+                                             opt_state, batch))).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        flops.append(float(cost["flops"]))
+    per_example, per_step = flops[1] - flops[0], 2 * flops[0] - flops[1]
+    return per_example * batch_size + per_step
+
+
+def framework(model, tx, loss_fn, batch, image_shape, mesh, rules, steps):
+    state, shardings = train_step.create_train_state(
+        model, tx, image_shape, jax.random.key(0), mesh, rules)
+    step = train_step.jit_train_step(
+        train_step.make_train_step(model, tx, loss_fn, mesh), shardings, mesh)
+    batch = jax.device_put(batch, mesh_lib.batch_sharding(mesh))
+    seconds, _ = time_steps(step, state, batch, steps)
+    return seconds
+
+
+def plain_flax(model, tx, batch, image_shape, steps):
+    """What one would write from flax's ImageNet example, nothing more."""
+    class State(flax_train_state.TrainState):
+        batch_stats: dict
+
+    variables = jax.jit(lambda r: model.init(r, jnp.zeros((1, *image_shape)), train=False))(
+        jax.random.key(0))
+    state = State.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                         batch_stats=variables["batch_stats"])
+
+    def step(state, batch):
+        def loss_fn(params):
+            (logits, _), new = model.apply({"params": params, "batch_stats": state.batch_stats},
+                                           batch["image"], train=True, mutable=["batch_stats"])
+            return optax.softmax_cross_entropy(logits, batch["labels"]).mean(), new
+        (loss, new), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        state = state.apply_gradients(grads=grads, batch_stats=new["batch_stats"])
+        return state, loss
+
+    jitted = jax.jit(step, donate_argnums=0)
+    batch = jax.device_put(batch, jax.devices()[0])  # on device once, as the framework's
+    seconds, _ = time_steps(jitted, state, batch, steps)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depth", type=int, default=50)
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--batch_size", type=int, default=128, help="global batch")
+    parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--matmul", type=int, default=8192, help="peak matmul size")
+    parser.add_argument("--jft_head", action="store_true",
+                        help="also time ResNet-101, 299 px, 18,291-way sigmoid head")
+    parser.add_argument("--json", default=None, help="write results here too")
+    args = parser.parse_args()
+    dtype = DTYPES[args.dtype]
+    device = jax.devices()[0]
+    peak = measured_peak_flops(args.matmul, dtype)
+    mesh = mesh_lib.make_mesh(data=-1, model=1)
+    rng = np.random.default_rng(0)
+    results = {"device": device.device_kind, "devices": jax.device_count(),
+               "dtype": args.dtype, "peak_matmul_tflops": peak / 1e12, "runs": []}
+
+    def run(name, depth, size, num_classes, loss, with_reference):
+        shape = (size, size, 3)
+        batch = {"image": rng.normal(size=(args.batch_size, *shape)).astype(np.float32),
+                 "labels": np.eye(num_classes, dtype=np.float32)[
+                     rng.integers(0, num_classes, args.batch_size)]}
+        model = ResNet(depth=depth, num_classes=num_classes, dtype=dtype)
+        tx = optax.sgd(0.1, momentum=0.9)
+        loss_fn = losses.get_loss(loss)
+        seconds = framework(model, tx, loss_fn, batch, shape, mesh,
+                            sharding.HEAD_SHARDED_RULES, args.steps)
+        flops = model_flops(model, tx, loss_fn, shape, num_classes, args.batch_size)
+        row = {"name": name, "img_per_s": args.batch_size / seconds,
+               "step_ms": seconds * 1e3, "tflops_per_step": flops / 1e12,
+               "mfu_vs_measured_peak": flops / seconds / peak}
+        if with_reference:
+            ref = plain_flax(model, tx, batch, shape, args.steps)
+            row.update(reference_img_per_s=args.batch_size / ref,
+                       ratio_framework_over_reference=ref / seconds)
+        results["runs"].append(row)
+        print(json.dumps(row), flush=True)
+
+    jobs = [(f"ResNet-{args.depth} {args.image_size}px softmax 1000", args.depth,
+             args.image_size, 1000, "softmax_xent", True)]
+    if args.jft_head:
+        jobs.append(("ResNet-101 299px sigmoid 18291 (JFT)", 101, 299, 18291,
+                     "sigmoid_xent", False))
+    for job in jobs:
+        try:
+            run(*job)
+        except Exception as e:  # e.g. out of memory: report it, keep the other rows
+            print(f"{job[0]}: failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
+
+    print(f"\ndevice: {device.device_kind} x{jax.device_count()}, {args.dtype}, global batch "
+          f"{args.batch_size}; measured matmul peak {peak / 1e12:.1f} TFLOP/s")
+    print(f"{'run':<42} {'img/s':>9} {'ms/step':>8} {'MFU':>6} {'ref img/s':>10} {'ratio':>6}")
+    nan = float("nan")
+    for r in results["runs"]:
+        print(f"{r['name']:<42} {r['img_per_s']:>9.1f} {r['step_ms']:>8.1f} "
+              f"{r['mfu_vs_measured_peak']:>6.1%} {r.get('reference_img_per_s', nan):>10.1f}"
+              f" {r.get('ratio_framework_over_reference', nan):>6.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Models: ResNet backbones with a class-sharded head."""

@@ -1,0 +1,133 @@
+"""ResNet v1 (He et al. 2016) with batch norm after every convolution.
+
+Bottleneck blocks for depths 50/101/152, basic blocks for 18/34, a width
+multiplier for small runs. The stride of a downsampling bottleneck sits on
+its 3x3 convolution (as in torchvision and flax's ImageNet example);
+parameter counts are those of the original. `__call__` returns the logits
+and a dict of named outputs: `conv1`, `conv2` ... `conv5` (stage outputs),
+`pre_logits` (pooled features). `output_stride` 16 or 8 turns the last
+stages atrous (dilated) for dense prediction.
+
+Batch-norm statistics are means over the whole batch axis; under jit with
+the batch sharded over `data`, XLA reduces them across devices, so they
+are global-batch statistics whatever the mesh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
+          101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+class BottleneckBlock(nn.Module):
+    filters: int
+    strides: int = 1
+    dilation: int = 1
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        conv = lambda f, k, s=1, d=1, name=None: nn.Conv(
+            f, (k, k), (s, s), kernel_dilation=(d, d), padding="SAME", use_bias=False,
+            dtype=self.dtype, kernel_init=nn.initializers.variance_scaling(
+                2.0, "fan_out", "normal"), name=name)
+        norm = lambda name, scale_init=nn.initializers.ones: nn.BatchNorm(
+            use_running_average=not train, momentum=0.9, epsilon=1e-5,
+            dtype=self.dtype, scale_init=scale_init, name=name)
+        residual = x
+        y = nn.relu(norm("bn1")(conv(self.filters, 1, name="conv1")(x)))
+        y = nn.relu(norm("bn2")(conv(self.filters, 3, self.strides, self.dilation,
+                                     name="conv2")(y)))
+        # Zero-init the last BN scale: each block starts as the identity.
+        y = norm("bn3", nn.initializers.zeros)(conv(self.filters * 4, 1, name="conv3")(y))
+        if residual.shape != y.shape:
+            residual = norm("proj_bn")(conv(self.filters * 4, 1, self.strides,
+                                            name="proj")(residual))
+        return nn.relu(residual + y)
+
+
+class BasicBlock(nn.Module):
+    filters: int
+    strides: int = 1
+    dilation: int = 1
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        conv = lambda f, k, s=1, d=1, name=None: nn.Conv(
+            f, (k, k), (s, s), kernel_dilation=(d, d), padding="SAME", use_bias=False,
+            dtype=self.dtype, kernel_init=nn.initializers.variance_scaling(
+                2.0, "fan_out", "normal"), name=name)
+        norm = lambda name, scale_init=nn.initializers.ones: nn.BatchNorm(
+            use_running_average=not train, momentum=0.9, epsilon=1e-5,
+            dtype=self.dtype, scale_init=scale_init, name=name)
+        residual = x
+        y = nn.relu(norm("bn1")(conv(self.filters, 3, self.strides, self.dilation,
+                                     name="conv1")(x)))
+        y = norm("bn2", nn.initializers.zeros)(conv(self.filters, 3, 1, self.dilation,
+                                                    name="conv2")(y))
+        if residual.shape != y.shape:
+            residual = norm("proj_bn")(conv(self.filters, 1, self.strides,
+                                            name="proj")(residual))
+        return nn.relu(residual + y)
+
+
+class ResNet(nn.Module):
+    """ResNet v1; `num_classes=0` gives features only (logits are None)."""
+
+    depth: int = 50
+    num_classes: int = 1000
+    width: float = 1.0
+    head_bias_init: float = 0.0
+    output_stride: int = 32
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images, train: bool = False):
+        if self.depth not in STAGES:
+            raise ValueError(f"ResNet depth {self.depth} is not one of {sorted(STAGES)}.")
+        if self.output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, not {self.output_stride}.")
+        block_cls = BottleneckBlock if self.depth >= 50 else BasicBlock
+        base = int(64 * self.width)
+        out: dict[str, jnp.ndarray] = {}
+        x = images.astype(self.dtype)
+        x = nn.Conv(base, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False,
+                    dtype=self.dtype, name="conv1")(x)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                                 epsilon=1e-5, dtype=self.dtype, name="bn1")(x))
+        out["conv1"] = x
+        x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
+        stride, dilation = 4, 1
+        for i, blocks in enumerate(STAGES[self.depth]):
+            first_stride = 1 if i == 0 else 2
+            if first_stride == 2 and stride >= self.output_stride:
+                first_stride, dilation = 1, dilation * 2  # atrous instead of stride
+            stride *= first_stride
+            for j in range(blocks):
+                x = block_cls(base * 2 ** i, strides=first_stride if j == 0 else 1,
+                              dilation=dilation, dtype=self.dtype,
+                              name=f"conv{i + 2}_block{j + 1}")(x, train)
+            out[f"conv{i + 2}"] = x
+        out["pre_logits"] = x.mean(axis=(1, 2)).astype(jnp.float32)
+        if not self.num_classes:
+            return None, out
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head",
+                          kernel_init=nn.initializers.zeros,
+                          bias_init=nn.initializers.constant(self.head_bias_init)
+                          )(out["pre_logits"])
+        return logits.astype(jnp.float32), out
+
+
+def resnet(depth: int, num_classes: int, **kwargs) -> ResNet:
+    return ResNet(depth=depth, num_classes=num_classes, **kwargs)
+
+
+def stage_names(depth: int) -> Sequence[str]:
+    return ["conv1"] + [f"conv{i + 2}" for i in range(len(STAGES[depth]))]

@@ -1,0 +1,63 @@
+"""The sharded train step computes what a single device computes."""
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from big_vision_like import losses, sharding, train_step
+from big_vision_like import mesh as mesh_lib
+from big_vision_like.models.resnet import ResNet
+
+NUM_CLASSES = 64
+
+
+def one_step(mesh):
+    model = ResNet(depth=18, num_classes=NUM_CLASSES, width=0.25, head_bias_init=-2.0)
+    tx = optax.chain(optax.add_decayed_weights(1e-4),
+                     optax.rmsprop(1e-3, decay=0.9, momentum=0.9, eps=1.0))
+    state, shardings = train_step.create_train_state(
+        model, tx, (32, 32, 3), jax.random.key(0), mesh, sharding.HEAD_SHARDED_RULES)
+    step = train_step.jit_train_step(
+        train_step.make_train_step(model, tx, losses.sigmoid_xent, mesh), shardings, mesh)
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
+             "labels": (rng.random((8, NUM_CLASSES)) < 0.1).astype(np.float32)}
+    batch = jax.device_put(batch, mesh_lib.batch_sharding(mesh))
+    for _ in range(2):
+        state, metrics = step(state, batch)
+    return state, metrics
+
+
+@pytest.fixture(scope="module")
+def single():
+    return one_step(mesh_lib.make_mesh(1, 1, devices=jax.devices()[:1]))
+
+
+def test_two_by_four_mesh_matches_one_device(single):
+    state1, metrics1 = single
+    state8, metrics8 = one_step(mesh_lib.make_mesh(2, 4))
+    np.testing.assert_allclose(metrics8["train/loss"], metrics1["train/loss"], rtol=1e-4)
+    for a, b in zip(jax.tree.leaves(state8.params), jax.tree.leaves(state1.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(state8.batch_stats), jax.tree.leaves(state1.batch_stats)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_head_and_its_optimizer_slots_are_sharded_over_model():
+    state, _ = one_step(mesh_lib.make_mesh(2, 4))
+    kernel = state.params["head"]["kernel"]
+    assert {s.data.shape for s in kernel.addressable_shards} == {(128, NUM_CLASSES // 4)}
+    slots = [x for p, x in jax.tree_util.tree_leaves_with_path(state.opt_state)
+             if "head" in sharding.path_str(p) and x.ndim == 2]
+    assert slots and all({s.data.shape for s in x.addressable_shards}
+                         == {(128, NUM_CLASSES // 4)} for x in slots)
+    conv = state.params["conv1"]["kernel"]  # the backbone stays replicated
+    assert {s.data.shape for s in conv.addressable_shards} == {conv.shape}
+
+
+def test_indivisible_head_is_a_clear_error():
+    model = ResNet(depth=18, num_classes=10, width=0.25)
+    with pytest.raises(ValueError, match="head/(kernel|bias) has dimension 10, not divisible"):
+        train_step.create_train_state(model, optax.sgd(0.1), (32, 32, 3), jax.random.key(0),
+                                      mesh_lib.make_mesh(2, 4), sharding.HEAD_SHARDED_RULES)
