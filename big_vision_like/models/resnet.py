@@ -25,6 +25,21 @@ STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
           101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
+def _conv(features: int, kernel: int, strides: int = 1, dilation: int = 1,
+          dtype: Any = jnp.float32, name: str | None = None) -> nn.Conv:
+    return nn.Conv(features, (kernel, kernel), (strides, strides),
+                   kernel_dilation=(dilation, dilation), padding="SAME", use_bias=False,
+                   dtype=dtype, name=name,
+                   kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
+
+
+def _norm(train: bool, dtype: Any, name: str, zero_scale: bool = False) -> nn.BatchNorm:
+    # A zero scale on a block's last BN makes the block start as the identity.
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        dtype=dtype, name=name,
+                        scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones)
+
+
 class BottleneckBlock(nn.Module):
     filters: int
     strides: int = 1
@@ -33,23 +48,16 @@ class BottleneckBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = lambda f, k, s=1, d=1, name=None: nn.Conv(
-            f, (k, k), (s, s), kernel_dilation=(d, d), padding="SAME", use_bias=False,
-            dtype=self.dtype, kernel_init=nn.initializers.variance_scaling(
-                2.0, "fan_out", "normal"), name=name)
-        norm = lambda name, scale_init=nn.initializers.ones: nn.BatchNorm(
-            use_running_average=not train, momentum=0.9, epsilon=1e-5,
-            dtype=self.dtype, scale_init=scale_init, name=name)
-        residual = x
-        y = nn.relu(norm("bn1")(conv(self.filters, 1, name="conv1")(x)))
-        y = nn.relu(norm("bn2")(conv(self.filters, 3, self.strides, self.dilation,
-                                     name="conv2")(y)))
-        # Zero-init the last BN scale: each block starts as the identity.
-        y = norm("bn3", nn.initializers.zeros)(conv(self.filters * 4, 1, name="conv3")(y))
-        if residual.shape != y.shape:
-            residual = norm("proj_bn")(conv(self.filters * 4, 1, self.strides,
-                                            name="proj")(residual))
-        return nn.relu(residual + y)
+        dt = self.dtype
+        y = nn.relu(_norm(train, dt, "bn1")(_conv(self.filters, 1, dtype=dt, name="conv1")(x)))
+        y = nn.relu(_norm(train, dt, "bn2")(_conv(self.filters, 3, self.strides, self.dilation,
+                                                  dt, name="conv2")(y)))
+        y = _norm(train, dt, "bn3", zero_scale=True)(
+            _conv(self.filters * 4, 1, dtype=dt, name="conv3")(y))
+        if x.shape != y.shape:
+            x = _norm(train, dt, "proj_bn")(_conv(self.filters * 4, 1, self.strides, dtype=dt,
+                                                  name="proj")(x))
+        return nn.relu(x + y)
 
 
 class BasicBlock(nn.Module):
@@ -60,22 +68,15 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = lambda f, k, s=1, d=1, name=None: nn.Conv(
-            f, (k, k), (s, s), kernel_dilation=(d, d), padding="SAME", use_bias=False,
-            dtype=self.dtype, kernel_init=nn.initializers.variance_scaling(
-                2.0, "fan_out", "normal"), name=name)
-        norm = lambda name, scale_init=nn.initializers.ones: nn.BatchNorm(
-            use_running_average=not train, momentum=0.9, epsilon=1e-5,
-            dtype=self.dtype, scale_init=scale_init, name=name)
-        residual = x
-        y = nn.relu(norm("bn1")(conv(self.filters, 3, self.strides, self.dilation,
-                                     name="conv1")(x)))
-        y = norm("bn2", nn.initializers.zeros)(conv(self.filters, 3, 1, self.dilation,
-                                                    name="conv2")(y))
-        if residual.shape != y.shape:
-            residual = norm("proj_bn")(conv(self.filters, 1, self.strides,
-                                            name="proj")(residual))
-        return nn.relu(residual + y)
+        dt = self.dtype
+        y = nn.relu(_norm(train, dt, "bn1")(_conv(self.filters, 3, self.strides, self.dilation,
+                                                  dt, name="conv1")(x)))
+        y = _norm(train, dt, "bn2", zero_scale=True)(
+            _conv(self.filters, 3, 1, self.dilation, dt, name="conv2")(y))
+        if x.shape != y.shape:
+            x = _norm(train, dt, "proj_bn")(_conv(self.filters, 1, self.strides, dtype=dt,
+                                                  name="proj")(x))
+        return nn.relu(x + y)
 
 
 class ResNet(nn.Module):
@@ -100,8 +101,7 @@ class ResNet(nn.Module):
         x = images.astype(self.dtype)
         x = nn.Conv(base, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False,
                     dtype=self.dtype, name="conv1")(x)
-        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                                 epsilon=1e-5, dtype=self.dtype, name="bn1")(x))
+        x = nn.relu(_norm(train, self.dtype, "bn1")(x))
         out["conv1"] = x
         x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
         stride, dilation = 4, 1
