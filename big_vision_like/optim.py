@@ -23,11 +23,14 @@ def resolve_steps(cfg: Mapping[str, Any], name: str, batch_size: int,
                   examples_per_epoch: int | None = None, default: int | None = None) -> int:
     """`<name>_steps`, `<name>_epochs` or `<name>_examples` of `cfg`, in steps.
 
-    Exactly one may be set (None counts as unset); examples and epochs round
-    up to whole steps.
+    Epochs or examples override steps (configs carry a default in steps);
+    epochs and examples together are an error. None counts as unset;
+    examples and epochs round up to whole steps.
     """
     given = {unit: cfg.get(f"{name}_{unit}") for unit in ("steps", "epochs", "examples")}
     given = {u: v for u, v in given.items() if v is not None}
+    if len(given) > 1 and "steps" in given:
+        del given["steps"]
     if len(given) > 1:
         raise ValueError(f"{name}: give one of {name}_steps/_epochs/_examples, not "
                          f"{sorted(f'{name}_{u}' for u in given)}.")

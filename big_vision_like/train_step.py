@@ -49,9 +49,31 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
     return jax.jit(init, out_shardings=shardings)(rng), shardings
 
 
+def round_up_classes(num_classes: int, mesh: Mesh) -> int:
+    """Head width: num_classes rounded up to a multiple of the `model` axis.
+
+    18,291 (JFT) is odd, so no mesh of 2, 4 or 8 model shards divides it; the
+    extra columns are masked out of the loss and the predictions.
+    """
+    m = mesh.shape[MODEL]
+    return -(-num_classes // m) * m
+
+
+def mask_padded_classes(logits: jax.Array, num_classes: int) -> jax.Array:
+    """Padded head columns get a logit of -1e9: zero loss, zero gradient, never ranked."""
+    if logits.shape[-1] == num_classes:
+        return logits
+    valid = jnp.arange(logits.shape[-1]) < num_classes
+    return jnp.where(valid, logits, jnp.asarray(-1e9, logits.dtype))
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
-                    loss_fn: LossFn, mesh: Mesh) -> Callable:
-    """The un-jitted step: (state, batch) -> (state, metrics)."""
+                    loss_fn: LossFn, mesh: Mesh, num_classes: int | None = None) -> Callable:
+    """The un-jitted step: (state, batch) -> (state, metrics).
+
+    `num_classes` (the labels' width) may be below the head's width, see
+    `round_up_classes`.
+    """
     logits_sharding = NamedSharding(mesh, P(DATA, MODEL))
 
     def step(state: TrainState, batch: dict[str, jax.Array]):
@@ -62,12 +84,20 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
             # Each device keeps its (examples, classes) block of the logits:
             # the loss of a class-sharded head never gathers all classes.
             logits = jax.lax.with_sharding_constraint(logits, logits_sharding)
-            return loss_fn(logits, batch["labels"], batch.get("_mask")), new_vars["batch_stats"]
+            labels = batch["labels"]
+            if num_classes is not None and logits.shape[-1] > num_classes:
+                logits = mask_padded_classes(logits, num_classes)
+                labels = jnp.pad(labels, ((0, 0), (0, logits.shape[-1] - num_classes)))
+            return loss_fn(logits, labels, batch.get("_mask")), new_vars["batch_stats"]
 
         (value, batch_stats), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"train/loss": value, "train/grad_norm": optax.global_norm(grads)}
+        # Checked before a checkpoint is written: a finite loss can still
+        # produce non-finite parameters, which must never be saved.
+        finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree.leaves(params)]))
+        metrics = {"train/loss": value, "train/grad_norm": optax.global_norm(grads),
+                   "train/params_finite": finite}
         return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                              opt_state=opt_state), metrics
     return step

@@ -105,7 +105,8 @@ def _raw(builder, split: str, shuffle_seed: int | None) -> tf.data.Dataset:
                               decoders=decoders, read_config=read_config)
 
 
-def _with_index_and_seed(ds: tf.data.Dataset, seed: int, shard: HostShard):
+def _with_index_and_seed(ds: tf.data.Dataset, seed: int, shard: HostShard,
+                         start: int = 0):
     base = np.int64(seed) * 1_000_003 + shard.index
 
     def add(i, ex):
@@ -113,7 +114,7 @@ def _with_index_and_seed(ds: tf.data.Dataset, seed: int, shard: HostShard):
         ex[INDEX_KEY] = i
         ex[SEED_KEY] = tf.stack([tf.constant(base, tf.int64), i])
         return ex
-    return ds.enumerate().map(add, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.enumerate(start=start).map(add, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _preprocess(ds: tf.data.Dataset, pp: Preprocess, skip_corrupt: bool):
@@ -136,15 +137,20 @@ def _preprocess(ds: tf.data.Dataset, pp: Preprocess, skip_corrupt: bool):
 
 def train_dataset(builder, split: str, pp: Preprocess, local_batch_size: int,
                   seed: int, shard: HostShard | None = None,
-                  shuffle_buffer: int = 10_000, skip_corrupt: bool = True
-                  ) -> tf.data.Dataset:
-    """Endless shuffled batches of this host's shard of `split`."""
+                  shuffle_buffer: int = 10_000, skip_corrupt: bool = True,
+                  start_index: int = 0) -> tf.data.Dataset:
+    """Endless shuffled batches of this host's shard of `split`.
+
+    The stream is a pure function of the seed: `start_index` (a
+    `HostIterator.state()["next_index"]` saved in a checkpoint) resumes it
+    exactly where that iterator stood, by skipping records before decoding.
+    """
     hide_accelerators_from_tf()
     shard = shard or HostShard.current()
     ds = _raw(builder, shard.split(split), shuffle_seed=seed + shard.index)
     ds = ds.shuffle(shuffle_buffer, seed=seed + shard.index,
                     reshuffle_each_iteration=True).repeat()
-    ds = _with_index_and_seed(ds, seed, shard)
+    ds = _with_index_and_seed(ds.skip(start_index), seed, shard, start=start_index)
     ds = _preprocess(ds, pp, skip_corrupt)
     return ds.batch(local_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
@@ -183,12 +189,18 @@ class HostIterator:
     record the decoding stage could not read.
     """
 
-    def __init__(self, ds: tf.data.Dataset, description: str = "input"):
+    def __init__(self, ds: tf.data.Dataset, description: str = "input",
+                 state: dict[str, int] | None = None):
         self.tf_iterator = iter(ds)
         self.description = description
-        self.skipped = 0
-        self._seen = 0
-        self._next_index = 0
+        state = state or {}
+        self.skipped = int(state.get("skipped", 0))
+        self._next_index = int(state.get("next_index", 0))
+        self._seen = self._next_index - self.skipped
+
+    def state(self) -> dict[str, int]:
+        """Where the stream stands after the last batch: resume from here."""
+        return {"next_index": self._next_index, "skipped": self.skipped}
 
     def __iter__(self) -> HostIterator:
         return self

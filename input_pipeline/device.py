@@ -29,12 +29,15 @@ class DevicePrefetcher:
     """Iterates global, sharded batches while the next ones are transferred.
 
     Errors of the host iterator are re-raised in the consumer, in order.
-    `host` stays reachable for its counters (e.g. skipped records).
+    `host_state` is the host iterator's `state()` as of the last batch handed
+    out (not as of the batches still queued), which is what a checkpoint
+    must record to resume the stream exactly.
     """
 
     def __init__(self, host: Iterator[dict[str, np.ndarray]],
                  sharding: NamedSharding, size: int = 2):
         self.host = host
+        self.host_state: dict | None = None
         self._sharding = sharding
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, size))
         self._stop = threading.Event()
@@ -43,8 +46,9 @@ class DevicePrefetcher:
 
     def _fill(self) -> None:
         try:
+            state_fn = getattr(self.host, "state", None)
             for batch in self.host:
-                item = to_global(batch, self._sharding)
+                item = (to_global(batch, self._sharding), state_fn() if state_fn else None)
                 while not self._stop.is_set():
                     try:
                         self._queue.put(item, timeout=0.1)
@@ -68,7 +72,8 @@ class DevicePrefetcher:
         if isinstance(item, BaseException):
             self._queue.put(item)
             raise item
-        return item
+        batch, self.host_state = item
+        return batch
 
     def close(self) -> None:
         self._stop.set()

@@ -112,7 +112,8 @@ def central_crop(ctx: PPContext, size, key: str = "image") -> Op:
         img = data[key]
         top = (tf.shape(img)[0] - h) // 2
         left = (tf.shape(img)[1] - w) // 2
-        data[key] = img[top:top + h, left:left + w]
+        # A crop larger than the image fails here rather than batching ragged.
+        data[key] = tf.ensure_shape(img[top:top + h, left:left + w], (h, w, None))
         return data
     return op
 

@@ -11,8 +11,9 @@ def test_durations_in_steps_epochs_or_examples():
     assert optim.resolve_steps({"total_examples": 100}, "total", 32) == 4
     assert optim.resolve_steps({"total_epochs": 2, "total_steps": None}, "total", 10, 55) == 11
     assert optim.resolve_steps({}, "warmup", 32, default=0) == 0
-    with pytest.raises(ValueError, match="not \\['total_epochs', 'total_steps'\\]"):
-        optim.resolve_steps({"total_steps": 1, "total_epochs": 1}, "total", 8, 80)
+    assert optim.resolve_steps({"total_steps": 1, "total_epochs": 1}, "total", 8, 80) == 10
+    with pytest.raises(ValueError, match="not \\['total_epochs', 'total_examples'\\]"):
+        optim.resolve_steps({"total_examples": 1, "total_epochs": 1}, "total", 8, 80)
     with pytest.raises(ValueError, match="needs the training split's size"):
         optim.resolve_steps({"total_epochs": 1}, "total", 8)
 

@@ -12,17 +12,19 @@ from big_vision_like.models.resnet import ResNet
 NUM_CLASSES = 64
 
 
-def one_step(mesh):
-    model = ResNet(depth=18, num_classes=NUM_CLASSES, width=0.25, head_bias_init=-2.0)
+def one_step(mesh, num_classes=NUM_CLASSES):
+    width = train_step.round_up_classes(num_classes, mesh)
+    model = ResNet(depth=18, num_classes=width, width=0.25, head_bias_init=-2.0)
     tx = optax.chain(optax.add_decayed_weights(1e-4),
                      optax.rmsprop(1e-3, decay=0.9, momentum=0.9, eps=1.0))
     state, shardings = train_step.create_train_state(
         model, tx, (32, 32, 3), jax.random.key(0), mesh, sharding.HEAD_SHARDED_RULES)
     step = train_step.jit_train_step(
-        train_step.make_train_step(model, tx, losses.sigmoid_xent, mesh), shardings, mesh)
+        train_step.make_train_step(model, tx, losses.sigmoid_xent, mesh, num_classes),
+        shardings, mesh)
     rng = np.random.default_rng(0)
     batch = {"image": rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
-             "labels": (rng.random((8, NUM_CLASSES)) < 0.1).astype(np.float32)}
+             "labels": (rng.random((8, num_classes)) < 0.1).astype(np.float32)}
     batch = jax.device_put(batch, mesh_lib.batch_sharding(mesh))
     for _ in range(2):
         state, metrics = step(state, batch)
@@ -54,6 +56,18 @@ def test_head_and_its_optimizer_slots_are_sharded_over_model():
                          == {(128, NUM_CLASSES // 4)} for x in slots)
     conv = state.params["conv1"]["kernel"]  # the backbone stays replicated
     assert {s.data.shape for s in conv.addressable_shards} == {conv.shape}
+
+
+def test_padded_head_trains_like_the_unpadded_one():
+    # 10 classes on 4 model shards: the head is 12 wide, 2 columns masked out.
+    state1, metrics1 = one_step(mesh_lib.make_mesh(1, 1, devices=jax.devices()[:1]), 10)
+    state8, metrics8 = one_step(mesh_lib.make_mesh(2, 4), 10)
+    assert state8.params["head"]["kernel"].shape[1] == 12
+    np.testing.assert_allclose(metrics8["train/loss"], metrics1["train/loss"], rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(state8.params["head"]["kernel"])[:, :10],
+                               np.asarray(state1.params["head"]["kernel"]), rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(state8.params["head"]["kernel"])[:, 10:], 0)
 
 
 def test_indivisible_head_is_a_clear_error():

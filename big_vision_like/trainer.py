@@ -1,0 +1,256 @@
+"""The training loop: one loop for every task, driven by a config.
+
+    state = train(config, workdir)
+
+Builds the mesh, the input pipeline, the model and optimizer from the
+config; resumes from the workdir's latest checkpoint (parameters, optimizer
+state and the input stream's position) if there is one; trains, logging,
+evaluating and checkpointing on the config's schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import logging
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import evaluators
+from big_vision_like import checkpointing, losses, optim, train_step
+from big_vision_like import mesh as mesh_lib
+from big_vision_like.metrics import MetricWriter, Progress
+from big_vision_like.models.resnet import ResNet
+from evaluators.common import EvalContext
+from input_pipeline import dataset, preprocess
+from input_pipeline.device import DevicePrefetcher
+from input_pipeline.hierarchy import LabelHierarchy
+from input_pipeline.pp_ops import PPContext, default_registry
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def build_model(cfg: ml_collections.ConfigDict, num_classes: int, mesh=None) -> ResNet:
+    """The config's model; its head rounded up to a multiple of the `model` axis."""
+    kwargs = dict(cfg)
+    name = kwargs.pop("name", "resnet")
+    if name != "resnet":
+        raise ValueError(f"unknown model {name!r}; known: resnet.")
+    kwargs["dtype"] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[
+        kwargs.pop("dtype", "float32")]
+    num_classes = kwargs.get("num_classes") or num_classes
+    if mesh is not None and num_classes:
+        num_classes = train_step.round_up_classes(num_classes, mesh)
+    kwargs["num_classes"] = num_classes
+    return ResNet(**kwargs)
+
+
+def load_hierarchy(spec: str, builder) -> LabelHierarchy | None:
+    """'dataset' (its metadata), 'none', a child-parent file or Open Images JSON."""
+    if spec in ("dataset", "none", "", None):
+        return dataset.hierarchy_of(builder) if spec == "dataset" else None
+    meta = builder.info.metadata or {}
+    names = meta.get("class_names")
+    if spec.endswith(".json"):
+        if names is None:
+            raise ValueError(f"hierarchy {spec}: an Open Images hierarchy names classes; "
+                             "the dataset's metadata has no class_names to map them.")
+        return LabelHierarchy.from_open_images_json(spec, names)
+    return LabelHierarchy.from_pairs_file(spec, num_classes=dataset.num_classes_of(builder),
+                                          class_names=names)
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+class _Data:
+    """The config's datasets, preprocessing and batching, for train and eval."""
+
+    def __init__(self, config: ml_collections.ConfigDict, mesh):
+        self.config, self.mesh = config, mesh
+        inp = config.input
+        self.builder = dataset.get_builder(inp.data.name, inp.data.get("data_dir"))
+        self.num_classes = dataset.num_classes_of(self.builder)
+        self.pp_ctx = PPContext(num_classes=self.num_classes,
+                                hierarchy=load_hierarchy(inp.get("hierarchy", "dataset"),
+                                                         self.builder))
+        self.registry = default_registry()
+        self.shard = dataset.HostShard.current()
+        self.train_examples = self.builder.info.splits[inp.data.split].num_examples
+
+    def local(self, global_batch: int) -> int:
+        if global_batch % (self.shard.count * self.mesh.shape[mesh_lib.DATA]):
+            raise ValueError(
+                f"batch_size {global_batch} must be divisible by the {self.shard.count} "
+                f"processes and the data axis ({self.mesh.shape[mesh_lib.DATA]} devices).")
+        return global_batch // self.shard.count
+
+    def train_iterator(self, data_state: dict | None) -> DevicePrefetcher:
+        inp = self.config.input
+        pp = preprocess.build_preprocess(inp.pp, self.registry, self.pp_ctx)
+        ds = dataset.train_dataset(
+            self.builder, inp.data.split, pp, self.local(self.config.batch_size),
+            seed=self.config.seed, shard=self.shard,
+            shuffle_buffer=inp.get("shuffle_buffer", 10_000),
+            skip_corrupt=inp.get("skip_corrupt", True),
+            start_index=int((data_state or {}).get("next_index", 0)))
+        host = dataset.HostIterator(ds, f"train input {inp.data.name}", state=data_state)
+        return DevicePrefetcher(host, mesh_lib.batch_sharding(self.mesh),
+                                size=inp.get("prefetch", 2))
+
+    def eval_batches(self, data_cfg, pp_spec: str, batch_size: int
+                     ) -> Iterator[dict[str, jax.Array]]:
+        name = data_cfg.get("name") or self.config.input.data.name
+        builder = self.builder if name == self.config.input.data.name else \
+            dataset.get_builder(name, data_cfg.get("data_dir"))
+        pp = preprocess.build_preprocess(pp_spec, self.registry, self.pp_ctx)
+        ds, _ = dataset.eval_dataset(builder, data_cfg.split, pp, self.local(batch_size),
+                                     shard=self.shard,
+                                     skip_corrupt=self.config.input.get("skip_corrupt", True))
+        with DevicePrefetcher(dataset.HostIterator(ds, f"eval input {name}"),
+                              mesh_lib.batch_sharding(self.mesh)) as it:
+            yield from it
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
+    is_main = jax.process_index() == 0
+    if is_main:
+        write_config(config, workdir)
+    mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.model)
+    data = _Data(config, mesh)
+    batch = config.batch_size
+    total_steps = optim.resolve_steps(config, "total", batch, data.train_examples)
+    schedule = optim.build_schedule(config.schedule, total_steps, batch, data.train_examples)
+    tx = optim.build_optimizer(config.optimizer, schedule)
+    model = build_model(config.model, data.num_classes, mesh)
+    loss_fn = losses.get_loss(config.loss)
+    image_shape = tuple(config.input.image_shape)
+    rules = [tuple(r) for r in config.sharding_rules]
+
+    state, shardings = train_step.create_train_state(
+        model, tx, image_shape, jax.random.key(config.seed), mesh, rules)
+    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                      keep=config.get("keep_ckpts", 3),
+                                      keep_every=config.get("keep_ckpt_steps"))
+    data_state = None
+    latest = ckpt.latest_step()
+    if latest is not None:
+        state, data_state = ckpt.restore(latest, checkpointing.abstract_like(state, shardings))
+        logging.info("resumed from %s/%d at input position %s", ckpt.directory, latest,
+                     data_state)
+    elif config.get("init_from") and config.init_from.get("checkpoint"):
+        params, report = checkpointing.merge_params(
+            state.params, checkpointing.load_params(config.init_from.checkpoint),
+            skip=config.init_from.get("skip"))
+        state = state.replace(params=params)
+        for line in report:
+            logging.warning("init_from %s: %s", config.init_from.checkpoint, line)
+
+    step_fn = train_step.jit_train_step(
+        train_step.make_train_step(model, tx, loss_fn, mesh, data.num_classes),
+        shardings, mesh)
+    writer = MetricWriter(workdir, enabled=is_main)
+    evals = _build_evaluators(config, model, loss_fn, mesh, shardings, data)
+    start = int(state.step)
+    progress = Progress(total_steps, batch, start, config.get("log_every_seconds", 5.0))
+    log_steps = config.get("log_steps", 50)
+    ckpt_steps = config.get("ckpt_steps", 1000)
+
+    train_iter = data.train_iterator(data_state)
+    pending = None  # (step, metrics) of the step before, checked one step late
+    try:
+        for step in range(start + 1, total_steps + 1):
+            batch_arrays = next(train_iter)
+            host_state = train_iter.host_state
+            state, metrics = step_fn(state, batch_arrays)
+            if pending is not None:
+                _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
+            pending = (step, metrics)
+            if step % ckpt_steps == 0 or step == total_steps:
+                # Never save a state produced from a non-finite loss.
+                _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
+                pending = None
+                ckpt.save(step, state, host_state)
+            for name, (evaluator, every) in evals.items():
+                if step % every == 0 or step == total_steps:
+                    _run_eval(name, evaluator, state, step, writer)
+        if pending is not None:
+            _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
+        ckpt.wait()
+    finally:
+        train_iter.close()
+        writer.flush()
+        ckpt.close()
+    return state
+
+
+def _check_and_log(step, metrics, writer, progress, schedule, log_steps, train_iter):
+    loss = float(jax.device_get(metrics["train/loss"]))
+    if not math.isfinite(loss) or not bool(jax.device_get(metrics["train/params_finite"])):
+        what = f"train loss is {loss}" if not math.isfinite(loss) else \
+            "the parameters became non-finite"
+        raise NonFiniteLossError(
+            f"{what} at step {step}; stopping. Checkpoints hold only states with "
+            "finite loss and parameters, so the latest one is intact. Lower the "
+            "learning rate, add warmup or gradient clipping, or check the input data.")
+    lr = float(schedule(step - 1))
+    progress.maybe_log(step, loss, lr)
+    if step % log_steps == 0:
+        row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        row["train/lr"] = lr
+        row["train/examples_seen"] = step * progress.batch
+        row["input/skipped_records"] = (train_iter.host_state or {}).get("skipped", 0)
+        writer.write(step, row)
+
+
+def _run_eval(name, evaluator, state, step, writer):
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    results = {f"{name}/{k}": v for k, v in evaluator.run(variables)}
+    logging.info("step %d  %s", step, "  ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    writer.write(step, results)
+
+
+def _build_evaluators(config, model, loss_fn, mesh, shardings, data):
+    var_shardings = {"params": shardings.params, "batch_stats": shardings.batch_stats}
+
+    def predict(variables, images):
+        logits, out = model.apply(variables, images, train=False)
+        # Evaluators see the dataset's classes only, not the head's padding.
+        return train_step.mask_padded_classes(logits, data.num_classes)[:, :data.num_classes], out
+    predict = jax.jit(predict,
+                      in_shardings=(var_shardings, NamedSharding(mesh, P(mesh_lib.DATA))))
+    ctx = EvalContext(mesh=mesh, predict=predict, loss_fn=loss_fn,
+                      eval_batches=data.eval_batches,
+                      batch_size=config.get("eval_batch_size") or config.batch_size)
+    registry = evaluators.default_registry()
+    out = {}
+    for name, cfg in (config.get("evals") or {}).items():
+        if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+            raise ValueError(f"eval name {name!r}: use letters, digits and '_'.")
+        out[name] = (registry.get(cfg.type)(cfg, ctx), int(cfg.get("every_steps", 1000)))
+    return out
+
+
+def summary(workdir: str) -> dict[str, Any]:
+    """Last value of each metric in the workdir's metrics.jsonl."""
+    last: dict[str, Any] = {}
+    path = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                last.update(json.loads(line))
+    return last
+

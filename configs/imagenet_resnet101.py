@@ -1,0 +1,60 @@
+"""The paper's ImageNet baseline: ResNet-101, softmax, SGD with momentum.
+
+Paper (Sec. 4.1): momentum 0.9, initial learning rate 5e-2, batch 32 per
+worker on 50 asynchronous workers, learning rate divided by 10 every 30
+epochs (~1.2M steps), 5M steps in all. Synchronous translation as in
+jft300m_resnet101.py: global batch 50 x 32 = 1600; the schedule in epochs
+(decay every 30) and examples (5M x 32 = 160M, ~125 epochs); the learning
+rate per update as in the paper.
+
+Also the 'ImageNet' initialisation for 'ImageNet+300M': point the JFT
+config's init_from.checkpoint at a step folder of this run, with
+init_from.skip='^head/'.
+"""
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+from big_vision_like.sharding import HEAD_SHARDED_RULES
+from input_pipeline.preprocess import paper_eval, paper_train
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.batch_size = 32 * 50
+    c.total_steps = placeholder(int)
+    c.total_epochs = placeholder(float)
+    c.total_examples = 5_000_000 * 32
+    c.log_steps = 100
+    c.log_every_seconds = 30.0
+    c.ckpt_steps = 2000
+    c.keep_ckpts = 3
+    c.keep_ckpt_steps = placeholder(int)
+
+    c.mesh = dict(data=-1, model=1)
+    c.sharding_rules = [list(r) for r in HEAD_SHARDED_RULES]
+
+    c.input = ml_collections.ConfigDict()
+    c.input.data = dict(name="imagenet2012", split="train", data_dir=placeholder(str))
+    c.input.image_shape = (299, 299, 3)
+    c.input.pp = paper_train() + "|onehot(1000, key='label')|keep('image', 'labels')"
+    c.input.hierarchy = "none"
+    c.input.shuffle_buffer = 250_000
+    c.input.skip_corrupt = True
+    c.input.prefetch = 2
+
+    c.model = dict(name="resnet", depth=101, width=1.0, num_classes=1000,
+                   head_bias_init=0.0, dtype="bfloat16")
+    c.loss = "softmax_xent"
+    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=1e-4)
+    c.schedule = dict(name="staircase", base_lr=5e-2, decay_factor=0.1,
+                      decay_every_epochs=30)
+
+    c.evals = ml_collections.ConfigDict()
+    c.evals.val = dict(type="loss", data=dict(split="validation"),
+                       pp=paper_eval() + "|onehot(1000, key='label')|keep('image', 'labels')",
+                       every_steps=5000)
+    c.eval_batch_size = 1024
+    c.init_from = dict(checkpoint=placeholder(str), skip=placeholder(str))
+    return c
