@@ -20,6 +20,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
 from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -90,6 +93,26 @@ class _Data:
         self.registry = default_registry()
         self.shard = dataset.HostShard.current()
         self.train_examples = self.builder.info.splits[inp.data.split].num_examples
+        self._frequencies: np.ndarray | None = None
+
+    def train_label_frequencies(self) -> np.ndarray:
+        """Fraction of training images carrying each class (ancestors filled in)."""
+        if self._frequencies is None:
+            pp = preprocess.build_preprocess("multi_hot|keep('labels')", self.registry,
+                                             self.pp_ctx)
+            ds = self.builder.as_dataset(
+                split=self.config.input.data.split,
+                decoders={k: tfds.decode.SkipDecoding() for k, f in
+                          self.builder.info.features.items()
+                          if isinstance(f, tfds.features.Image)})
+            ds = ds.map(lambda ex: pp.rest(dict(ex)), num_parallel_calls=tf.data.AUTOTUNE)
+            counts = np.zeros(self.num_classes)
+            n = 0
+            for batch in ds.batch(4096).as_numpy_iterator():
+                counts += batch["labels"].sum(0)
+                n += len(batch["labels"])
+            self._frequencies = counts / max(n, 1)
+        return self._frequencies
 
     def local(self, global_batch: int) -> int:
         if global_batch % (self.shard.count * self.mesh.shape[mesh_lib.DATA]):
@@ -185,10 +208,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
                 pending = None
                 ckpt.save(step, state, host_state)
             for name, (evaluator, every) in evals.items():
-                if step % every == 0 or step == total_steps:
+                if step % every == 0 and step != total_steps:
                     _run_eval(name, evaluator, state, step, writer)
         if pending is not None:
             _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
+        for name, (evaluator, _) in evals.items():  # every evaluator runs at the end
+            _run_eval(name, evaluator, state, int(state.step), writer)
         ckpt.wait()
     finally:
         train_iter.close()
@@ -234,6 +259,7 @@ def _build_evaluators(config, model, loss_fn, mesh, shardings, data):
                       in_shardings=(var_shardings, NamedSharding(mesh, P(mesh_lib.DATA))))
     ctx = EvalContext(mesh=mesh, predict=predict, loss_fn=loss_fn,
                       eval_batches=data.eval_batches,
+                      train_label_frequencies=data.train_label_frequencies,
                       batch_size=config.get("eval_batch_size") or config.batch_size)
     registry = evaluators.default_registry()
     out = {}

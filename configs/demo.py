@@ -46,11 +46,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=1e-4)
     c.schedule = dict(name="cosine", base_lr=0.1, warmup_steps=100)
 
+    # fasteval labels already hold the monitored classes and their ancestors.
     eval_pp = ("decode|central_crop(64)|value_range(-1, 1)|multi_hot(fill_ancestors=False)"
                "|keep('image', 'labels')")
     c.evals = ml_collections.ConfigDict()
-    c.evals.fasteval = dict(type="loss", data=dict(split="fasteval"), pp=eval_pp,
-                            every_steps=500)
+    c.evals.fasteval = dict(type="map_at_k", data=dict(split="fasteval"), pp=eval_pp,
+                            every_steps=500, k=100, weights="uniform", baseline=True)
+    c.evals.fasteval_loss = dict(type="loss", data=dict(split="fasteval"), pp=eval_pp,
+                                 every_steps=500)
     c.eval_batch_size = 256
     c.init_from = dict(checkpoint=placeholder(str), skip=placeholder(str))
     return c

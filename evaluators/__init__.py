@@ -12,8 +12,16 @@ from big_vision_like.registry import Registry
 
 
 def default_registry() -> Registry:
+    from evaluators.classification import ClassificationEvaluator
+    from evaluators.fewshot import FewShotEvaluator
+    from evaluators.linear_probe import LinearProbeEvaluator
     from evaluators.loss import LossEvaluator
+    from evaluators.map_at_k import MapAtKEvaluator
 
     reg: Registry = Registry("evaluator")
     reg.register("loss", LossEvaluator)
+    reg.register("map_at_k", MapAtKEvaluator)
+    reg.register("classification", ClassificationEvaluator)
+    reg.register("fewshot", FewShotEvaluator)
+    reg.register("linear_probe", LinearProbeEvaluator)
     return reg

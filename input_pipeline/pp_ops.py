@@ -209,6 +209,16 @@ def onehot(ctx: PPContext, num_classes: int | None = None, key: str = "label",
     return op
 
 
+def object_label(ctx: PPContext, index: int = 0, key: str = "objects",
+                 key_result: str = "label") -> Op:
+    """The true class of one annotated object (`objects/label[index]`) as a
+    single label: turns a detection-style dataset into a classification one."""
+    def op(data):
+        data[key_result] = tf.cast(data[key]["label"][index], tf.int64)
+        return data
+    return op
+
+
 def keep(ctx: PPContext, *keys: str) -> Op:
     """Keeps the named keys (and the pipeline's own `_`-prefixed ones)."""
     def op(data):
@@ -233,6 +243,6 @@ def default_registry() -> Registry[OpFactory]:
     reg: Registry[OpFactory] = Registry("preprocessing op")
     reg.register("decode", OpFactory(decode, decodes=True))
     for fn in (resize, resize_small, random_crop, central_crop, flip_lr,
-               inception_crop, value_range, multi_hot, onehot, keep, rename):
+               inception_crop, value_range, multi_hot, onehot, object_label, keep, rename):
         reg.register(fn.__name__, OpFactory(fn))
     return reg

@@ -26,9 +26,10 @@ def tiny_config(data_dir, **overrides):
     c.ckpt_steps = 4
     c.log_steps = 1
     c.schedule = dict(name="cosine", base_lr=0.05, warmup_steps=2)
-    c.evals.fasteval.pp = ("decode|central_crop(32)|value_range(-1, 1)"
-                           "|multi_hot(fill_ancestors=False)|keep('image', 'labels')")
-    c.evals.fasteval.every_steps = 4
+    for ev in c.evals.values():
+        ev.pp = ("decode|central_crop(32)|value_range(-1, 1)"
+                 "|multi_hot(fill_ancestors=False)|keep('image', 'labels')")
+        ev.every_steps = 4
     c.eval_batch_size = 64
     for k, v in overrides.items():
         c[k] = v
@@ -84,7 +85,9 @@ def test_run_writes_metrics_evals_and_checkpoints(uninterrupted):
     workdir, state = uninterrupted
     assert int(state.step) == 8
     summary = trainer.summary(workdir)
-    assert np.isfinite(summary["train/loss"]) and summary["fasteval/examples"] == 500
+    assert np.isfinite(summary["train/loss"]) and summary["fasteval_loss/examples"] == 500
+    assert 0 < summary["fasteval/map@100"] <= 1 and 0 < summary["fasteval/map_all"] <= 1
+    assert 0 < summary["fasteval/map@100_frequency_baseline"] < 1
     assert summary["train/examples_seen"] == 8 * 16
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-2:] == ["4", "8"]
     assert os.listdir(os.path.join(workdir, "tensorboard"))
@@ -129,3 +132,37 @@ def test_init_from_checkpoint_reports_and_skips_by_name(tiny_builder, uninterrup
     with pytest.raises(checkpointing.CheckpointError,
                        match=r"bn1/bias has shape \(16,\), the model expects \(32,\)"):
         trainer.train(config, str(tmp_path / "mismatch"))
+
+
+@pytest.mark.slow
+def test_evaluators_plug_in_by_name(tiny_builder, uninterrupted, tmp_path):
+    """classification, fewshot, linear_probe and map_at_k with excluded ids."""
+    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+    source, _ = uninterrupted
+    config = tiny_config(data_dir, total_steps=0)
+    config.init_from = dict(checkpoint=os.path.join(source, "checkpoints", "8"), skip=None)
+    single = ("decode|central_crop(32)|value_range(-1, 1)|object_label"
+              "|keep('image', 'label')")
+    ids_file = tmp_path / "duplicates.txt"
+    ids_file.write_text("\n".join(str(i) for i in range(0, 500, 5)))  # 100 of 500
+    config.evals = {
+        "cls": dict(type="classification", data=dict(split="test"), every_steps=1,
+                    pp=single.replace("keep('image', 'label')",
+                                      "onehot(64, key='label')|keep('image', 'labels')")),
+        "few": dict(type="fewshot", data_train=dict(split="train"),
+                    data_test=dict(split="test"), pp=single, shots=[1, 5], seeds=2,
+                    every_steps=1),
+        "probe": dict(type="linear_probe", data_train=dict(split="train[:1000]"),
+                      data_test=dict(split="test"), pp=single, every_steps=1),
+        "map": dict(type="map_at_k", data=dict(split="fasteval"), every_steps=1,
+                    pp=("decode|central_crop(32)|value_range(-1, 1)"
+                        "|multi_hot(fill_ancestors=False)|keep('image', 'labels', 'image_id')"),
+                    exclude_ids=str(ids_file), weights="train_frequency", per_image=True),
+    }
+    trainer.train(config, str(tmp_path / "evals"))
+    got = trainer.summary(str(tmp_path / "evals"))
+    chance = 1 / 40
+    assert got["cls/prec@5"] >= got["cls/prec@1"] >= 0
+    assert got["few/5shot"] > chance and got["probe/accuracy"] > chance
+    assert got["map/excluded_examples"] == 100
+    assert 0 < got["map/map@100_dedup"] <= 1 and 0 < got["map/map@100_per_image"] <= 1
