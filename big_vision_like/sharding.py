@@ -4,7 +4,14 @@ Rules are (regex, spec) pairs, first match wins, matched with re.search
 against the '/'-joined path of each leaf ('params/head/kernel',
 'opt_state/0/mu/head/kernel', ...), so one rule covers a parameter and its
 optimizer slots. Anything unmatched is replicated. Specs are tuples of mesh
-axis names or None, as written in configs: ('model',) or (None, 'model').
+axis names or None, as written in configs: ('model',) or (None, 'model'),
+or the string "fsdp": split the leaf's largest dimension that the `data`
+axis divides over `data`, if the leaf has at least FSDP_MIN_SIZE elements
+(fully sharded data parallel: each device keeps 1/data of the backbone and
+its optimizer state; XLA gathers weights where the step needs them).
+
+Presets by name (config field `sharding`): "replicated", "head" (the class
+dimension over `model`), "fsdp" (the head over `model`, the rest FSDP).
 """
 
 from __future__ import annotations
@@ -22,6 +29,35 @@ Rules = Sequence[tuple[str, Sequence[str | None] | None]]
 # The class dimension of the head (last axis of kernel and bias) over `model`.
 HEAD_SHARDED_RULES: Rules = ((r"head/kernel$", (None, "model")),
                              (r"head/bias$", ("model",)))
+FSDP_MIN_SIZE = 2 ** 14
+PRESETS: dict[str, Rules] = {
+    "replicated": (),
+    "head": HEAD_SHARDED_RULES,
+    "fsdp": (*HEAD_SHARDED_RULES, (r".*", "fsdp")),
+}
+
+
+def rules_for(preset: str, extra: Rules = ()) -> Rules:
+    """The config's rules: its own `extra` ones first, then the named preset's."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown sharding preset {preset!r}; known: {sorted(PRESETS)}.")
+    return (*[tuple(r) for r in extra], *PRESETS[preset])
+
+
+def _fsdp_spec(shape: tuple[int, ...], mesh: Mesh | None) -> P:
+    data = mesh.shape.get("data", 1) if mesh is not None else 1
+    size = 1
+    for d in shape:
+        size *= d
+    if data == 1 or size < FSDP_MIN_SIZE:
+        return P()
+    dims = sorted((d for d in range(len(shape)) if shape[d] % data == 0),
+                  key=lambda d: shape[d])
+    if not dims:
+        return P()
+    spec = [None] * len(shape)
+    spec[dims[-1]] = "data"
+    return P(*spec)
 
 
 def path_str(path: tuple) -> str:
@@ -36,15 +72,18 @@ def path_str(path: tuple) -> str:
     return "/".join(parts)
 
 
-def partition_specs(tree: Any, rules: Rules) -> Any:
+def partition_specs(tree: Any, rules: Rules, mesh: Mesh | None = None) -> Any:
     """A tree of PartitionSpecs, one per leaf of `tree` (arrays or shapes)."""
     compiled = [(re.compile(pattern), spec) for pattern, spec in rules]
 
     def spec_for(path, leaf) -> P:
         name = path_str(path)
-        ndim = len(getattr(leaf, "shape", ()))
+        shape = tuple(getattr(leaf, "shape", ()))
+        ndim = len(shape)
         for pattern, spec in compiled:
             if pattern.search(name):
+                if spec == "fsdp":
+                    return _fsdp_spec(shape, mesh)
                 spec = tuple(spec or ())
                 if len(spec) > ndim:
                     # Scalars that share a name (e.g. optimizer counts) stay replicated.
@@ -56,13 +95,13 @@ def partition_specs(tree: Any, rules: Rules) -> Any:
 
 def named_shardings(tree: Any, mesh: Mesh, rules: Rules) -> Any:
     return jax.tree.map(lambda spec: NamedSharding(mesh, spec),
-                        partition_specs(tree, rules),
+                        partition_specs(tree, rules, mesh),
                         is_leaf=lambda x: isinstance(x, P))
 
 
 def check_divisible(tree: Any, mesh: Mesh, rules: Rules) -> None:
     """Raises naming the parameter whose sharded dimension the mesh does not divide."""
-    specs = partition_specs(tree, rules)
+    specs = partition_specs(tree, rules, mesh)
     for (path, leaf), spec in zip(jax.tree_util.tree_leaves_with_path(tree),
                                   jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, P))):
         for dim, axis in zip(leaf.shape, spec):

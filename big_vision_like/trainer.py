@@ -10,7 +10,6 @@ evaluating and checkpointing on the config's schedule.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -30,7 +29,8 @@ from jax.sharding import PartitionSpec as P
 import evaluators
 from big_vision_like import checkpointing, losses, optim, train_step
 from big_vision_like import mesh as mesh_lib
-from big_vision_like.metrics import MetricWriter, Progress
+from big_vision_like import sharding as sharding_lib
+from big_vision_like.metrics import MetricWriter, Progress, read_metrics
 from big_vision_like.models.resnet import ResNet
 from evaluators.common import EvalContext
 from input_pipeline import dataset, preprocess
@@ -161,7 +161,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
     model = build_model(config.model, data.num_classes, mesh)
     loss_fn = losses.get_loss(config.loss)
     image_shape = tuple(config.input.image_shape)
-    rules = [tuple(r) for r in config.sharding_rules]
+    rules = sharding_lib.rules_for(config.get("sharding", "head"),
+                                   config.get("sharding_rules") or ())
 
     state, shardings = train_step.create_train_state(
         model, tx, image_shape, jax.random.key(config.seed), mesh, rules)
@@ -273,10 +274,7 @@ def _build_evaluators(config, model, loss_fn, mesh, shardings, data):
 def summary(workdir: str) -> dict[str, Any]:
     """Last value of each metric in the workdir's metrics.jsonl."""
     last: dict[str, Any] = {}
-    path = os.path.join(workdir, "metrics.jsonl")
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                last.update(json.loads(line))
+    for row in read_metrics(workdir):
+        last.update(row)
     return last
 

@@ -10,8 +10,6 @@ labels, evaluates on the clean fasteval split as it goes, checkpoints.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from big_vision_like.sharding import HEAD_SHARDED_RULES
-
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -27,7 +25,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.keep_ckpt_steps = placeholder(int)  # also keep every N-th step
 
     c.mesh = dict(data=-1, model=1)
-    c.sharding_rules = [list(r) for r in HEAD_SHARDED_RULES]
+    # "head": the class dimension over `model`; "fsdp": also the backbone and
+    # its optimizer state over `data`; "replicated". Extra (regex, spec) rules
+    # in sharding_rules take precedence.
+    c.sharding = "head"
+    c.sharding_rules = ()
 
     c.input = ml_collections.ConfigDict()
     c.input.data = dict(name="synthetic_jft/demo", split="train", data_dir=placeholder(str))

@@ -15,7 +15,6 @@ init_from.skip='^head/'.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from big_vision_like.sharding import HEAD_SHARDED_RULES
 from input_pipeline.preprocess import paper_eval, paper_train
 
 
@@ -33,7 +32,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.keep_ckpt_steps = placeholder(int)
 
     c.mesh = dict(data=-1, model=1)
-    c.sharding_rules = [list(r) for r in HEAD_SHARDED_RULES]
+    # "head": the class dimension over `model`; "fsdp": also the backbone and
+    # its optimizer state over `data`; "replicated". Extra (regex, spec) rules
+    # in sharding_rules take precedence.
+    c.sharding = "head"
+    c.sharding_rules = ()
 
     c.input = ml_collections.ConfigDict()
     c.input.data = dict(name="imagenet2012", split="train", data_dir=placeholder(str))

@@ -28,7 +28,6 @@ dataset metadata, or from a file given in `input.hierarchy`.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from big_vision_like.sharding import HEAD_SHARDED_RULES
 from input_pipeline.preprocess import paper_eval, paper_train
 
 PAPER_BATCH_PER_WORKER, PAPER_WORKERS = 32, 50
@@ -48,7 +47,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.keep_ckpt_steps = 100_000
 
     c.mesh = dict(data=-1, model=1)
-    c.sharding_rules = [list(r) for r in HEAD_SHARDED_RULES]
+    # "head": the class dimension over `model`; "fsdp": also the backbone and
+    # its optimizer state over `data`; "replicated". Extra (regex, spec) rules
+    # in sharding_rules take precedence.
+    c.sharding = "head"
+    c.sharding_rules = ()
 
     c.input = ml_collections.ConfigDict()
     c.input.data = dict(name="jft300m", split="train", data_dir=placeholder(str))

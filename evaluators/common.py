@@ -52,3 +52,11 @@ def collect_predictions(ctx: EvalContext, variables: Any, data_cfg: Any, pp: str
                                f"evaluator's pp string (keep(..., '{key}')).")
             pieces[key].append(to_host(batch[key])[mask])
     return {k: np.concatenate(v) for k, v in pieces.items()}
+
+
+def frozen_features(ctx: EvalContext, variables: Any, config: Any, data_cfg: Any
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Pre-logit features and integer 'label' of a split (for probes and few-shot)."""
+    got = collect_predictions(ctx, variables, data_cfg, config.pp, config.get("batch_size"),
+                              keys=("label",), outputs=("pre_logits",))
+    return got["pre_logits"].astype(np.float64), got["label"].astype(np.int64)

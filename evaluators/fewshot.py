@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluators.common import EvalContext, collect_predictions
+from evaluators.common import EvalContext, frozen_features
 
 DEFAULT_L2 = tuple(2.0 ** p for p in range(-10, 11, 2))
 
@@ -67,15 +67,11 @@ class FewShotEvaluator:
     def __init__(self, config, context: EvalContext):
         self.config, self.ctx = config, context
 
-    def _features(self, variables, data):
-        got = collect_predictions(self.ctx, variables, data, self.config.pp,
-                                  self.config.get("batch_size"), keys=("label",),
-                                  outputs=("pre_logits",))
-        return got["pre_logits"].astype(np.float64), got["label"].astype(np.int64)
-
     def run(self, variables):
-        train_x, train_y = self._features(variables, self.config.data_train)
-        test_x, test_y = self._features(variables, self.config.data_test)
+        train_x, train_y = frozen_features(self.ctx, variables, self.config,
+                                           self.config.data_train)
+        test_x, test_y = frozen_features(self.ctx, variables, self.config,
+                                         self.config.data_test)
         l2 = tuple(self.config.get("l2_regs") or DEFAULT_L2)
         for shots in self.config.get("shots") or (1, 5, 10, 25):
             accs = [fewshot_accuracy(train_x, train_y, test_x, test_y, shots, seed, l2)[0]

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from evaluators.common import EvalContext, collect_predictions
+from evaluators.common import EvalContext, frozen_features
 
 
 @partial(jax.jit, static_argnames=("num_classes", "max_iter"))
@@ -68,14 +68,8 @@ class LinearProbeEvaluator:
     def __init__(self, config, context: EvalContext):
         self.config, self.ctx = config, context
 
-    def _features(self, variables, data):
-        got = collect_predictions(self.ctx, variables, data, self.config.pp,
-                                  self.config.get("batch_size"), keys=("label",),
-                                  outputs=("pre_logits",))
-        return got["pre_logits"], got["label"].astype(np.int64)
-
     def run(self, variables):
-        train = self._features(variables, self.config.data_train)
-        test = self._features(variables, self.config.data_test)
+        train = frozen_features(self.ctx, variables, self.config, self.config.data_train)
+        test = frozen_features(self.ctx, variables, self.config, self.config.data_test)
         yield "accuracy", probe_accuracy(*train, *test, self.config.get("l2", 1e-4),
                                          self.config.get("max_iter", 1000))

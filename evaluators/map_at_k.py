@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from evaluators.common import EvalContext, collect_predictions
+
 
 @partial(jax.jit, static_argnames=("k",))
 def _ap_rows(scores: jax.Array, labels: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
@@ -98,11 +100,8 @@ class MapAtKEvaluator:
     score the label-frequency baseline). Yields map@K and map_all; with
     exclude_ids also map@K_dedup and map_all_dedup."""
 
-    def __init__(self, config, context):
-        from evaluators.common import EvalContext
-
+    def __init__(self, config, context: EvalContext):
         self.config, self.ctx = config, context
-        assert isinstance(context, EvalContext)
         self.k = int(config.get("k", 100))
         self.excluded = _load_ids(config.get("exclude_ids"))
         self._weights = None
@@ -122,8 +121,6 @@ class MapAtKEvaluator:
         return self._weights
 
     def run(self, variables):
-        from evaluators.common import collect_predictions
-
         keys = ("labels", "image_id") if len(self.excluded) else ("labels",)
         got = collect_predictions(self.ctx, variables, self.config.data, self.config.pp,
                                   self.config.get("batch_size"), keys=keys)

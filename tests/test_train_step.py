@@ -12,13 +12,13 @@ from big_vision_like.models.resnet import ResNet
 NUM_CLASSES = 64
 
 
-def one_step(mesh, num_classes=NUM_CLASSES):
+def one_step(mesh, num_classes=NUM_CLASSES, rules=sharding.HEAD_SHARDED_RULES):
     width = train_step.round_up_classes(num_classes, mesh)
     model = ResNet(depth=18, num_classes=width, width=0.25, head_bias_init=-2.0)
     tx = optax.chain(optax.add_decayed_weights(1e-4),
                      optax.rmsprop(1e-3, decay=0.9, momentum=0.9, eps=1.0))
     state, shardings = train_step.create_train_state(
-        model, tx, (32, 32, 3), jax.random.key(0), mesh, sharding.HEAD_SHARDED_RULES)
+        model, tx, (32, 32, 3), jax.random.key(0), mesh, rules)
     step = train_step.jit_train_step(
         train_step.make_train_step(model, tx, losses.sigmoid_xent, mesh, num_classes),
         shardings, mesh)
@@ -75,3 +75,19 @@ def test_indivisible_head_is_a_clear_error():
     with pytest.raises(ValueError, match="head/(kernel|bias) has dimension 10, not divisible"):
         train_step.create_train_state(model, optax.sgd(0.1), (32, 32, 3), jax.random.key(0),
                                       mesh_lib.make_mesh(2, 4), sharding.HEAD_SHARDED_RULES)
+
+
+def test_fsdp_matches_one_device_and_shards_the_backbone(single):
+    state1, metrics1 = single
+    state8, metrics8 = one_step(mesh_lib.make_mesh(2, 4), rules=sharding.PRESETS["fsdp"])
+    np.testing.assert_allclose(metrics8["train/loss"], metrics1["train/loss"], rtol=1e-4)
+    for a, b in zip(jax.tree.leaves(state8.params), jax.tree.leaves(state1.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    kernel = state8.params["conv5_block1"]["conv2"]["kernel"]  # 3x3x128x128
+    assert {s.data.shape for s in kernel.addressable_shards} == {(3, 3, 128, 64)}
+    slots = [x for p, x in jax.tree_util.tree_leaves_with_path(state8.opt_state)
+             if sharding.path_str(p).endswith("conv5_block1/conv2/kernel")]
+    assert slots and all({s.data.shape for s in x.addressable_shards} == {(3, 3, 128, 64)}
+                         for x in slots)
+    head = state8.params["head"]["kernel"]
+    assert {s.data.shape for s in head.addressable_shards} == {(128, NUM_CLASSES // 4)}
