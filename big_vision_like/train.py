@@ -16,19 +16,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and metrics go.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for several processes "
+    "(not needed on TPU pods or Slurm; also JAX_COORDINATOR_ADDRESS).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id, 0-based.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from big_vision_like import trainer  # after flags: jax starts here
+    from big_vision_like import distributed, trainer  # after flags: jax starts here
 
-    logging.set_verbosity(logging.INFO)
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    import jax
+
+    logging.set_verbosity(logging.INFO if jax.process_index() == 0 else logging.WARNING)
     # orbax reports every save step at INFO; keep its warnings only.
     logging.get_absl_handler().addFilter(
         lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
     trainer.train(_CONFIG.value, _WORKDIR.value)
+    if jax.process_index() != 0:
+        return
     for key, value in sorted(trainer.summary(_WORKDIR.value).items()):
         if "/" in key:
             print(f"{key}: {value}")

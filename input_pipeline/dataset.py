@@ -225,6 +225,9 @@ def _explain(description: str, error: tf.errors.OpError) -> str:
     if "label id out of range" in msg:
         hint = ("check that the dataset's labels and the config's num_classes "
                 "agree.")
+    elif "is not compatible with expected shape" in msg:
+        hint = ("a crop larger than the image? check the preprocessing string's "
+                "sizes against the dataset's images.")
     else:
         hint = ("if this is a corrupt or undecodable image, set "
                 "skip_corrupt=True in the input config to skip and count such "

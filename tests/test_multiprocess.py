@@ -1,0 +1,99 @@
+"""Two local processes x 4 CPU devices (gloo on 127.0.0.1) train like 1 x 8."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+WORKER = os.path.join(os.path.dirname(__file__), "multiprocess", "train_steps.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env(devices: int) -> dict:
+    e = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.getcwd())
+    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return e
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path):
+    single = tmp_path / "single.json"
+    subprocess.run([sys.executable, WORKER, str(single)], env=env(8), check=True,
+                   timeout=300, capture_output=True)
+    multi = tmp_path / "multi.json"
+    address = f"127.0.0.1:{free_port()}"
+    procs = [subprocess.Popen([sys.executable, WORKER, str(multi), address, "2", str(i)],
+                              env=env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    a, b = json.loads(single.read_text()), json.loads(multi.read_text())
+    assert len(a) == 3
+    assert a == pytest.approx(b, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_dead_process_stops_the_others_in_bounded_time(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    procs = [subprocess.Popen([sys.executable, WORKER, str(tmp_path / "x.json"), address,
+                               "2", str(i), "die"], env=env(4), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    _, err = procs[0].communicate(timeout=120)  # heartbeat timeout is 10 s
+    procs[1].communicate(timeout=30)
+    assert procs[1].returncode == 17
+    assert procs[0].returncode != 0
+    assert "another task died" in err and "stopped sending heartbeats" in err
+
+
+@pytest.mark.slow
+def test_checkpoint_restores_onto_other_topologies(tmp_path):
+    """Saved from a 2x4 mesh of 8 devices; restored on 4 devices (4x1) and in
+    2 processes (8x1 over 2 x 4 devices): every parameter identical."""
+    import jax
+    import numpy as np
+    import optax
+
+    from big_vision_like import checkpointing, losses, sharding, train_step
+    from big_vision_like import mesh as mesh_lib
+    from big_vision_like.models.resnet import ResNet
+
+    mesh = mesh_lib.make_mesh(2, 4)
+    model = ResNet(depth=18, num_classes=16, width=0.25)
+    tx = optax.sgd(0.1, momentum=0.9)
+    state, shardings = train_step.create_train_state(
+        model, tx, (32, 32, 3), jax.random.key(0), mesh, sharding.PRESETS["head"])
+    step = train_step.jit_train_step(
+        train_step.make_train_step(model, tx, losses.sigmoid_xent, mesh), shardings, mesh)
+    rng = np.random.default_rng(0)
+    batch = jax.device_put({"image": rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
+                            "labels": (rng.random((8, 16)) < 0.2).astype(np.float32)},
+                           mesh_lib.batch_sharding(mesh))
+    state, _ = step(state, batch)  # non-trivial values everywhere
+    ckpt = checkpointing.Checkpointer(str(tmp_path / "ckpt"))
+    ckpt.save(1, state)
+    ckpt.close()
+    np.savez(tmp_path / "ref.npz", **{sharding.path_str(p): np.asarray(x) for p, x in
+                                      jax.tree_util.tree_leaves_with_path(state.params)})
+    worker = os.path.join(os.path.dirname(__file__), "multiprocess", "restore.py")
+    args = [str(tmp_path / "ckpt"), str(tmp_path / "ref.npz")]
+    out = subprocess.run([sys.executable, worker, *args, "4", "1"], env=env(4),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "identical on mesh 4x1 of 4 devices" in out.stdout, \
+        out.stderr[-3000:]
+    address = f"127.0.0.1:{free_port()}"
+    procs = [subprocess.Popen([sys.executable, worker, *args, "8", "1", address, "2", str(i)],
+                              env=env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    for i, p in enumerate(procs):
+        stdout, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        assert f"process {i}:" in stdout and "mesh 8x1 of 8 devices" in stdout
