@@ -8,7 +8,7 @@ From XLA's memory analysis of the compiled train step (nothing runs), on
 The head-only step (pre-logit features -> head -> sigmoid loss -> RMSProp)
 isolates the head: its arguments are the head's parameters, its two
 RMSProp slots and a batch of features. --full also compiles the whole
-ResNet-101 step at 299 px (slow on a small CPU).
+ResNet-101 step at 299 px, in the `--layout` head or fsdp.
 """
 
 from __future__ import annotations
@@ -36,13 +36,16 @@ MIB = 2 ** 20
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true")
+    parser.add_argument("--layout", default="head", choices=["head", "fsdp"],
+                        help="sharding preset of the --full ResNet-101 step")
     parser.add_argument("--batch_size", type=int, default=256, help="global batch")
     args = parser.parse_args()
     tx = optim.build_optimizer({"name": "rmsprop", "weight_decay": 1e-4}, 1e-3)
     header = (f"{'mesh data x model':<18} {'head width':>10} {'head+opt MiB/dev':>17} "
               f"{'from shardings':>15} {'vs 8x1':>7}")
     if args.full:
-        header += f" {'R101 step args MiB/dev':>23} {'R101 temp MiB/dev':>18}"
+        header += (f" {'R101 state MiB/dev':>19} {'step args MiB/dev':>18}"
+                   f" {'temp MiB/dev':>13}  ({args.layout})")
     print(header)
     base = None
     for data, model_axis in MESHES:
@@ -58,8 +61,9 @@ def main() -> None:
         if args.full:
             full = train_step_memory(
                 ResNet(depth=101, num_classes=width, dtype=jnp.bfloat16), tx, mesh,
-                sharding.HEAD_SHARDED_RULES, (299, 299, 3), args.batch_size, NUM_CLASSES)
-            row += f" {full.arguments / MIB:>23.1f} {full.temporaries / MIB:>18.1f}"
+                sharding.PRESETS[args.layout], (299, 299, 3), args.batch_size, NUM_CLASSES)
+            row += (f" {full.state / MIB:>19.1f} {full.arguments / MIB:>18.1f}"
+                    f" {full.temporaries / MIB:>13.1f}")
         print(row, flush=True)
 
 

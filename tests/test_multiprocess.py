@@ -97,3 +97,35 @@ def test_checkpoint_restores_onto_other_topologies(tmp_path):
         stdout, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
         assert f"process {i}:" in stdout and "mesh 8x1 of 8 devices" in stdout
+
+
+@pytest.mark.slow
+def test_trainer_runs_in_two_processes(tiny_builder, tmp_path):
+    """The demo trainer, 2 processes x 4 devices: trains, evaluates, checkpoints;
+    only process 0 writes the metric stream."""
+    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+    workdir = tmp_path / "run"
+    eval_pp = ("decode|central_crop(32)|value_range(-1, 1)|multi_hot(fill_ancestors=False)"
+               "|keep('image', 'labels')")
+    overrides = [
+        "--config.input.data.name=synthetic_jft/tiny", f"--config.input.data.data_dir={data_dir}",
+        "--config.input.image_shape=(32, 32, 3)", "--config.batch_size=16",
+        "--config.total_steps=4", "--config.ckpt_steps=2", "--config.log_steps=1",
+        "--config.eval_batch_size=64", f"--config.evals.fasteval.pp={eval_pp}",
+        f"--config.evals.fasteval_loss.pp={eval_pp}", "--config.sharding=fsdp"]
+    address = f"127.0.0.1:{free_port()}"
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "big_vision_like.train", "--config", "configs/demo.py",
+         "--workdir", str(workdir), *overrides, f"--coordinator_address={address}",
+         "--num_processes=2", f"--process_id={i}"],
+        env=env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if "train/loss" in r]
+    assert steps == [1, 2, 3, 4]  # once each: process 1 wrote nothing
+    assert any("fasteval/map@100" in r for r in rows)
+    assert sorted(os.listdir(workdir / "checkpoints"))[-2:] == ["2", "4"]
+    assert "fasteval/map@100:" in outs[0][0] and "fasteval/" not in outs[1][0]
