@@ -213,8 +213,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
                     _run_eval(name, evaluator, state, step, writer)
         if pending is not None:
             _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
-        for name, (evaluator, _) in evals.items():  # every evaluator runs at the end
-            _run_eval(name, evaluator, state, int(state.step), writer)
+        finished_before = latest is not None and start >= total_steps
+        for name, (evaluator, _) in evals.items():  # every evaluator runs at the end,
+            if not finished_before:  # once: a finished run restarted has nothing to do
+                _run_eval(name, evaluator, state, int(state.step), writer)
         ckpt.wait()
     finally:
         train_iter.close()

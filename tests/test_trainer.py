@@ -81,7 +81,7 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters(
     assert config["batch_size"] == 16
 
 
-def test_run_writes_metrics_evals_and_checkpoints(uninterrupted):
+def test_run_writes_metrics_evals_and_checkpoints(tiny_builder, uninterrupted):
     workdir, state = uninterrupted
     assert int(state.step) == 8
     summary = trainer.summary(workdir)
@@ -91,6 +91,13 @@ def test_run_writes_metrics_evals_and_checkpoints(uninterrupted):
     assert summary["train/examples_seen"] == 8 * 16
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-2:] == ["4", "8"]
     assert os.listdir(os.path.join(workdir, "tensorboard"))
+    # Started again, a finished run resumes at its end and adds nothing.
+    rows = losses_by_step(workdir)
+    size = os.path.getsize(os.path.join(workdir, "metrics.jsonl"))
+    again = trainer.train(tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0]),
+                          workdir)
+    assert int(again.step) == 8 and losses_by_step(workdir) == rows
+    assert os.path.getsize(os.path.join(workdir, "metrics.jsonl")) == size
 
 
 @pytest.mark.slow
