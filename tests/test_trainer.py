@@ -173,3 +173,42 @@ def test_evaluators_plug_in_by_name(tiny_builder, uninterrupted, tmp_path):
     assert got["few/5shot"] > chance and got["probe/accuracy"] > chance
     assert got["map/excluded_examples"] == 100
     assert 0 < got["map/map@100_dedup"] <= 1 and 0 < got["map/map@100_per_image"] <= 1
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_ends_with_the_same_parameters(tiny_builder, tmp_path):
+    """A real preemption: SIGKILL at whatever point the run has reached once a
+    checkpoint exists (possibly mid-save); the resumed run must still end
+    exactly where an uninterrupted one does."""
+    import signal
+    import time
+
+    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+    eval_pp = ("decode|central_crop(32)|value_range(-1, 1)|multi_hot(fill_ancestors=False)"
+               "|keep('image', 'labels')")
+    overrides = [
+        "--config.input.data.name=synthetic_jft/tiny", f"--config.input.data.data_dir={data_dir}",
+        "--config.input.image_shape=(32, 32, 3)", "--config.batch_size=16",
+        "--config.input.shuffle_buffer=100", "--config.total_steps=30",
+        "--config.ckpt_steps=2", "--config.evals.fasteval.every_steps=1000",
+        "--config.evals.fasteval_loss.every_steps=1000", f"--config.evals.fasteval.pp={eval_pp}",
+        f"--config.evals.fasteval_loss.pp={eval_pp}"]
+
+    def command(workdir):
+        return [sys.executable, "-m", "big_vision_like.train", "--config", "configs/demo.py",
+                "--workdir", str(workdir), *overrides]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoints" / "2").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    for workdir in (killed, tmp_path / "straight"):
+        subprocess.run(command(workdir), check=True, capture_output=True, timeout=600)
+    a = checkpointing.load_params(str(killed / "checkpoints" / "30"))
+    b = checkpointing.load_params(str(tmp_path / "straight" / "checkpoints" / "30"))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
