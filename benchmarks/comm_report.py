@@ -38,27 +38,10 @@ def measure(devices: int, layout: str, depth: int, image_size: int, per_device_b
     width = train_step.round_up_classes(num_classes, mesh)
     model = ResNet(depth=depth, num_classes=width, dtype=jax.numpy.bfloat16)
     tx = build_optimizer({"name": "rmsprop", "weight_decay": 1e-4}, 1e-3)
-    rules = sharding.PRESETS[preset]
-
-    def init(rng):
-        v = model.init(rng, jax.numpy.zeros((1, image_size, image_size, 3)), train=False)
-        return train_step.TrainState(step=jax.numpy.zeros((), jax.numpy.int32),
-                                     params=v["params"], batch_stats=v["batch_stats"],
-                                     opt_state=tx.init(v["params"]))
-    abstract = jax.eval_shape(init, jax.random.key(0))
-    shardings = sharding.named_shardings(abstract, mesh, rules)
-    state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                         abstract, shardings)
-    batch_size = per_device_batch * mesh.shape["data"]
-    bs = mesh_lib.batch_sharding(mesh)
-    batch = {"image": jax.ShapeDtypeStruct((batch_size, image_size, image_size, 3),
-                                           jax.numpy.float32, sharding=bs),
-             "labels": jax.ShapeDtypeStruct((batch_size, num_classes), jax.numpy.float32,
-                                            sharding=bs)}
-    step = train_step.jit_train_step(
-        train_step.make_train_step(model, tx, losses.sigmoid_xent, mesh, num_classes),
-        shardings, mesh)
-    hlo = step.lower(state, batch).compile().as_text()
+    compiled, abstract, _ = train_step.compile_abstract_step(
+        model, tx, mesh, sharding.PRESETS[preset], (image_size, image_size, 3),
+        per_device_batch * mesh.shape["data"], num_classes, losses.sigmoid_xent)
+    hlo = compiled.as_text()
     params = sum(x.size for x in jax.tree.leaves(abstract.params))
     return {"devices": devices, "layout": layout, "mesh": f"{mesh.shape['data']}x{model_axis}",
             "params": int(params), "collectives": comm_report.collectives(hlo, devices)}

@@ -68,11 +68,6 @@ class Checkpointer:
         self._manager.close()
 
 
-def abstract_like(tree: Any, shardings: Any) -> Any:
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                        tree, shardings)
-
-
 def load_params(path: str) -> dict:
     """The `params` of a checkpoint step folder (e.g. <workdir>/checkpoints/1000)."""
     path = os.path.abspath(path)

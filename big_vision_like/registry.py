@@ -1,12 +1,12 @@
 """Explicit name -> object registries.
 
 Nothing registers itself at import: a registry is built by a function that
-lists its entries, and tests can build a fresh one or extend a copy.
+lists its entries, and tests can build a fresh one and register more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -25,18 +25,12 @@ class Registry(Generic[T]):
         self._entries[name] = obj
         return obj
 
-    def decorator(self, name: str) -> Callable[[T], T]:
-        return lambda obj: self.register(name, obj)
-
     def get(self, name: str) -> T:
         try:
             return self._entries[name]
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "(none)"
             raise KeyError(f"unknown {self.kind} {name!r}; known: {known}.") from None
-
-    def copy(self) -> Registry[T]:
-        return Registry(self.kind, self._entries)
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

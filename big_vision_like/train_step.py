@@ -32,21 +32,51 @@ class TrainState:
     opt_state: Any
 
 
-def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
-                       image_shape: tuple[int, ...], rng: jax.Array, mesh: Mesh,
-                       rules: sharding_lib.Rules) -> tuple[TrainState, Any]:
-    """Initialises the state in its shardings; returns (state, shardings)."""
+def _init_fn(model: nn.Module, tx: optax.GradientTransformation,
+             image_shape: tuple[int, ...]) -> Callable[[jax.Array], TrainState]:
     def init(rng):
         variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
         params = variables["params"]
         return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                           batch_stats=variables.get("batch_stats", {}),
                           opt_state=tx.init(params))
+    return init
 
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
+                       image_shape: tuple[int, ...], rng: jax.Array, mesh: Mesh,
+                       rules: sharding_lib.Rules) -> tuple[TrainState, Any]:
+    """Initialises the state in its shardings; returns (state, shardings)."""
+    init = _init_fn(model, tx, image_shape)
     abstract = jax.eval_shape(init, rng)
     sharding_lib.check_divisible(abstract, mesh, rules)
     shardings = sharding_lib.named_shardings(abstract, mesh, rules)
     return jax.jit(init, out_shardings=shardings)(rng), shardings
+
+
+def abstract_with_shardings(tree: Any, shardings: Any) -> Any:
+    """ShapeDtypeStructs carrying shardings: restore targets, compile-only inputs."""
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        tree, shardings)
+
+
+def compile_abstract_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
+                          rules: sharding_lib.Rules, image_shape: tuple[int, ...],
+                          global_batch: int, num_labels: int, loss_fn: LossFn
+                          ) -> tuple[Any, TrainState, Any]:
+    """The train step compiled on abstract inputs (nothing is allocated or run), for
+    memory and communication analysis. Returns (compiled, abstract state, shardings)."""
+    abstract = jax.eval_shape(_init_fn(model, tx, image_shape), jax.random.key(0))
+    shardings = sharding_lib.named_shardings(abstract, mesh, rules)
+    sh = batch_sharding(mesh)
+    batch = {"image": jax.ShapeDtypeStruct((global_batch, *image_shape), jnp.float32,
+                                           sharding=sh),
+             "labels": jax.ShapeDtypeStruct((global_batch, num_labels), jnp.float32,
+                                            sharding=sh)}
+    step = jit_train_step(make_train_step(model, tx, loss_fn, mesh, num_labels),
+                          shardings, mesh)
+    compiled = step.lower(abstract_with_shardings(abstract, shardings), batch).compile()
+    return compiled, abstract, shardings
 
 
 def round_up_classes(num_classes: int, mesh: Mesh) -> int:

@@ -172,7 +172,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
     data_state = None
     latest = ckpt.latest_step()
     if latest is not None:
-        state, data_state = ckpt.restore(latest, checkpointing.abstract_like(state, shardings))
+        target = train_step.abstract_with_shardings(state, shardings)
+        state, data_state = ckpt.restore(latest, target)
         logging.info("resumed from %s/%d at input position %s", ckpt.directory, latest,
                      data_state)
     elif config.get("init_from") and config.init_from.get("checkpoint"):

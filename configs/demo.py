@@ -10,6 +10,8 @@ labels, evaluates on the clean fasteval split as it goes, checkpoints.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from configs.common import set_mesh_and_sharding
+
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -24,12 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.keep_ckpts = 2
     c.keep_ckpt_steps = placeholder(int)  # also keep every N-th step
 
-    c.mesh = dict(data=-1, model=1)
-    # "head": the class dimension over `model`; "fsdp": also the backbone and
-    # its optimizer state over `data`; "replicated". Extra (regex, spec) rules
-    # in sharding_rules take precedence.
-    c.sharding = "head"
-    c.sharding_rules = ()
+    set_mesh_and_sharding(c)
 
     c.input = ml_collections.ConfigDict()
     c.input.data = dict(name="synthetic_jft/demo", split="train", data_dir=placeholder(str))

@@ -28,6 +28,7 @@ dataset metadata, or from a file given in `input.hierarchy`.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from configs.common import set_mesh_and_sharding
 from input_pipeline.preprocess import paper_eval, paper_train
 
 PAPER_BATCH_PER_WORKER, PAPER_WORKERS = 32, 50
@@ -46,12 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.keep_ckpts = 3
     c.keep_ckpt_steps = 100_000
 
-    c.mesh = dict(data=-1, model=1)
-    # "head": the class dimension over `model`; "fsdp": also the backbone and
-    # its optimizer state over `data`; "replicated". Extra (regex, spec) rules
-    # in sharding_rules take precedence.
-    c.sharding = "head"
-    c.sharding_rules = ()
+    set_mesh_and_sharding(c)
 
     c.input = ml_collections.ConfigDict()
     c.input.data = dict(name="jft300m", split="train", data_dir=placeholder(str))

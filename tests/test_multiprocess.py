@@ -60,19 +60,13 @@ def test_checkpoint_restores_onto_other_topologies(tmp_path):
     2 processes (8x1 over 2 x 4 devices): every parameter identical."""
     import jax
     import numpy as np
-    import optax
 
-    from big_vision_like import checkpointing, losses, sharding, train_step
+    from big_vision_like import checkpointing, sharding
     from big_vision_like import mesh as mesh_lib
-    from big_vision_like.models.resnet import ResNet
+    from tests.multiprocess import small_setup
 
     mesh = mesh_lib.make_mesh(2, 4)
-    model = ResNet(depth=18, num_classes=16, width=0.25)
-    tx = optax.sgd(0.1, momentum=0.9)
-    state, shardings = train_step.create_train_state(
-        model, tx, (32, 32, 3), jax.random.key(0), mesh, sharding.PRESETS["head"])
-    step = train_step.jit_train_step(
-        train_step.make_train_step(model, tx, losses.sigmoid_xent, mesh), shardings, mesh)
+    state, _, step = small_setup.build(mesh, "head")
     rng = np.random.default_rng(0)
     batch = jax.device_put({"image": rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
                             "labels": (rng.random((8, 16)) < 0.2).astype(np.float32)},

@@ -15,7 +15,6 @@ are global-batch statistics whatever the mesh.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -40,12 +39,16 @@ def _norm(train: bool, dtype: Any, name: str, zero_scale: bool = False) -> nn.Ba
                         scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones)
 
 
-class BottleneckBlock(nn.Module):
+class _Block(nn.Module):
+    """Fields shared by both block kinds."""
+
     filters: int
     strides: int = 1
     dilation: int = 1
     dtype: Any = jnp.float32
 
+
+class BottleneckBlock(_Block):
     @nn.compact
     def __call__(self, x, train: bool):
         dt = self.dtype
@@ -60,12 +63,7 @@ class BottleneckBlock(nn.Module):
         return nn.relu(x + y)
 
 
-class BasicBlock(nn.Module):
-    filters: int
-    strides: int = 1
-    dilation: int = 1
-    dtype: Any = jnp.float32
-
+class BasicBlock(_Block):
     @nn.compact
     def __call__(self, x, train: bool):
         dt = self.dtype
@@ -123,11 +121,3 @@ class ResNet(nn.Module):
                           bias_init=nn.initializers.constant(self.head_bias_init)
                           )(out["pre_logits"])
         return logits.astype(jnp.float32), out
-
-
-def resnet(depth: int, num_classes: int, **kwargs) -> ResNet:
-    return ResNet(depth=depth, num_classes=num_classes, **kwargs)
-
-
-def stage_names(depth: int) -> Sequence[str]:
-    return ["conv1"] + [f"conv{i + 2}" for i in range(len(STAGES[depth]))]

@@ -11,12 +11,11 @@ import sys
 
 import jax
 import numpy as np
-import optax
 
-from big_vision_like import distributed, losses, sharding, train_step
+from big_vision_like import distributed
 from big_vision_like import mesh as mesh_lib
-from big_vision_like.models.resnet import ResNet
 from input_pipeline.device import to_global
+from tests.multiprocess import small_setup
 
 if len(sys.argv) > 2:
     distributed.initialize(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
@@ -24,12 +23,7 @@ if len(sys.argv) > 2:
 assert jax.device_count() == 8, jax.devices()
 
 mesh = mesh_lib.make_mesh(4, 2)
-model = ResNet(depth=18, num_classes=16, width=0.25)
-tx = optax.sgd(0.1, momentum=0.9)
-state, shardings = train_step.create_train_state(
-    model, tx, (32, 32, 3), jax.random.key(0), mesh, sharding.PRESETS["fsdp"])
-step = train_step.jit_train_step(
-    train_step.make_train_step(model, tx, losses.sigmoid_xent, mesh), shardings, mesh)
+state, _, step = small_setup.build(mesh, "fsdp")
 out = []
 for i in range(3):
     if i == 1 and len(sys.argv) > 5 and jax.process_index() == 1:
