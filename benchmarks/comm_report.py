@@ -27,20 +27,23 @@ def measure(devices: int, layout: str, depth: int, image_size: int, per_device_b
     """Runs in a process that has `devices` fake CPU devices."""
     import jax
 
-    from big_vision_like import comm_report, losses, sharding, train_step
+    from big_vision_like import comm_report, sharding, train_step
     from big_vision_like import mesh as mesh_lib
     from big_vision_like.models.resnet import ResNet
     from big_vision_like.optim import build_optimizer
+    from big_vision_like.tasks.classification import ClassificationTask, round_up_classes
 
     preset, model_axis = LAYOUTS[layout]
     model_axis = min(model_axis, devices)
     mesh = mesh_lib.make_mesh(devices // model_axis, model_axis)
-    width = train_step.round_up_classes(num_classes, mesh)
-    model = ResNet(depth=depth, num_classes=width, dtype=jax.numpy.bfloat16)
+    task = ClassificationTask(ResNet(depth=depth, num_classes=round_up_classes(
+        num_classes, mesh), dtype=jax.numpy.bfloat16), num_classes)
     tx = build_optimizer({"name": "rmsprop", "weight_decay": 1e-4}, 1e-3)
+    batch = per_device_batch * mesh.shape["data"]
     compiled, abstract, _ = train_step.compile_abstract_step(
-        model, tx, mesh, sharding.PRESETS[preset], (image_size, image_size, 3),
-        per_device_batch * mesh.shape["data"], num_classes, losses.sigmoid_xent)
+        task, tx, mesh, sharding.PRESETS[preset],
+        {"image": ((batch, image_size, image_size, 3), jax.numpy.float32),
+         "labels": ((batch, num_classes), jax.numpy.float32)})
     hlo = compiled.as_text()
     params = sum(x.size for x in jax.tree.leaves(abstract.params))
     return {"devices": devices, "layout": layout, "mesh": f"{mesh.shape['data']}x{model_axis}",

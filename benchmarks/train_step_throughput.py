@@ -25,9 +25,10 @@ import numpy as np
 import optax
 from flax.training import train_state as flax_train_state
 
-from big_vision_like import losses, sharding, train_step
 from big_vision_like import mesh as mesh_lib
+from big_vision_like import sharding, train_step
 from big_vision_like.models.resnet import ResNet
+from big_vision_like.tasks.classification import ClassificationTask
 
 DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}
 
@@ -59,47 +60,33 @@ def time_steps(step, state, batch, steps: int) -> tuple[float, object]:
     return (time.perf_counter() - start) / steps, state
 
 
-def model_flops(model, tx, loss_fn, image_shape, num_classes, batch_size) -> float:
+def model_flops(task, tx, image_shape, num_classes, batch_size) -> float:
     """FLOPs of one train step, from XLA's cost analysis on the CPU backend.
 
     A GPU backend turns convolutions into library calls that its cost model
-    does not count, so the step is compiled for the host CPU instead (compiled,
-    never run), at batch 1 and 2; FLOPs are linear in the batch, which gives
-    per-example and per-step (optimizer) parts exactly.
+    does not count, so the framework's step is compiled for the host CPU
+    instead (compiled, never run), at batch 1 and 2; FLOPs are linear in the
+    batch, which gives per-example and per-step (optimizer) parts exactly.
     """
-    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
-
-    def step(params, batch_stats, opt_state, batch):
-        def loss(params):
-            (logits, _), new = model.apply({"params": params, "batch_stats": batch_stats},
-                                           batch["image"], train=True, mutable=["batch_stats"])
-            return loss_fn(logits, batch["labels"], None), new
-        (value, new), grads = jax.value_and_grad(loss, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), new, opt_state, value
-
-    variables = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape)), train=False))
-    opt_state = jax.eval_shape(tx.init, variables["params"])
-    on_cpu = lambda tree: jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cpu), tree)
+    cpu_mesh = mesh_lib.make_mesh(1, 1, devices=jax.devices("cpu")[:1])
     flops = []
     for b in (1, 2):
-        batch = {"image": jax.ShapeDtypeStruct((b, *image_shape), jnp.float32),
-                 "labels": jax.ShapeDtypeStruct((b, num_classes), jnp.float32)}
-        cost = jax.jit(step).lower(*on_cpu((variables["params"], variables["batch_stats"],
-                                             opt_state, batch))).compile().cost_analysis()
+        compiled, _, _ = train_step.compile_abstract_step(
+            task, tx, cpu_mesh, sharding.HEAD_SHARDED_RULES,
+            {"image": ((b, *image_shape), jnp.float32),
+             "labels": ((b, num_classes), jnp.float32)})
+        cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         flops.append(float(cost["flops"]))
     per_example, per_step = flops[1] - flops[0], 2 * flops[0] - flops[1]
     return per_example * batch_size + per_step
 
 
-def framework(model, tx, loss_fn, batch, image_shape, mesh, rules, steps):
+def framework(task, tx, batch, image_shape, mesh, rules, steps):
     state, shardings = train_step.create_train_state(
-        model, tx, image_shape, jax.random.key(0), mesh, rules)
-    step = train_step.jit_train_step(
-        train_step.make_train_step(model, tx, loss_fn, mesh), shardings, mesh)
+        task, tx, image_shape, jax.random.key(0), mesh, rules)
+    step = train_step.jit_train_step(train_step.make_train_step(task, tx, mesh), shardings,
+                                     mesh)
     batch = jax.device_put(batch, mesh_lib.batch_sharding(mesh))
     seconds, _ = time_steps(step, state, batch, steps)
     return seconds
@@ -156,11 +143,11 @@ def main() -> None:
                  "labels": np.eye(num_classes, dtype=np.float32)[
                      rng.integers(0, num_classes, args.batch_size)]}
         model = ResNet(depth=depth, num_classes=num_classes, dtype=dtype)
+        task = ClassificationTask(model, num_classes, loss)
         tx = optax.sgd(0.1, momentum=0.9)
-        loss_fn = losses.get_loss(loss)
-        seconds = framework(model, tx, loss_fn, batch, shape, mesh,
-                            sharding.HEAD_SHARDED_RULES, args.steps)
-        flops = model_flops(model, tx, loss_fn, shape, num_classes, args.batch_size)
+        seconds = framework(task, tx, batch, shape, mesh, sharding.HEAD_SHARDED_RULES,
+                            args.steps)
+        flops = model_flops(task, tx, shape, num_classes, args.batch_size)
         row = {"name": name, "img_per_s": args.batch_size / seconds,
                "step_ms": seconds * 1e3, "tflops_per_step": flops / 1e12,
                "mfu_vs_measured_peak": flops / seconds / peak}

@@ -10,13 +10,9 @@ takes part; each writes the shards it holds.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
-import jax
 import orbax.checkpoint as ocp
-
-from big_vision_like.sharding import path_str
 
 
 class CheckpointError(RuntimeError):
@@ -80,37 +76,3 @@ def load_params(path: str) -> dict:
                               "checkpoints directory, e.g. <workdir>/checkpoints/1000.")
     return params
 
-
-def merge_params(target: Any, loaded: Any, skip: str | None = None) -> tuple[Any, list[str]]:
-    """Copies `loaded` into `target` by path; reports what did not transfer.
-
-    Parameters matching the regex `skip` (e.g. '^head/' to re-initialise the
-    head, as when initialising JFT training from an ImageNet model) keep
-    their fresh values. Returns (merged, report lines). A shape mismatch that
-    is not skipped is an error naming the parameter.
-    """
-    flat_loaded = {path_str(p): v for p, v in jax.tree_util.tree_leaves_with_path(loaded)}
-    skip_re = re.compile(skip) if skip else None
-    used, report = set(), []
-
-    def pick(path, fresh):
-        name = path_str(path)
-        if skip_re and skip_re.search(name):
-            report.append(f"kept fresh (skip pattern): {name}")
-            return fresh
-        if name not in flat_loaded:
-            report.append(f"missing in checkpoint, kept fresh: {name}")
-            return fresh
-        value = flat_loaded[name]
-        used.add(name)
-        if tuple(value.shape) != tuple(fresh.shape):
-            raise CheckpointError(
-                f"init checkpoint: {name} has shape {tuple(value.shape)}, the model "
-                f"expects {tuple(fresh.shape)}; add it to init_from.skip to "
-                "re-initialise it.")
-        return jax.device_put(value.astype(fresh.dtype), fresh.sharding)
-
-    merged = jax.tree_util.tree_map_with_path(pick, target)
-    report += [f"unused from checkpoint: {n}" for n in sorted(set(flat_loaded) - used)
-               if not (skip_re and skip_re.search(n))]
-    return merged, report

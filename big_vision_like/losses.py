@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from big_vision_like.registry import Registry
+
 
 def _masked_mean(per_example: jax.Array, mask: jax.Array | None) -> jax.Array:
     if mask is None:
@@ -38,10 +40,9 @@ def softmax_xent(logits: jax.Array, labels: jax.Array,
     return _masked_mean(per_example, mask)
 
 
-LOSSES = {"sigmoid_xent": sigmoid_xent, "softmax_xent": softmax_xent}
+def default_registry() -> Registry:
+    return Registry("loss", {"sigmoid_xent": sigmoid_xent, "softmax_xent": softmax_xent})
 
 
-def get_loss(name: str):
-    if name not in LOSSES:
-        raise KeyError(f"unknown loss {name!r}; known: {sorted(LOSSES)}.")
-    return LOSSES[name]
+def get_loss(name: str, registry: Registry | None = None):
+    return (registry or default_registry()).get(name)

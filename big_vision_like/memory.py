@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from big_vision_like import losses, train_step
 from big_vision_like import sharding as sharding_lib
+from big_vision_like import train_step
+from big_vision_like.tasks.classification import ClassificationTask
 
 
 class HeadOnly(nn.Module):
@@ -42,7 +43,9 @@ def train_step_memory(model: nn.Module, tx: optax.GradientTransformation, mesh: 
                       rules: sharding_lib.Rules, input_shape: tuple[int, ...],
                       global_batch: int, num_labels: int) -> StepMemory:
     compiled, abstract, shardings = train_step.compile_abstract_step(
-        model, tx, mesh, rules, input_shape, global_batch, num_labels, losses.sigmoid_xent)
+        ClassificationTask(model, num_labels), tx, mesh, rules,
+        {"image": ((global_batch, *input_shape), jnp.float32),
+         "labels": ((global_batch, num_labels), jnp.float32)})
     analysis = compiled.memory_analysis()
     state_bytes = sum(
         int(jnp.dtype(x.dtype).itemsize) * math.prod(s.shard_shape(x.shape))

@@ -23,15 +23,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 import evaluators
-from big_vision_like import checkpointing, losses, optim, train_step
+from big_vision_like import checkpointing, init_from, losses, models, optim, tasks, train_step
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import sharding as sharding_lib
 from big_vision_like.metrics import MetricWriter, Progress, read_metrics
-from big_vision_like.models.resnet import ResNet
+from big_vision_like.registry import Registry
+from big_vision_like.tasks.base import Task, TaskContext
 from evaluators.common import EvalContext
 from input_pipeline import dataset, preprocess
 from input_pipeline.device import DevicePrefetcher
@@ -43,19 +42,13 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def build_model(cfg: ml_collections.ConfigDict, num_classes: int, mesh=None) -> ResNet:
-    """The config's model; its head rounded up to a multiple of the `model` axis."""
-    kwargs = dict(cfg)
-    name = kwargs.pop("name", "resnet")
-    if name != "resnet":
-        raise ValueError(f"unknown model {name!r}; known: resnet.")
-    kwargs["dtype"] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[
-        kwargs.pop("dtype", "float32")]
-    num_classes = kwargs.get("num_classes") or num_classes
-    if mesh is not None and num_classes:
-        num_classes = train_step.round_up_classes(num_classes, mesh)
-    kwargs["num_classes"] = num_classes
-    return ResNet(**kwargs)
+def build_task(config: ml_collections.ConfigDict, mesh, num_classes: int | None,
+               registry: Registry | None = None) -> Task:
+    """The config's task (`config.task`, default 'classification')."""
+    ctx = TaskContext(mesh=mesh, num_classes=num_classes, models=models.default_registry(),
+                      losses=losses.default_registry())
+    cls = (registry or tasks.default_registry()).get(config.get("task", "classification"))
+    return cls.from_config(config, ctx)
 
 
 def load_hierarchy(spec: str, builder) -> LabelHierarchy | None:
@@ -158,14 +151,13 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
     total_steps = optim.resolve_steps(config, "total", batch, data.train_examples)
     schedule = optim.build_schedule(config.schedule, total_steps, batch, data.train_examples)
     tx = optim.build_optimizer(config.optimizer, schedule)
-    model = build_model(config.model, data.num_classes, mesh)
-    loss_fn = losses.get_loss(config.loss)
+    task = build_task(config, mesh, data.num_classes)
     image_shape = tuple(config.input.image_shape)
     rules = sharding_lib.rules_for(config.get("sharding", "head"),
                                    config.get("sharding_rules") or ())
 
     state, shardings = train_step.create_train_state(
-        model, tx, image_shape, jax.random.key(config.seed), mesh, rules)
+        task, tx, image_shape, jax.random.key(config.seed), mesh, rules)
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                       keep=config.get("keep_ckpts", 3),
                                       keep_every=config.get("keep_ckpt_steps"))
@@ -177,18 +169,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
         logging.info("resumed from %s/%d at input position %s", ckpt.directory, latest,
                      data_state)
     elif config.get("init_from") and config.init_from.get("checkpoint"):
-        params, report = checkpointing.merge_params(
-            state.params, checkpointing.load_params(config.init_from.checkpoint),
-            skip=config.init_from.get("skip"))
-        state = state.replace(params=params)
-        for line in report:
-            logging.warning("init_from %s: %s", config.init_from.checkpoint, line)
+        state = _init_from(state, task, config.init_from, workdir if is_main else None)
 
     step_fn = train_step.jit_train_step(
-        train_step.make_train_step(model, tx, loss_fn, mesh, data.num_classes),
-        shardings, mesh)
+        train_step.make_train_step(task, tx, mesh, config.seed), shardings, mesh)
     writer = MetricWriter(workdir, enabled=is_main)
-    evals = _build_evaluators(config, model, loss_fn, mesh, shardings, data)
+    evals = _build_evaluators(config, task, mesh, shardings, data)
     start = int(state.step)
     progress = Progress(total_steps, batch, start, config.get("log_every_seconds", 5.0))
     log_steps = config.get("log_steps", 50)
@@ -199,6 +185,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
     try:
         for step in range(start + 1, total_steps + 1):
             batch_arrays = next(train_iter)
+            if step == start + 1:
+                _check_batch(batch_arrays, task, image_shape, config.input.pp)
             host_state = train_iter.host_state
             state, metrics = step_fn(state, batch_arrays)
             if pending is not None:
@@ -245,23 +233,58 @@ def _check_and_log(step, metrics, writer, progress, schedule, log_steps, train_i
         writer.write(step, row)
 
 
+def _init_from(state, task, cfg, workdir: str | None):
+    variables, report = init_from.merge(
+        state.variables, init_from.load_variables(cfg.checkpoint), skip=cfg.get("skip"),
+        load_hook=task.load)
+    lines = report.lines()
+    logging.info("init_from %s: %s", cfg.checkpoint, lines[0])
+    for line in lines[1:]:
+        if not line.startswith("loaded:"):
+            logging.warning("init_from %s: %s", cfg.checkpoint, line)
+    if workdir is not None:
+        with open(os.path.join(workdir, "init_from_report.txt"), "w") as f:
+            f.write(f"init_from {cfg.checkpoint}\n" + "\n".join(lines) + "\n")
+    params = variables.pop("params")
+    return state.replace(params=params, model_state=variables)
+
+
+def _check_batch(batch, task, image_shape, pp: str) -> None:
+    """The first batch has what the task reads, in the configured image shape."""
+    missing = [k for k in task.batch_keys if k not in batch]
+    if missing:
+        raise ValueError(f"training batches have no {missing} (keys: {sorted(batch)}); "
+                         f"the task needs {list(task.batch_keys)}: keep them at the end "
+                         f"of input.pp ({pp!r}).")
+    if "image" in batch and tuple(batch["image"].shape[1:]) != image_shape:
+        raise ValueError(f"training images are {tuple(batch['image'].shape[1:])} but "
+                         f"input.image_shape is {image_shape}; make the pp string "
+                         f"({pp!r}) produce that size or change input.image_shape.")
+
+
 def _run_eval(name, evaluator, state, step, writer):
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    results = {f"{name}/{k}": v for k, v in evaluator.run(variables)}
+    results = {f"{name}/{k}": v for k, v in evaluator.run(state.variables)}
     logging.info("step %d  %s", step, "  ".join(f"{k} {v:.4f}" for k, v in results.items()))
     writer.write(step, results)
 
 
-def _build_evaluators(config, model, loss_fn, mesh, shardings, data):
-    var_shardings = {"params": shardings.params, "batch_stats": shardings.batch_stats}
+def _build_evaluators(config, task, mesh, shardings, data):
+    var_shardings = {"params": shardings.params, **shardings.model_state}
+    in_shardings = (var_shardings, mesh_lib.batch_sharding(mesh))
 
-    def predict(variables, images):
-        logits, out = model.apply(variables, images, train=False)
-        # Evaluators see the dataset's classes only, not the head's padding.
-        return train_step.mask_padded_classes(logits, data.num_classes)[:, :data.num_classes], out
-    predict = jax.jit(predict,
-                      in_shardings=(var_shardings, NamedSharding(mesh, P(mesh_lib.DATA))))
-    ctx = EvalContext(mesh=mesh, predict=predict, loss_fn=loss_fn,
+    def jitted(fn):
+        return jax.jit(lambda variables, batch: fn(task.forward(variables, batch, train=False),
+                                                   batch), in_shardings=in_shardings)
+
+    def batch_loss(outputs, batch):
+        # The task's loss is a mean over the real examples; times their count
+        # it sums exactly over a padded pass.
+        value, _ = task.loss(outputs, batch)
+        count = batch["_mask"].astype(jnp.float32).sum()
+        return {"loss_sum": value * count, "count": count}
+
+    predict_fns = {name: jitted(fn) for name, fn in task.predict_fns().items()}
+    ctx = EvalContext(mesh=mesh, predict_fns=predict_fns, batch_loss=jitted(batch_loss),
                       eval_batches=data.eval_batches,
                       train_label_frequencies=data.train_label_frequencies,
                       batch_size=config.get("eval_batch_size") or config.batch_size)

@@ -29,7 +29,8 @@ class ClassificationEvaluator:
 
     def run(self, variables):
         got = collect_predictions(self.ctx, variables, self.config.data, self.config.pp,
-                                  self.config.get("batch_size"))
+                                  self.config.get("batch_size"),
+                                  pred=self.config.get("pred", "predict"))
         logits = got["logits"].astype(np.float64)
         labels = got["labels"].argmax(axis=1)
         yield "prec@1", topk_accuracy(logits, labels, 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -13,17 +13,25 @@ from jax.sharding import Mesh
 
 @dataclasses.dataclass(frozen=True)
 class EvalContext:
-    """mesh; `predict(variables, images) -> (logits, outputs)` jitted for the mesh;
-    `loss_fn(logits, labels, mask)`; `eval_batches(data_cfg, pp, batch_size)`
-    yielding global batches (with `_mask`) of one exact, padded pass."""
+    """mesh; `predict_fns`: the task's named predictions, each jitted for the mesh as
+    `fn(variables, batch) -> dict of arrays` (an evaluator picks one with `pred=` in
+    its config); `batch_loss(variables, batch) -> {"loss_sum", "count"}`;
+    `eval_batches(data_cfg, pp, batch_size)` yielding global batches (with `_mask`) of
+    one exact, padded pass."""
 
     mesh: Mesh
-    predict: Callable[[Any, jax.Array], tuple[jax.Array, dict]]
-    loss_fn: Callable
+    predict_fns: Mapping[str, Callable[[Any, dict], dict[str, jax.Array]]]
+    batch_loss: Callable[[Any, dict], dict[str, jax.Array]]
     eval_batches: Callable[[dict, str, int], Iterator[dict[str, jax.Array]]]
     batch_size: int
     # Per-class frequency of (hierarchy-filled) labels in the training split.
     train_label_frequencies: Callable[[], np.ndarray] | None = None
+
+    def predict_fn(self, name: str) -> Callable[[Any, dict], dict[str, jax.Array]]:
+        if name not in self.predict_fns:
+            raise KeyError(f"unknown predict function pred={name!r}; this task has "
+                           f"{sorted(self.predict_fns)}.")
+        return self.predict_fns[name]
 
 
 def to_host(x: jax.Array) -> np.ndarray:
@@ -37,15 +45,20 @@ def to_host(x: jax.Array) -> np.ndarray:
 
 def collect_predictions(ctx: EvalContext, variables: Any, data_cfg: Any, pp: str,
                         batch_size: int | None = None, keys: tuple[str, ...] = ("labels",),
-                        outputs: tuple[str, ...] = ("logits",)) -> dict[str, np.ndarray]:
-    """One exact pass over an eval split: model outputs and batch `keys` of every
-    real example (padding dropped), concatenated in dataset order."""
+                        outputs: tuple[str, ...] = ("logits",), pred: str = "predict"
+                        ) -> dict[str, np.ndarray]:
+    """One exact pass over an eval split: the `outputs` of predict function `pred` and
+    batch `keys` of every real example (padding dropped), in dataset order."""
+    predict = ctx.predict_fn(pred)
     pieces: dict[str, list[np.ndarray]] = {k: [] for k in (*outputs, *keys)}
     for batch in ctx.eval_batches(data_cfg, pp, batch_size or ctx.batch_size):
-        logits, out = ctx.predict(variables, batch["image"])
+        out = predict(variables, batch)
         mask = to_host(batch["_mask"])
         for name in outputs:
-            pieces[name].append(to_host(logits if name == "logits" else out[name])[mask])
+            if name not in out:
+                raise KeyError(f"predict function {pred!r} gives {sorted(out)}, not "
+                               f"{name!r}; choose another with pred=... in the evaluator.")
+            pieces[name].append(to_host(out[name])[mask])
         for key in keys:
             if key not in batch:
                 raise KeyError(f"evaluation batches have no {key!r}; keep it in the "
@@ -58,5 +71,6 @@ def frozen_features(ctx: EvalContext, variables: Any, config: Any, data_cfg: Any
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Pre-logit features and integer 'label' of a split (for probes and few-shot)."""
     got = collect_predictions(ctx, variables, data_cfg, config.pp, config.get("batch_size"),
-                              keys=("label",), outputs=("pre_logits",))
+                              keys=("label",), outputs=("pre_logits",),
+                              pred=config.get("pred", "features"))
     return got["pre_logits"].astype(np.float64), got["label"].astype(np.int64)

@@ -123,7 +123,8 @@ class MapAtKEvaluator:
     def run(self, variables):
         keys = ("labels", "image_id") if len(self.excluded) else ("labels",)
         got = collect_predictions(self.ctx, variables, self.config.data, self.config.pp,
-                                  self.config.get("batch_size"), keys=keys)
+                                  self.config.get("batch_size"), keys=keys,
+                                  pred=self.config.get("pred", "predict"))
         scores, labels = got["logits"], got["labels"] > 0.5
         weights = self._class_weights(labels.shape[1])
         subsets = {"": np.ones(len(labels), bool)}

@@ -18,3 +18,14 @@ def tiny_builder(tmp_path_factory):
 
     data_dir = os.environ.get("BVL_TEST_DATA_DIR") or str(tmp_path_factory.mktemp("tfds"))
     return get_builder("synthetic_jft/tiny", data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def pretrained_tiny(tiny_builder, tmp_path_factory):
+    """(workdir, final state) of the tiny pre-training run, trained once per session."""
+    from big_vision_like import trainer
+    from tests.helpers import data_dir_of, tiny_config
+
+    workdir = str(tmp_path_factory.mktemp("pretrained_tiny"))
+    state = trainer.train(tiny_config(data_dir_of(tiny_builder)), workdir)
+    return workdir, state

@@ -8,6 +8,7 @@ import pytest
 
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import optim, trainer
+from big_vision_like.tasks.classification import round_up_classes
 
 CONFIGS = ["demo", "jft300m_resnet101", "imagenet_resnet101"]
 REQUIRED = ["total_steps", "batch_size", "seed", "ckpt_steps"]
@@ -18,7 +19,7 @@ def test_config_has_the_common_fields_and_builds_its_model(name):
     c = importlib.import_module(f"configs.{name}").get_config()
     for field in REQUIRED:
         assert field in c
-    model = trainer.build_model(c.model, 600, mesh_lib.make_mesh(1, 8))
+    model = trainer.build_task(c, mesh_lib.make_mesh(1, 8), 600).model
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0),
                                                   jnp.zeros((1, *c.input.image_shape))))
     assert variables["params"]["head"]["kernel"].shape[1] % 8 == 0
@@ -49,4 +50,5 @@ def test_head_is_padded_to_the_model_axis():
     c = importlib.import_module("configs.jft300m_resnet101").get_config()
     for model_axis, width in [(1, 18_291), (2, 18_292), (4, 18_292), (8, 18_296)]:
         mesh = mesh_lib.make_mesh(8 // model_axis, model_axis)
-        assert trainer.build_model(c.model, 18_291, mesh).num_classes == width
+        assert trainer.build_task(c, mesh, 18_291).model.num_classes == width
+        assert round_up_classes(18_291, mesh) == width

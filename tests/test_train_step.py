@@ -5,23 +5,24 @@ import numpy as np
 import optax
 import pytest
 
-from big_vision_like import losses, sharding, train_step
 from big_vision_like import mesh as mesh_lib
+from big_vision_like import sharding, train_step
 from big_vision_like.models.resnet import ResNet
+from big_vision_like.tasks.classification import ClassificationTask, round_up_classes
 
 NUM_CLASSES = 64
 
 
 def one_step(mesh, num_classes=NUM_CLASSES, rules=sharding.HEAD_SHARDED_RULES):
-    width = train_step.round_up_classes(num_classes, mesh)
-    model = ResNet(depth=18, num_classes=width, width=0.25, head_bias_init=-2.0)
+    width = round_up_classes(num_classes, mesh)
+    task = ClassificationTask(
+        ResNet(depth=18, num_classes=width, width=0.25, head_bias_init=-2.0), num_classes)
     tx = optax.chain(optax.add_decayed_weights(1e-4),
                      optax.rmsprop(1e-3, decay=0.9, momentum=0.9, eps=1.0))
     state, shardings = train_step.create_train_state(
-        model, tx, (32, 32, 3), jax.random.key(0), mesh, rules)
-    step = train_step.jit_train_step(
-        train_step.make_train_step(model, tx, losses.sigmoid_xent, mesh, num_classes),
-        shardings, mesh)
+        task, tx, (32, 32, 3), jax.random.key(0), mesh, rules)
+    step = train_step.jit_train_step(train_step.make_train_step(task, tx, mesh), shardings,
+                                     mesh)
     rng = np.random.default_rng(0)
     batch = {"image": rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
              "labels": (rng.random((8, num_classes)) < 0.1).astype(np.float32)}
@@ -42,7 +43,7 @@ def test_two_by_four_mesh_matches_one_device(single):
     np.testing.assert_allclose(metrics8["train/loss"], metrics1["train/loss"], rtol=1e-4)
     for a, b in zip(jax.tree.leaves(state8.params), jax.tree.leaves(state1.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
-    for a, b in zip(jax.tree.leaves(state8.batch_stats), jax.tree.leaves(state1.batch_stats)):
+    for a, b in zip(jax.tree.leaves(state8.model_state), jax.tree.leaves(state1.model_state)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
@@ -71,9 +72,9 @@ def test_padded_head_trains_like_the_unpadded_one():
 
 
 def test_indivisible_head_is_a_clear_error():
-    model = ResNet(depth=18, num_classes=10, width=0.25)
+    task = ClassificationTask(ResNet(depth=18, num_classes=10, width=0.25), 10)
     with pytest.raises(ValueError, match="head/(kernel|bias) has dimension 10, not divisible"):
-        train_step.create_train_state(model, optax.sgd(0.1), (32, 32, 3), jax.random.key(0),
+        train_step.create_train_state(task, optax.sgd(0.1), (32, 32, 3), jax.random.key(0),
                                       mesh_lib.make_mesh(2, 4), sharding.HEAD_SHARDED_RULES)
 
 

@@ -8,6 +8,12 @@ and a dict of named outputs: `conv1`, `conv2` ... `conv5` (stage outputs),
 `pre_logits` (pooled features). `output_stride` 16 or 8 turns the last
 stages atrous (dilated) for dense prediction.
 
+Every parameter path starts with its stage's name (`conv1`, `conv1_bn`,
+`conv2_block1/...`, ..., `head`), so one regex selects a prefix of the
+network: `frozen='^(conv1|conv[2-4])'` freezes everything up to conv4.
+Batch norms whose scale is frozen run in inference mode (running averages
+in, statistics not updated), as a frozen feature extractor must.
+
 Batch-norm statistics are means over the whole batch axis; under jit with
 the batch sharded over `data`, XLA reduces them across devices, so they
 are global-batch statistics whatever the mesh.
@@ -15,6 +21,7 @@ are global-batch statistics whatever the mesh.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import flax.linen as nn
@@ -32,7 +39,10 @@ def _conv(features: int, kernel: int, strides: int = 1, dilation: int = 1,
                    kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
 
 
-def _norm(train: bool, dtype: Any, name: str, zero_scale: bool = False) -> nn.BatchNorm:
+def _norm(train: bool, dtype: Any, name: str, zero_scale: bool = False,
+          frozen: str | None = None, prefix: tuple[str, ...] = ()) -> nn.BatchNorm:
+    if frozen and re.search(frozen, "/".join((*prefix, name, "scale"))):
+        train = False
     # A zero scale on a block's last BN makes the block start as the identity.
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                         dtype=dtype, name=name,
@@ -46,19 +56,23 @@ class _Block(nn.Module):
     strides: int = 1
     dilation: int = 1
     dtype: Any = jnp.float32
+    frozen: str | None = None
+
+    def norm(self, train: bool, name: str, zero_scale: bool = False) -> nn.BatchNorm:
+        return _norm(train, self.dtype, name, zero_scale, self.frozen, self.path)
 
 
 class BottleneckBlock(_Block):
     @nn.compact
     def __call__(self, x, train: bool):
         dt = self.dtype
-        y = nn.relu(_norm(train, dt, "bn1")(_conv(self.filters, 1, dtype=dt, name="conv1")(x)))
-        y = nn.relu(_norm(train, dt, "bn2")(_conv(self.filters, 3, self.strides, self.dilation,
+        y = nn.relu(self.norm(train, "bn1")(_conv(self.filters, 1, dtype=dt, name="conv1")(x)))
+        y = nn.relu(self.norm(train, "bn2")(_conv(self.filters, 3, self.strides, self.dilation,
                                                   dt, name="conv2")(y)))
-        y = _norm(train, dt, "bn3", zero_scale=True)(
+        y = self.norm(train, "bn3", zero_scale=True)(
             _conv(self.filters * 4, 1, dtype=dt, name="conv3")(y))
         if x.shape != y.shape:
-            x = _norm(train, dt, "proj_bn")(_conv(self.filters * 4, 1, self.strides, dtype=dt,
+            x = self.norm(train, "proj_bn")(_conv(self.filters * 4, 1, self.strides, dtype=dt,
                                                   name="proj")(x))
         return nn.relu(x + y)
 
@@ -67,12 +81,12 @@ class BasicBlock(_Block):
     @nn.compact
     def __call__(self, x, train: bool):
         dt = self.dtype
-        y = nn.relu(_norm(train, dt, "bn1")(_conv(self.filters, 3, self.strides, self.dilation,
+        y = nn.relu(self.norm(train, "bn1")(_conv(self.filters, 3, self.strides, self.dilation,
                                                   dt, name="conv1")(x)))
-        y = _norm(train, dt, "bn2", zero_scale=True)(
+        y = self.norm(train, "bn2", zero_scale=True)(
             _conv(self.filters, 3, 1, self.dilation, dt, name="conv2")(y))
         if x.shape != y.shape:
-            x = _norm(train, dt, "proj_bn")(_conv(self.filters, 1, self.strides, dtype=dt,
+            x = self.norm(train, "proj_bn")(_conv(self.filters, 1, self.strides, dtype=dt,
                                                   name="proj")(x))
         return nn.relu(x + y)
 
@@ -86,6 +100,7 @@ class ResNet(nn.Module):
     head_bias_init: float = 0.0
     output_stride: int = 32
     dtype: Any = jnp.float32
+    frozen: str | None = None  # regex over parameter paths, see the module docstring
 
     @nn.compact
     def __call__(self, images, train: bool = False):
@@ -99,7 +114,7 @@ class ResNet(nn.Module):
         x = images.astype(self.dtype)
         x = nn.Conv(base, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False,
                     dtype=self.dtype, name="conv1")(x)
-        x = nn.relu(_norm(train, self.dtype, "bn1")(x))
+        x = nn.relu(_norm(train, self.dtype, "conv1_bn", frozen=self.frozen)(x))
         out["conv1"] = x
         x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
         stride, dilation = 4, 1
@@ -110,7 +125,7 @@ class ResNet(nn.Module):
             stride *= first_stride
             for j in range(blocks):
                 x = block_cls(base * 2 ** i, strides=first_stride if j == 0 else 1,
-                              dilation=dilation, dtype=self.dtype,
+                              dilation=dilation, dtype=self.dtype, frozen=self.frozen,
                               name=f"conv{i + 2}_block{j + 1}")(x, train)
             out[f"conv{i + 2}"] = x
         out["pre_logits"] = x.mean(axis=(1, 2)).astype(jnp.float32)
@@ -121,3 +136,19 @@ class ResNet(nn.Module):
                           bias_init=nn.initializers.constant(self.head_bias_init)
                           )(out["pre_logits"])
         return logits.astype(jnp.float32), out
+
+
+def load(flat: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoint surgery for `init_from`: paths of earlier versions of this model.
+
+    `flat` maps '/'-joined variable paths ('params/conv1/kernel', ...) to
+    arrays; checkpoints written before the stem's batch norm was renamed
+    call it `bn1` at the top level.
+    """
+    renamed = {}
+    for path, value in flat.items():
+        collection, _, rest = path.partition("/")
+        if rest.startswith("bn1/"):
+            rest = "conv1_bn/" + rest[len("bn1/"):]
+        renamed[f"{collection}/{rest}"] = value
+    return renamed

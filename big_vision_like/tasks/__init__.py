@@ -1,0 +1,17 @@
+"""Tasks, looked up by name (`config.task`) in an explicit registry.
+
+A task is a class with `from_config(config, context) -> Task` (see
+`tasks.base`). Nothing registers itself at import.
+"""
+
+from __future__ import annotations
+
+from big_vision_like.registry import Registry
+
+
+def default_registry() -> Registry:
+    from big_vision_like.tasks.classification import ClassificationTask
+
+    reg: Registry = Registry("task")
+    reg.register("classification", ClassificationTask)
+    return reg

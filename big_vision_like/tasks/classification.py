@@ -1,0 +1,92 @@
+"""Image classification: multi-label sigmoid (the paper's JFT head) or softmax.
+
+The head's class dimension is rounded up to a multiple of the mesh's `model`
+axis and split over it; padded columns get a logit of -1e9 (zero loss, zero
+gradient, never ranked) and are cut from predictions. A sigmoid loss needs
+no cross-device softmax; a softmax over the sharded head is reduced across
+`model` by XLA.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from big_vision_like import losses as losses_lib
+from big_vision_like import models
+from big_vision_like.mesh import DATA, MODEL
+from big_vision_like.tasks.base import Batch, Outputs, PredictFn, Task, TaskContext
+
+
+def round_up_classes(num_classes: int, mesh: Mesh) -> int:
+    """Head width: num_classes rounded up to a multiple of the `model` axis.
+
+    18,291 (JFT) is odd, so no mesh of 2, 4 or 8 model shards divides it.
+    """
+    m = mesh.shape[MODEL]
+    return -(-num_classes // m) * m
+
+
+def mask_padded_classes(logits: jax.Array, num_classes: int) -> jax.Array:
+    if logits.shape[-1] == num_classes:
+        return logits
+    valid = jnp.arange(logits.shape[-1]) < num_classes
+    return jnp.where(valid, logits, jnp.asarray(-1e9, logits.dtype))
+
+
+class ClassificationTask(Task):
+    """Batches carry `image` and `labels` (multi-hot or one-hot, num_classes wide).
+
+    Outputs: `logits` and the model's named outputs (`pre_logits`, `conv1`
+    ... `conv5`). Predict functions: `predict` (logits cut to the dataset's
+    classes, and pre-logit features) and `features` (pre-logit features
+    only; XLA drops the head).
+    """
+
+    batch_keys = ("image", "labels")
+
+    def __init__(self, model: nn.Module, num_classes: int, loss: str = "sigmoid_xent",
+                 losses: Any = None, load: Any = None):
+        self.model, self.num_classes, self.load = model, num_classes, load
+        self.loss_name = loss
+        self.loss_fn = (losses or losses_lib.default_registry()).get(loss)
+
+    @classmethod
+    def from_config(cls, config: Any, ctx: TaskContext) -> ClassificationTask:
+        num_classes = config.model.get("num_classes") or ctx.num_classes
+        if not num_classes:
+            raise ValueError("classification: set model.num_classes or use a dataset "
+                             "whose metadata gives the number of classes.")
+        model, entry = models.build(
+            config.model, ctx.models, num_classes=round_up_classes(num_classes, ctx.mesh),
+            frozen=config.get("frozen") or None)
+        return cls(model, num_classes, config.get("loss", "sigmoid_xent"), ctx.losses,
+                   entry.load)
+
+    def outputs(self, raw: Any) -> Outputs:
+        logits, named = raw
+        return {"logits": mask_padded_classes(logits, self.num_classes), **named}
+
+    def loss(self, outputs: Outputs, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+        logits, labels = outputs["logits"], batch["labels"]
+        if logits.shape[-1] > labels.shape[-1]:
+            labels = jnp.pad(labels, ((0, 0), (0, logits.shape[-1] - labels.shape[-1])))
+        return self.loss_fn(logits, labels, batch.get("_mask")), {}
+
+    def output_specs(self, mesh: Mesh) -> dict[str, P]:
+        # Each device keeps its (examples, classes) block of the logits: the
+        # loss of a class-sharded head never gathers all classes.
+        return {"logits": P(DATA, MODEL)}
+
+    def predict_fns(self) -> dict[str, PredictFn]:
+        n = self.num_classes
+        return {
+            "predict": lambda out, batch: {"logits": out["logits"][:, :n],
+                                           "pre_logits": out["pre_logits"]},
+            "features": lambda out, batch: {"pre_logits": out["pre_logits"]},
+        }

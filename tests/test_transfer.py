@@ -1,0 +1,83 @@
+"""Fine-tuning through the one training loop: init_from restores every variable,
+partial loading is reported, mismatches are named, old layouts load."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from big_vision_like import init_from, trainer
+from big_vision_like import mesh as mesh_lib
+from big_vision_like.checkpointing import CheckpointError
+from big_vision_like.models import resnet
+from input_pipeline import dataset
+from tests.helpers import data_dir_of, tiny_config
+
+
+def leaves(tree):
+    return {jax.tree_util.keystr(p): np.asarray(v)
+            for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def eval_logits(task, state):
+    images = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype(np.float32)
+    return np.asarray(task.forward(jax.device_get(state.variables), {"image": images},
+                                   train=False)["logits"])
+
+
+def source_checkpoint(pretrained_tiny):
+    return os.path.join(pretrained_tiny[0], "checkpoints", "8")
+
+
+def test_init_from_restores_batch_norm_statistics_and_the_logits(
+        tiny_builder, pretrained_tiny, tmp_path):
+    _, source_state = pretrained_tiny
+    config = tiny_config(data_dir_of(tiny_builder), total_steps=0, evals={})
+    config.init_from = dict(checkpoint=source_checkpoint(pretrained_tiny), skip=None)
+    state = trainer.train(config, str(tmp_path))
+    got, want = leaves(state.model_state), leaves(source_state.model_state)
+    assert got.keys() == want.keys() and got
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    # The running statistics moved away from their 0/1 start in pre-training,
+    # so restoring only the parameters would change the logits.
+    assert max(np.abs(v - np.round(v)).max() for v in want.values()) > 1e-3
+    task = trainer.build_task(config, mesh_lib.make_mesh(8, 1),
+                              dataset.num_classes_of(tiny_builder))
+    np.testing.assert_array_equal(eval_logits(task, state), eval_logits(task, source_state))
+
+
+def test_partial_loading_reports_loaded_fresh_and_unused(tiny_builder, pretrained_tiny,
+                                                         tmp_path):
+    config = tiny_config(data_dir_of(tiny_builder), total_steps=0, evals={})
+    config.model.depth = 34  # more blocks per stage than the depth-18 source
+    config.init_from = dict(checkpoint=source_checkpoint(pretrained_tiny), skip="^head/")
+    trainer.train(config, str(tmp_path))
+    report = (tmp_path / "init_from_report.txt").read_text().splitlines()
+    assert "loaded: params/conv2_block1/conv1/kernel" in report
+    assert "loaded: batch_stats/conv2_block1/bn1/mean" in report
+    assert "kept fresh (skip pattern): params/head/kernel" in report
+    assert "kept fresh (not in checkpoint): params/conv2_block3/conv1/kernel" in report
+    assert "kept fresh (not in checkpoint): batch_stats/conv4_block6/bn2/var" in report
+    assert not [line for line in report if line.startswith("unused")]
+
+
+def test_unused_and_mismatched_variables_are_named():
+    target = {"params": {"w": jax.numpy.zeros((2, 3))}}
+    merged, report = init_from.merge(target, {"params/w": np.ones((2, 3)),
+                                              "params/extra": np.ones(4)})
+    assert report.unused == ["params/extra"] and report.loaded == ["params/w"]
+    np.testing.assert_array_equal(merged["params"]["w"], 1)
+    with pytest.raises(CheckpointError, match=r"params/w has shape \(3, 2\) in the "
+                                              r"checkpoint but \(2, 3\) in the model"):
+        init_from.merge(target, {"params/w": np.ones((3, 2))})
+
+
+def test_load_hook_maps_the_earlier_stem_batch_norm_name():
+    target = {"params": {"conv1_bn": {"scale": jax.numpy.zeros(4)}},
+              "batch_stats": {"conv1_bn": {"mean": jax.numpy.zeros(4)}}}
+    old = {"params/bn1/scale": np.full(4, 2.0), "batch_stats/bn1/mean": np.full(4, 3.0)}
+    merged, report = init_from.merge(target, old, load_hook=resnet.load)
+    assert not report.missing and not report.unused
+    np.testing.assert_array_equal(merged["batch_stats"]["conv1_bn"]["mean"], 3.0)
