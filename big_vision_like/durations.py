@@ -146,24 +146,11 @@ def _check_positive(steps: int, field: str, value: Any, allow_zero: bool) -> Non
         raise ValueError(f"{field}={value} is {steps} steps; it must be {need}.")
 
 
-def override_names(argv: Iterable[str], flag: str = "config") -> list[str]:
-    """Dotted field names overridden on a command line: `--config.a.b=1` -> 'a.b'.
-
-    Accepts `--config.x=v`, `--config.x v` and `-config.x`, as absl does.
-    """
-    names = []
-    for arg in argv:
-        m = re.match(rf"^--?(?:no)?{re.escape(flag)}\.([^=]+)", arg)
-        if m:
-            names.append(m.group(1))
-    return names
-
-
 def apply_override_precedence(config: Any, overridden: Iterable[str]) -> list[str]:
     """Lets a duration's unit given on the command line win over the file's.
 
-    `overridden` holds the dotted names of the overridden fields (see
-    `override_names`, or ml_collections' `config_flags.get_override_values`).
+    `overridden` holds the dotted names of the overridden fields, as the keys
+    of ml_collections' `config_flags.get_override_values(FLAGS["config"])`.
     For each `<name>_<unit>` among them, the other units of `<name>` in the
     same (sub)config are set to None, so `--config.total_epochs=2` works on a
     file that sets `total_examples`. Two units of one name on the command

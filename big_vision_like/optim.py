@@ -175,7 +175,7 @@ def wrap_for_transfer(tx: optax.GradientTransformation, frozen: str | None = Non
     the clipping norm) nor keeps state for them. The parameter paths are
     read when the optimizer is initialised, so no parameters are needed here.
     """
-    if isinstance(lr_mults, Mapping):
+    if hasattr(lr_mults, "items"):  # a dict (or ConfigDict) {regex: mult}, in order
         lr_mults = lr_mults.items()
     rules = []
     for rule in lr_mults or ():

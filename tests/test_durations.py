@@ -8,7 +8,7 @@ import ml_collections
 import pytest
 from ml_collections.config_dict import placeholder
 
-from big_vision_like.durations import Durations, apply_override_precedence, override_names
+from big_vision_like.durations import Durations, apply_override_precedence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,12 +101,6 @@ def test_the_unit_given_on_the_command_line_wins():
 def test_two_units_of_one_name_on_the_command_line_are_an_error():
     with pytest.raises(ValueError, match="--config.total_epochs and --config.total_examples"):
         apply_override_precedence(demo_like_config(), ["total_epochs", "total_examples"])
-
-
-def test_override_names_reads_absl_style_arguments():
-    argv = ["--config", "f.py", "--config.total_epochs=2", "--config.schedule.warmup_steps",
-            "5", "-config.b=1", "--workdir=x", "--noconfig.flag", "--configx.y=1"]
-    assert override_names(argv) == ["total_epochs", "schedule.warmup_steps", "b", "flag"]
 
 
 def test_command_line_total_epochs_replaces_the_files_total_steps(tmp_path):

@@ -153,6 +153,11 @@ def test_lr_mults_scale_updates_first_matching_rule_wins():
     np.testing.assert_array_equal(updates["c"]["bias"], plain)  # unmatched: 1.0
     np.testing.assert_array_equal(updates["a"]["kernel"], 0.5 * plain)
     np.testing.assert_allclose(updates["b"]["kernel"], 3.0 * plain, rtol=1e-6)
+    as_dict = optim.build_optimizer({"name": "momentum", "momentum": 0.0,
+                                     "lr_mults": {"^a/": 0.5}}, 0.1)
+    updates, _ = as_dict.update(grads, as_dict.init(params), params)
+    np.testing.assert_array_equal(updates["a"]["kernel"], 0.5 * plain)
+    np.testing.assert_array_equal(updates["b"]["kernel"], plain)
 
 
 def test_a_regex_that_matches_nothing_is_an_error_naming_it():
