@@ -3,15 +3,23 @@
 Sigmoid cross-entropy is per label and independent per class, so on a
 class-sharded head each device computes its classes' terms and only the
 per-example sums cross the `model` axis.
+
+`get_loss(config.loss)` looks a loss up by name in `default_registry()`, or in
+a registry passed to it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from big_vision_like.registry import Registry
+
+# (logits, labels, mask or None) -> scalar loss averaged over kept examples.
+LossFn = Callable[..., jax.Array]
 
 
 def _masked_mean(per_example: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -40,9 +48,14 @@ def softmax_xent(logits: jax.Array, labels: jax.Array,
     return _masked_mean(per_example, mask)
 
 
-def default_registry() -> Registry:
-    return Registry("loss", {"sigmoid_xent": sigmoid_xent, "softmax_xent": softmax_xent})
+def default_registry() -> Registry[LossFn]:
+    """The standard losses; build a fresh one and `register` more to add a loss."""
+    reg: Registry[LossFn] = Registry("loss")
+    reg.register("sigmoid_xent", sigmoid_xent)
+    reg.register("softmax_xent", softmax_xent)
+    return reg
 
 
-def get_loss(name: str, registry: Registry | None = None):
+def get_loss(name: str, registry: Registry[LossFn] | None = None) -> LossFn:
+    """The loss `name` of `registry` (default: `default_registry()`)."""
     return (registry or default_registry()).get(name)

@@ -1,76 +1,64 @@
-"""Optimizers, learning-rate schedules and durations, from config fields.
+"""Optimizers by name from a config's `optimizer` field; freezing and lr multipliers.
 
-Durations (`total`, a schedule's `decay_every`, `warmup`) may be given in
-steps, epochs or examples: `total_steps`, `total_epochs` or
-`total_examples`; the paper states its schedules in steps of batch 32 on
-asynchronous workers, which configs translate into examples seen.
+    tx = build_optimizer(config.optimizer, schedule)
+
+The optimizers (`default_optimizer_registry()`): `rmsprop` (the paper's JFT
+recipe, TF1 semantics), `momentum` (its ImageNet recipe; SGD with
+`momentum=0`), `adamw`. Fields every optimizer honours:
+
+- `grad_clip_norm`: clip the gradient's global norm (over the trained
+  parameters) before anything else, weight decay included.
+- `weight_decay`, on kernels only: L2 regularisation for rmsprop and
+  momentum (wd * w added to the gradient, as the paper's TensorFlow models
+  do); decoupled for adamw (wd * lr * w subtracted, as in AdamW).
+- `frozen`: a regex; parameters whose '/'-joined path it matches
+  (re.search) are not updated, take no weight decay and hold no optimizer
+  state. Fine-tuning is `init_from` plus this.
+- `lr_mults`: ((regex, mult), ...); the first rule that matches a
+  parameter's path scales its updates, unmatched parameters get 1.0.
+
+A regex in `frozen` or `lr_mults` that matches no parameter is an error,
+raised when the optimizer is initialised with the parameters.
+
+A new optimizer is a function `(cfg, schedule) -> optax.GradientTransformation`
+(weight decay included) registered under a name in a registry passed to
+`build_optimizer`.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
+from big_vision_like.durations import Durations
+from big_vision_like.registry import Registry
+from big_vision_like.schedules import build_schedule, default_schedule_registry
 from big_vision_like.sharding import path_str
+
+# Re-exported: callers of the old optim.build_schedule keep working.
+__all__ = ["Durations", "build_optimizer", "build_schedule", "default_optimizer_registry",
+           "default_schedule_registry", "resolve_steps", "weight_decay_mask",
+           "wrap_for_transfer"]
+
+OptimizerFactory = Callable[[Mapping[str, Any], optax.ScalarOrSchedule],
+                            optax.GradientTransformation]
 
 
 def resolve_steps(cfg: Mapping[str, Any], name: str, batch_size: int,
                   examples_per_epoch: int | None = None, default: int | None = None) -> int:
     """`<name>_steps`, `<name>_epochs` or `<name>_examples` of `cfg`, in steps.
 
-    Epochs or examples override steps (configs carry a default in steps);
-    epochs and examples together are an error. None counts as unset;
-    examples and epochs round up to whole steps.
+    Kept for existing callers; `Durations(batch_size, examples_per_epoch)
+    .steps(cfg, name, default)` is the same, and also rejects durations of
+    zero steps.
     """
-    given = {unit: cfg.get(f"{name}_{unit}") for unit in ("steps", "epochs", "examples")}
-    given = {u: v for u, v in given.items() if v is not None}
-    if len(given) > 1 and "steps" in given:
-        del given["steps"]
-    if len(given) > 1:
-        raise ValueError(f"{name}: give one of {name}_steps/_epochs/_examples, not "
-                         f"{sorted(f'{name}_{u}' for u in given)}.")
-    if not given:
-        if default is None:
-            raise ValueError(f"{name}: set {name}_steps, {name}_epochs or {name}_examples.")
-        return default
-    (unit, value), = given.items()
-    if unit == "steps":
-        return int(value)
-    if unit == "epochs":
-        if not examples_per_epoch:
-            raise ValueError(f"{name}_epochs needs the training split's size, which is "
-                             f"unknown here; give {name}_steps or {name}_examples.")
-        value = value * examples_per_epoch
-    return math.ceil(value / batch_size)
-
-
-def build_schedule(cfg: Mapping[str, Any], total_steps: int, batch_size: int,
-                   examples_per_epoch: int | None = None) -> optax.Schedule:
-    """Schedules: constant, staircase (x decay_factor every decay_every),
-    piecewise (x decay_factor at each of decay_at_*), cosine; all with optional
-    linear warmup (warmup_steps/_epochs/_examples)."""
-    name = cfg.get("name", "constant")
-    base = float(cfg["base_lr"])
-    warmup = resolve_steps(cfg, "warmup", batch_size, examples_per_epoch, default=0)
-    if name == "constant":
-        main = optax.constant_schedule(base)
-    elif name == "staircase":
-        every = resolve_steps(cfg, "decay_every", batch_size, examples_per_epoch)
-        main = optax.exponential_decay(base, every, cfg.get("decay_factor", 0.1),
-                                       staircase=True)
-    elif name == "cosine":
-        main = optax.cosine_decay_schedule(base, max(1, total_steps - warmup),
-                                           alpha=cfg.get("end_factor", 0.0))
-    else:
-        raise ValueError(f"unknown schedule {name!r}; known: constant, staircase, cosine.")
-    if not warmup:
-        return main
-    return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), main], [warmup])
+    return Durations(batch_size, examples_per_epoch).steps(cfg, name, default,
+                                                           allow_zero=True)
 
 
 def weight_decay_mask(params: Any, pattern: str = r"kernel$") -> Any:
@@ -80,31 +68,131 @@ def weight_decay_mask(params: Any, pattern: str = r"kernel$") -> Any:
                                             params)
 
 
-def build_optimizer(cfg: Mapping[str, Any], schedule: optax.Schedule
-                    ) -> optax.GradientTransformation:
-    """rmsprop (the paper's JFT recipe), momentum (its ImageNet recipe), adamw.
+def _l2(cfg: Mapping[str, Any], opt: optax.GradientTransformation
+        ) -> optax.GradientTransformation:
+    if not cfg.get("weight_decay"):
+        return opt
+    return optax.chain(optax.add_decayed_weights(cfg["weight_decay"], mask=weight_decay_mask),
+                       opt)
 
-    `weight_decay` is L2 regularisation as in the paper's TensorFlow models
-    (its gradient, wd * w, is added before the optimizer), on kernels only.
+
+def rmsprop(cfg: Mapping[str, Any], lr: optax.ScalarOrSchedule
+            ) -> optax.GradientTransformation:
+    # TF1's RMSProp: mean square starts at 1, eps inside the sqrt.
+    return _l2(cfg, optax.rmsprop(lr, decay=cfg.get("decay", 0.9), eps=cfg.get("eps", 1.0),
+                                  momentum=cfg.get("momentum", 0.9), initial_scale=1.0,
+                                  eps_in_sqrt=True))
+
+
+def momentum(cfg: Mapping[str, Any], lr: optax.ScalarOrSchedule
+             ) -> optax.GradientTransformation:
+    return _l2(cfg, optax.sgd(lr, momentum=cfg.get("momentum", 0.9),
+                              nesterov=cfg.get("nesterov", False)))
+
+
+def adamw(cfg: Mapping[str, Any], lr: optax.ScalarOrSchedule) -> optax.GradientTransformation:
+    return optax.adamw(lr, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999),
+                       eps=cfg.get("eps", 1e-8), weight_decay=cfg.get("weight_decay", 0.0),
+                       mask=weight_decay_mask)
+
+
+def default_optimizer_registry() -> Registry[OptimizerFactory]:
+    reg: Registry[OptimizerFactory] = Registry("optimizer")
+    reg.register("rmsprop", rmsprop)
+    reg.register("momentum", momentum)
+    reg.register("adamw", adamw)
+    return reg
+
+
+def build_optimizer(cfg: Mapping[str, Any], schedule: optax.ScalarOrSchedule,
+                    registry: Registry[OptimizerFactory] | None = None, *,
+                    frozen: str | None = None,
+                    lr_mults: Iterable[tuple[str, float]] | None = None
+                    ) -> optax.GradientTransformation:
+    """The optimizer `cfg.name` (default momentum) with clipping, freezing, lr mults.
+
+    `frozen` and `lr_mults` default to `cfg.frozen` and `cfg.lr_mults`.
+    Without either, the optimizer state has the same structure as the bare
+    optimizer's (checkpoints stay compatible).
     """
-    name = cfg.get("name", "momentum")
-    if name == "rmsprop":
-        # TF1's RMSProp: mean square starts at 1, eps inside the sqrt.
-        opt = optax.rmsprop(schedule, decay=cfg.get("decay", 0.9), eps=cfg.get("eps", 1.0),
-                            momentum=cfg.get("momentum", 0.9), initial_scale=1.0,
-                            eps_in_sqrt=True)
-    elif name == "momentum":
-        opt = optax.sgd(schedule, momentum=cfg.get("momentum", 0.9),
-                        nesterov=cfg.get("nesterov", False))
-    elif name == "adamw":
-        return optax.adamw(schedule, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999),
-                           weight_decay=cfg.get("weight_decay", 0.0),
-                           mask=weight_decay_mask)
-    else:
-        raise ValueError(f"unknown optimizer {name!r}; known: rmsprop, momentum, adamw.")
-    parts = []
+    registry = registry or default_optimizer_registry()
+    tx = registry.get(cfg.get("name", "momentum"))(cfg, schedule)
     if cfg.get("grad_clip_norm"):
-        parts.append(optax.clip_by_global_norm(cfg["grad_clip_norm"]))
-    if cfg.get("weight_decay"):
-        parts.append(optax.add_decayed_weights(cfg["weight_decay"], mask=weight_decay_mask))
-    return optax.chain(*parts, opt)
+        tx = optax.chain(optax.clip_by_global_norm(cfg["grad_clip_norm"]), tx)
+    return wrap_for_transfer(tx, cfg.get("frozen") if frozen is None else frozen,
+                             cfg.get("lr_mults") if lr_mults is None else lr_mults)
+
+
+def _compile(pattern: str, what: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"{what} {pattern!r} is not a valid regex: {e}.") from None
+
+
+def _paths(tree: Any) -> list[str]:
+    return [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _require_matches(regex: re.Pattern, paths: list[str], what: str) -> None:
+    # A typo would otherwise silently freeze (or scale) nothing.
+    if not any(regex.search(p) for p in paths):
+        sample = ", ".join(paths[:8]) + (", ..." if len(paths) > 8 else "")
+        raise ValueError(f"{what} {regex.pattern!r} matches no parameter; "
+                         f"parameters are e.g. {sample}.")
+
+
+def _scale_by_path(rules: list[tuple[re.Pattern, float]]) -> optax.GradientTransformation:
+    """Multiplies each update by the mult of the first rule matching its path."""
+
+    def mult_of(path: str) -> float:
+        return next((m for regex, m in rules if regex.search(path)), 1.0)
+
+    def init(params):
+        paths = _paths(params)
+        for regex, _ in rules:
+            _require_matches(regex, paths, "lr_mults rule")
+        return optax.EmptyState()
+
+    def update(updates, state, params=None):
+        del params
+        scaled = jax.tree_util.tree_map_with_path(
+            lambda p, u: u if (m := mult_of(path_str(p))) == 1.0 else u * jnp.asarray(m, u.dtype),
+            updates)
+        return scaled, state
+
+    return optax.GradientTransformation(init, update)
+
+
+def wrap_for_transfer(tx: optax.GradientTransformation, frozen: str | None = None,
+                      lr_mults: Iterable[tuple[str, float]] | Mapping[str, float] | None = None
+                      ) -> optax.GradientTransformation:
+    """`tx` on the parameters `frozen` does not match, zero updates on the others,
+    then updates scaled by `lr_mults`.
+
+    Frozen parameters go to their own partition (optax.multi_transform with
+    set_to_zero), so `tx` neither sees them (no weight decay, no share of
+    the clipping norm) nor keeps state for them. The parameter paths are
+    read when the optimizer is initialised, so no parameters are needed here.
+    """
+    if hasattr(lr_mults, "items"):  # a dict (or ConfigDict) {regex: mult}, in order
+        lr_mults = lr_mults.items()
+    rules = []
+    for rule in lr_mults or ():
+        pattern, mult = rule
+        if not isinstance(mult, (int, float)) or isinstance(mult, bool) or mult < 0:
+            raise ValueError(f"lr_mults rule {pattern!r}: the multiplier must be a number "
+                             f">= 0, not {mult!r}.")
+        rules.append((_compile(pattern, "lr_mults rule"), float(mult)))
+    if frozen:
+        frozen_re = _compile(frozen, "frozen")
+
+        def labels(tree):
+            _require_matches(frozen_re, _paths(tree), "frozen")
+            return jax.tree_util.tree_map_with_path(
+                lambda p, _: "frozen" if frozen_re.search(path_str(p)) else "trained", tree)
+
+        tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+    if rules:
+        tx = optax.chain(tx, _scale_by_path(rules))
+    return tx

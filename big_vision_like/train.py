@@ -2,15 +2,23 @@
 
 Any config field can be overridden: --config.batch_size=64
 --config.schedule.base_lr=0.01. An unknown field is an error that names it.
+
+A duration given on the command line in one unit replaces the file's value
+in another: --config.total_epochs=2 on a config that sets total_examples
+trains 2 epochs (the field must exist in the config, e.g. as a placeholder).
+--print_config prints the config so resolved and exits without training.
 """
 
 from __future__ import annotations
 
 import logging as pylogging
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from big_vision_like import durations
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -21,12 +29,20 @@ _COORDINATOR = flags.DEFINE_string(
     "(not needed on TPU pods or Slurm; also JAX_COORDINATOR_ADDRESS).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id, 0-based.")
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config", False, "Print the config, command-line overrides applied, and exit.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    config = _CONFIG.value
+    cleared = durations.apply_override_precedence(
+        config, config_flags.get_override_values(flags.FLAGS[_CONFIG.name]))
+    if _PRINT_CONFIG.value:
+        sys.stdout.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+        return
     from big_vision_like import distributed, trainer  # after flags: jax starts here
 
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -36,7 +52,9 @@ def main(argv) -> None:
     # orbax reports every save step at INFO; keep its warnings only.
     logging.get_absl_handler().addFilter(
         lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
-    trainer.train(_CONFIG.value, _WORKDIR.value)
+    if cleared:
+        logging.info("units given on the command line replace %s", ", ".join(cleared))
+    trainer.train(config, _WORKDIR.value)
     if jax.process_index() != 0:
         return
     for key, value in sorted(trainer.summary(_WORKDIR.value).items()):

@@ -1,5 +1,6 @@
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from big_vision_like import losses
 
@@ -38,3 +39,13 @@ def test_softmax_xent_matches_float64_reference():
     want = -(labels * (z - np.log(np.exp(z).sum(-1, keepdims=True)))).sum(-1).mean()
     np.testing.assert_allclose(losses.softmax_xent(logits.astype(np.float32), labels),
                                want, rtol=1e-5)
+
+
+def test_losses_are_found_by_name_in_a_registry():
+    assert losses.get_loss("sigmoid_xent") is losses.sigmoid_xent
+    reg = losses.default_registry()
+    assert list(reg) == ["sigmoid_xent", "softmax_xent"]
+    reg.register("zero", lambda logits, labels, mask=None: jnp.zeros(()))
+    assert float(losses.get_loss("zero", reg)(jnp.ones((2, 3)), jnp.ones((2, 3)))) == 0.0
+    with pytest.raises(KeyError, match="unknown loss 'zero'; known: sigmoid_xent, softmax_xent"):
+        losses.get_loss("zero")  # the default registry is built afresh, unchanged
