@@ -10,6 +10,7 @@ the seed and the step number, so a resumed run draws the same numbers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -90,8 +91,14 @@ def constrain_outputs(outputs: dict[str, jax.Array], task: Task, mesh: Mesh
 
 
 def make_train_step(task: Task, tx: optax.GradientTransformation, mesh: Mesh,
-                    seed: int = 0) -> Callable:
-    """The un-jitted step: (state, batch) -> (state, metrics)."""
+                    seed: int = 0, frozen: str | None = None) -> Callable:
+    """The un-jitted step: (state, batch) -> (state, metrics).
+
+    `frozen`: a regex over parameter paths (as `optim.wrap_for_transfer` takes);
+    those parameters are passed through untouched, bit for bit (adding a zero
+    update would turn -0.0 into +0.0).
+    """
+    frozen_re = re.compile(frozen) if frozen else None
 
     def step(state: TrainState, batch: dict[str, jax.Array]):
         rng = jax.random.fold_in(jax.random.key(seed), state.step)
@@ -108,6 +115,10 @@ def make_train_step(task: Task, tx: optax.GradientTransformation, mesh: Mesh,
             state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if frozen_re is not None:
+            params = jax.tree_util.tree_map_with_path(
+                lambda path, new, old: old if frozen_re.search(sharding_lib.path_str(path))
+                else new, params, state.params)
         # Checked before a checkpoint is written: a finite loss can still
         # produce non-finite parameters, which must never be saved.
         finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree.leaves(params)]))

@@ -148,9 +148,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.model)
     data = _Data(config, mesh)
     batch = config.batch_size
-    total_steps = optim.resolve_steps(config, "total", batch, data.train_examples)
-    schedule = optim.build_schedule(config.schedule, total_steps, batch, data.train_examples)
-    tx = optim.build_optimizer(config.optimizer, schedule)
+    durations = optim.Durations(batch, data.train_examples)
+    total_steps = durations.steps(config, "total", allow_zero=True)
+    schedule = optim.build_schedule(config.schedule, total_steps, durations)
+    frozen = config.get("frozen") or None
+    tx = optim.build_optimizer(config.optimizer, schedule, frozen=frozen,
+                               lr_mults=config.get("lr_mults") or None)
     task = build_task(config, mesh, data.num_classes)
     image_shape = tuple(config.input.image_shape)
     rules = sharding_lib.rules_for(config.get("sharding", "head"),
@@ -172,13 +175,13 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
         state = _init_from(state, task, config.init_from, workdir if is_main else None)
 
     step_fn = train_step.jit_train_step(
-        train_step.make_train_step(task, tx, mesh, config.seed), shardings, mesh)
+        train_step.make_train_step(task, tx, mesh, config.seed, frozen), shardings, mesh)
     writer = MetricWriter(workdir, enabled=is_main)
-    evals = _build_evaluators(config, task, mesh, shardings, data)
+    evals = _build_evaluators(config, task, mesh, shardings, data, durations)
     start = int(state.step)
     progress = Progress(total_steps, batch, start, config.get("log_every_seconds", 5.0))
-    log_steps = config.get("log_steps", 50)
-    ckpt_steps = config.get("ckpt_steps", 1000)
+    log_steps = durations.steps(config, "log", default=50)
+    ckpt_steps = durations.steps(config, "ckpt", default=1000)
 
     train_iter = data.train_iterator(data_state)
     pending = None  # (step, metrics) of the step before, checked one step late
@@ -268,7 +271,7 @@ def _run_eval(name, evaluator, state, step, writer):
     writer.write(step, results)
 
 
-def _build_evaluators(config, task, mesh, shardings, data):
+def _build_evaluators(config, task, mesh, shardings, data, durations):
     var_shardings = {"params": shardings.params, **shardings.model_state}
     in_shardings = (var_shardings, mesh_lib.batch_sharding(mesh))
 
@@ -293,7 +296,8 @@ def _build_evaluators(config, task, mesh, shardings, data):
     for name, cfg in (config.get("evals") or {}).items():
         if not re.fullmatch(r"[A-Za-z0-9_]+", name):
             raise ValueError(f"eval name {name!r}: use letters, digits and '_'.")
-        out[name] = (registry.get(cfg.type)(cfg, ctx), int(cfg.get("every_steps", 1000)))
+        out[name] = (registry.get(cfg.type)(cfg, ctx),
+                     durations.steps(cfg, "every", default=1000))
     return out
 
 

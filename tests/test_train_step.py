@@ -6,26 +6,31 @@ import optax
 import pytest
 
 from big_vision_like import mesh as mesh_lib
-from big_vision_like import sharding, train_step
+from big_vision_like import optim, sharding, train_step
 from big_vision_like.models.resnet import ResNet
 from big_vision_like.tasks.classification import ClassificationTask, round_up_classes
 
 NUM_CLASSES = 64
 
 
-def one_step(mesh, num_classes=NUM_CLASSES, rules=sharding.HEAD_SHARDED_RULES):
+def one_step(mesh, num_classes=NUM_CLASSES, rules=sharding.HEAD_SHARDED_RULES, frozen=None,
+             loss="sigmoid_xent"):
     width = round_up_classes(num_classes, mesh)
-    task = ClassificationTask(
-        ResNet(depth=18, num_classes=width, width=0.25, head_bias_init=-2.0), num_classes)
-    tx = optax.chain(optax.add_decayed_weights(1e-4),
-                     optax.rmsprop(1e-3, decay=0.9, momentum=0.9, eps=1.0))
+    task = ClassificationTask(ResNet(depth=18, num_classes=width, width=0.25,
+                                     head_bias_init=-2.0, frozen=frozen), num_classes, loss)
+    tx = optim.wrap_for_transfer(
+        optax.chain(optax.add_decayed_weights(1e-4),
+                    optax.rmsprop(1e-3, decay=0.9, momentum=0.9, eps=1.0)),
+        frozen=frozen, lr_mults=(("^head/", 10.0),) if frozen else None)
     state, shardings = train_step.create_train_state(
         task, tx, (32, 32, 3), jax.random.key(0), mesh, rules)
-    step = train_step.jit_train_step(train_step.make_train_step(task, tx, mesh), shardings,
-                                     mesh)
+    step = train_step.jit_train_step(
+        train_step.make_train_step(task, tx, mesh, frozen=frozen), shardings, mesh)
     rng = np.random.default_rng(0)
+    labels = (rng.random((8, num_classes)) < 0.1) if loss == "sigmoid_xent" else \
+        np.eye(num_classes)[rng.integers(0, num_classes, 8)]
     batch = {"image": rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
-             "labels": (rng.random((8, num_classes)) < 0.1).astype(np.float32)}
+             "labels": labels.astype(np.float32)}
     batch = jax.device_put(batch, mesh_lib.batch_sharding(mesh))
     for _ in range(2):
         state, metrics = step(state, batch)
@@ -92,3 +97,22 @@ def test_fsdp_matches_one_device_and_shards_the_backbone(single):
                          for x in slots)
     head = state8.params["head"]["kernel"]
     assert {s.data.shape for s in head.addressable_shards} == {(128, NUM_CLASSES // 4)}
+
+
+def test_sharded_fine_tuning_step_matches_one_device():
+    """Frozen stages, a softmax over a padded class-sharded head, lr multipliers."""
+    kw = dict(num_classes=10, frozen="^(conv1|conv[2-4])", loss="softmax_xent")
+    state1, metrics1 = one_step(mesh_lib.make_mesh(1, 1, devices=jax.devices()[:1]), **kw)
+    state8, metrics8 = one_step(mesh_lib.make_mesh(2, 4), **kw)
+    np.testing.assert_allclose(metrics8["train/loss"], metrics1["train/loss"], rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(state8.params["head"]["kernel"])[:, :10],
+                               np.asarray(state1.params["head"]["kernel"]), rtol=1e-4,
+                               atol=1e-6)
+    for tree8, tree1 in [(state8.params, state1.params),
+                         (state8.model_state, state1.model_state)]:
+        flat1 = dict(jax.tree_util.tree_leaves_with_path(tree1))
+        for path, a in jax.tree_util.tree_leaves_with_path(tree8):
+            if sharding.path_str(path).startswith("head"):
+                continue
+            np.testing.assert_allclose(np.asarray(a), np.asarray(flat1[path]), rtol=1e-4,
+                                       atol=1e-6, err_msg=sharding.path_str(path))

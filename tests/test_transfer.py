@@ -81,3 +81,33 @@ def test_load_hook_maps_the_earlier_stem_batch_norm_name():
     merged, report = init_from.merge(target, old, load_hook=resnet.load)
     assert not report.missing and not report.unused
     np.testing.assert_array_equal(merged["batch_stats"]["conv1_bn"]["mean"], 3.0)
+
+
+def test_frozen_stages_and_their_statistics_stay_bit_identical(tiny_builder, pretrained_tiny,
+                                                               tmp_path):
+    """Fine-tuning with conv1-conv4 frozen: those parameters and batch-norm statistics
+    equal the source's bit for bit after training steps; conv5 and the head move."""
+    _, source = pretrained_tiny
+    config = tiny_config(data_dir_of(tiny_builder), total_steps=3, ckpt_steps=3, evals={})
+    config.init_from = dict(checkpoint=source_checkpoint(pretrained_tiny), skip=None)
+    config.frozen = "^(conv1|conv[2-4])"
+    config.lr_mults = (("^head/", 10.0),)
+    state = trainer.train(config, str(tmp_path))
+    frozen = changed = 0
+    for tree, before in [(state.params, source.params),
+                         (state.model_state["batch_stats"], source.model_state["batch_stats"])]:
+        old = leaves(before)
+        for path, value in leaves(tree).items():
+            name = path.replace("']['", "/").strip("[']")
+            if name.startswith(("conv1", "conv2", "conv3", "conv4")):
+                np.testing.assert_array_equal(value, old[path], err_msg=name)
+                frozen += 1
+            elif not np.array_equal(value, old[path]):
+                changed += 1
+    assert frozen > 50 and changed > 10
+    # Every conv5 kernel and batch-norm statistic trained (the head too).
+    assert not np.array_equal(np.asarray(state.params["conv5_block2"]["conv2"]["kernel"]),
+                              np.asarray(source.params["conv5_block2"]["conv2"]["kernel"]))
+    assert not np.array_equal(
+        np.asarray(state.model_state["batch_stats"]["conv5_block2"]["bn2"]["mean"]),
+        np.asarray(source.model_state["batch_stats"]["conv5_block2"]["bn2"]["mean"]))
