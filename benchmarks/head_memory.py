@@ -26,7 +26,7 @@ from big_vision_like import mesh as mesh_lib
 from big_vision_like import optim, sharding
 from big_vision_like.memory import HeadOnly, train_step_memory
 from big_vision_like.models.resnet import ResNet
-from big_vision_like.train_step import round_up_classes
+from big_vision_like.tasks.classification import round_up_classes
 
 MESHES = [(8, 1), (4, 2), (2, 4), (1, 8)]
 NUM_CLASSES = 18_291

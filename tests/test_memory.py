@@ -5,7 +5,7 @@ import pytest
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import optim, sharding
 from big_vision_like.memory import HeadOnly, train_step_memory
-from big_vision_like.train_step import round_up_classes
+from big_vision_like.tasks.classification import round_up_classes
 
 C, D, BATCH = 18_291, 2048, 64
 
