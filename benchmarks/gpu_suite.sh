@@ -35,7 +35,10 @@ if python3 -c "import torch, torchvision; print('torch', torch.__version__, 'tor
         left=$((budget - SECONDS - 15))  # 15 s kept for the table
         limit=$((left < cap ? left : cap))
         if ((limit < 30)); then
-            echo "torch $run: skipped, the suite's ${budget} s budget is spent"
+            reason="the suite's ${budget} s budget was spent"
+            echo "torch $run: skipped, $reason"
+            python3 -m benchmarks.torch_baseline --runs "$run" --note "skipped: $reason" \
+                --json "$torch_json"
             continue
         fi
         echo "torch $run: timeout ${limit} s (suite at ${SECONDS} s)"
@@ -45,6 +48,8 @@ if python3 -c "import torch, torchvision; print('torch', torch.__version__, 'tor
         rc=${PIPESTATUS[0]}
         if ((rc == 124 || rc == 137)); then
             echo "torch $run: timed out after ${limit} s"
+            python3 -m benchmarks.torch_baseline --runs "$run" --json "$torch_json" \
+                --note "timed out after ${limit} s (suite budget ${budget} s)"
         elif ((rc != 0)); then
             echo "torch $run: exited with status $rc"
         fi

@@ -377,7 +377,8 @@ def run_all(args: argparse.Namespace) -> int:
             row = time_run(run_id, args, device, jax_results, torch_peak)
         except Exception as e:  # compile error, out of memory: record it, go on
             traceback.print_exc()
-            row = {"id": run_id, "status": f"failed: {type(e).__name__}: {str(e)[:300]}"}
+            message = " ".join(str(e).split())[:300]  # one line, for the table
+            row = {"id": run_id, "status": f"failed: {type(e).__name__}: {message}"}
             failures += 1
         print(json.dumps(row), flush=True)
         if row["status"] == "ok":
@@ -421,11 +422,21 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="merge the rows into this file")
     parser.add_argument("--table", action="store_true",
                         help="only print the JAX + torch table from the two JSONs")
+    parser.add_argument("--note", default=None, metavar="STATUS",
+                        help="record STATUS (why there is no result) for --runs in --json, "
+                             "run nothing")
     args = parser.parse_args()
+    if args.batch_size < 1 or args.steps < 1:
+        parser.error("--batch_size and --steps must be at least 1")
     if args.warmup < 1:
         parser.error("--warmup must be at least 1 (the first step compiles)")
     if args.table:
         print(format_table(load_json(args.jax_json), load_json(args.json)))
+        return
+    if args.note is not None:  # the suite's word on runs it skipped or killed
+        for run_id in args.runs.split(","):
+            if args.json:
+                merge_row(args.json, {}, {"id": run_id, "status": args.note})
         return
     raise SystemExit(run_all(args))
 

@@ -114,6 +114,10 @@ def test_table_cli_and_merge_row(tmp_path):
     out = run(["benchmarks.torch_baseline", "--table", "--jax_json", str(jax_path),
                "--json", path])
     assert "JAX framework step" in out and "failed: X" in out
+    run(["benchmarks.torch_baseline", "--runs", "r101_compile", "--note", "skipped: no time",
+         "--json", path])
+    out = run(["benchmarks.torch_baseline", "--table", "--json", path])
+    assert "skipped: no time" in out
 
 
 @pytest.mark.slow
@@ -128,3 +132,18 @@ def test_torch_baseline_cpu_smoke(tmp_path):
     row = json.loads(path.read_text())["runs"][0]
     assert row["status"] == "ok" and row["img_per_s"] > 0
     assert math.isfinite(row["final_loss"]) and row["torch_counted_tflops_per_step"] > 0
+
+
+@pytest.mark.slow
+def test_torch_baseline_failure_is_recorded(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    path = tmp_path / "torch.json"
+    # Batch 1 at 32 px leaves batch norm one value per channel: training mode refuses.
+    out = subprocess.run([sys.executable, "-m", "benchmarks.torch_baseline", "--device", "cpu",
+                          "--batch_size", "1", "--image_size", "32", "--steps", "1",
+                          "--warmup", "1", "--runs", "r50_eager", "--json", str(path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stderr[-3000:]
+    row = json.loads(path.read_text())["runs"][0]
+    assert row["id"] == "r50_eager" and row["status"].startswith("failed: ValueError")
