@@ -1,5 +1,7 @@
 """The benchmark scripts run end to end (tiny settings) and print their ratio."""
 
+import json
+import math
 import subprocess
 import sys
 
@@ -28,3 +30,120 @@ def test_train_step_benchmark():
     row = [line for line in out.splitlines() if line.startswith("ResNet-18 32px")][-1]
     img_s, _ms, mfu, _ref, ratio = row.split()[-5:]
     assert float(img_s) > 0 and float(ratio) > 0 and mfu.endswith("%")
+
+
+# ---- the PyTorch baseline and the GPU suite (torch is optional: CI has none)
+
+JAX_RESULTS = {  # the shape of train_step_throughput's JSON (an H200 run)
+    "device": "NVIDIA H200", "devices": 1, "dtype": "bfloat16", "peak_matmul_tflops": 800.0,
+    "runs": [{"name": "ResNet-50 224px softmax 1000", "img_per_s": 6400.0, "step_ms": 40.0,
+              "tflops_per_step": 6.4, "mfu_vs_measured_peak": 0.2,
+              "reference_img_per_s": 6553.6, "ratio_framework_over_reference": 0.977},
+             {"name": "ResNet-101 299px sigmoid 18291 (JFT)", "img_per_s": 2560.0,
+              "step_ms": 100.0, "tflops_per_step": 20.0, "mfu_vs_measured_peak": 0.25}]}
+TORCH_RESULTS = {
+    "device": "NVIDIA H200",
+    "runs": [{"id": "r50_eager", "status": "ok", "img_per_s": 4000.0, "step_ms": 64.0,
+              "tflops_per_step": 6.4, "mfu": 0.125},
+             {"id": "r50_compile", "status": "ok", "img_per_s": 5120.0, "step_ms": 50.0,
+              "tflops_per_step": 6.4, "mfu": 0.16},
+             {"id": "r101_eager", "status": "failed: OutOfMemoryError: CUDA out of memory"},
+             {"id": "r101_compile", "status": "running"}]}
+
+
+def test_gpu_suite_script_parses():
+    out = subprocess.run(["bash", "-n", "benchmarks/gpu_suite.sh"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_torch_baseline_imports_without_torch():
+    # The suite's table step and the tests below must not need torch.
+    code = ("import sys, benchmarks.torch_baseline; "
+            "assert 'torch' not in sys.modules, 'torch imported at module level'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_combined_rows_ratios_and_notes():
+    from benchmarks.torch_baseline import combined_rows
+
+    rows = {(r["model"].split()[0], r["run"]): r
+            for r in combined_rows(JAX_RESULTS, TORCH_RESULTS)}
+    assert [k[1] for k in rows if k[0] == "ResNet-50"] == [
+        "JAX framework step", "plain-flax reference", "torch eager", "torch.compile"]
+    assert [k[1] for k in rows if k[0] == "ResNet-101"] == [
+        "JAX framework step", "torch eager", "torch.compile"]
+    r50 = {k[1]: v for k, v in rows.items() if k[0] == "ResNet-50"}
+    assert r50["JAX framework step"]["vs_torch_compile"] == pytest.approx(1.25)
+    assert r50["torch eager"]["vs_torch_compile"] == pytest.approx(4000 / 5120)
+    assert r50["torch.compile"]["vs_torch_compile"] == pytest.approx(1.0)
+    # The reference row's step time and MFU follow from its img/s and the batch (256).
+    ref = r50["plain-flax reference"]
+    assert ref["step_ms"] == pytest.approx(256 / 6553.6 * 1e3)
+    assert ref["mfu"] == pytest.approx(6.4 / (ref["step_ms"] / 1e3) / 800.0)
+    r101 = {k[1]: v for k, v in rows.items() if k[0] == "ResNet-101"}
+    assert r101["JAX framework step"]["vs_torch_compile"] is None  # nothing to compare to
+    assert "OutOfMemoryError" in r101["torch eager"]["note"]
+    assert "killed" in r101["torch.compile"]["note"]
+
+
+def test_format_table_without_results():
+    from benchmarks.torch_baseline import format_table
+
+    table = format_table(JAX_RESULTS, TORCH_RESULTS)
+    assert "  1.250" in table and "OutOfMemoryError" in table
+    # A suite whose JAX part failed still gets a table that says so.
+    empty = format_table(None, None)
+    assert empty.count("no result") == 6
+
+
+def test_table_cli_and_merge_row(tmp_path):
+    from benchmarks.torch_baseline import merge_row
+
+    path = str(tmp_path / "torch.json")
+    merge_row(path, {"device": "d"}, {"id": "r101_eager", "status": "running"})
+    merge_row(path, {"device": "d"}, {"id": "r50_compile", "status": "running"})
+    merge_row(path, {"device": "d"}, {"id": "r101_eager", "status": "failed: X"})
+    with open(path) as f:
+        saved = json.load(f)
+    assert [(r["id"], r["status"]) for r in saved["runs"]] == [
+        ("r50_compile", "running"), ("r101_eager", "failed: X")]
+    jax_path = tmp_path / "jax.json"
+    jax_path.write_text(json.dumps(JAX_RESULTS))
+    out = run(["benchmarks.torch_baseline", "--table", "--jax_json", str(jax_path),
+               "--json", path])
+    assert "JAX framework step" in out and "failed: X" in out
+    run(["benchmarks.torch_baseline", "--runs", "r101_compile", "--note", "skipped: no time",
+         "--json", path])
+    out = run(["benchmarks.torch_baseline", "--table", "--json", path])
+    assert "skipped: no time" in out
+
+
+@pytest.mark.slow
+def test_torch_baseline_cpu_smoke(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    path = tmp_path / "torch.json"
+    out = run(["benchmarks.torch_baseline", "--device", "cpu", "--batch_size", "2",
+               "--image_size", "32", "--steps", "1", "--warmup", "1", "--runs", "r50_eager",
+               "--json", str(path)])
+    assert "r50_eager:" in out
+    row = json.loads(path.read_text())["runs"][0]
+    assert row["status"] == "ok" and row["img_per_s"] > 0
+    assert math.isfinite(row["final_loss"]) and row["torch_counted_tflops_per_step"] > 0
+
+
+@pytest.mark.slow
+def test_torch_baseline_failure_is_recorded(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    path = tmp_path / "torch.json"
+    # Batch 1 at 32 px leaves batch norm one value per channel: training mode refuses.
+    out = subprocess.run([sys.executable, "-m", "benchmarks.torch_baseline", "--device", "cpu",
+                          "--batch_size", "1", "--image_size", "32", "--steps", "1",
+                          "--warmup", "1", "--runs", "r50_eager", "--json", str(path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stderr[-3000:]
+    row = json.loads(path.read_text())["runs"][0]
+    assert row["id"] == "r50_eager" and row["status"].startswith("failed: ValueError")
