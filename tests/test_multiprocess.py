@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.helpers import tiny_config
+
 WORKER = os.path.join(os.path.dirname(__file__), "multiprocess", "train_steps.py")
 
 
@@ -99,14 +101,14 @@ def test_trainer_runs_in_two_processes(tiny_builder, tmp_path):
     only process 0 writes the metric stream."""
     data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
     workdir = tmp_path / "run"
-    eval_pp = ("decode|central_crop(32)|value_range(-1, 1)|multi_hot(fill_ancestors=False)"
-               "|keep('image', 'labels')")
+    config = tiny_config(data_dir)
     overrides = [
         "--config.input.data.name=synthetic_jft/tiny", f"--config.input.data.data_dir={data_dir}",
-        "--config.input.image_shape=(32, 32, 3)", "--config.batch_size=16",
+        "--config.input.image_shape=(32, 32, 3)", f"--config.input.pp={config.input.pp}",
+        "--config.batch_size=16",
         "--config.total_steps=4", "--config.ckpt_steps=2", "--config.log_steps=1",
-        "--config.eval_batch_size=64", f"--config.evals.fasteval.pp={eval_pp}",
-        f"--config.evals.fasteval_loss.pp={eval_pp}", "--config.sharding=fsdp"]
+        "--config.eval_batch_size=64", f"--config.evals.fasteval.pp={config.evals.fasteval.pp}",
+        f"--config.evals.fasteval_loss.pp={config.evals.fasteval.pp}", "--config.sharding=fsdp"]
     address = f"127.0.0.1:{free_port()}"
     procs = [subprocess.Popen(
         [sys.executable, "-m", "big_vision_like.train", "--config", "configs/demo.py",
