@@ -158,11 +158,12 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_parameters(tiny_builder,
     import time
 
     data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
-    eval_pp = ("decode|central_crop(32)|value_range(-1, 1)|multi_hot(fill_ancestors=False)"
-               "|keep('image', 'labels')")
+    config = tiny_config(data_dir)
+    eval_pp = config.evals.fasteval.pp
     overrides = [
         "--config.input.data.name=synthetic_jft/tiny", f"--config.input.data.data_dir={data_dir}",
-        "--config.input.image_shape=(32, 32, 3)", "--config.batch_size=16",
+        "--config.input.image_shape=(32, 32, 3)", f"--config.input.pp={config.input.pp}",
+        "--config.batch_size=16",
         "--config.input.shuffle_buffer=100", "--config.total_steps=30",
         "--config.ckpt_steps=2", "--config.evals.fasteval.every_steps=1000",
         "--config.evals.fasteval_loss.every_steps=1000", f"--config.evals.fasteval.pp={eval_pp}",
