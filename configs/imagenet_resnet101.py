@@ -16,7 +16,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from configs.common import set_mesh_and_sharding
-from input_pipeline.preprocess import paper_eval, paper_train
+from input_pipeline.recipes import paper_eval, paper_train
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -29,7 +29,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from configs.common import set_mesh_and_sharding
-from input_pipeline.preprocess import paper_eval, paper_train
+from input_pipeline.recipes import paper_eval, paper_train
 
 PAPER_BATCH_PER_WORKER, PAPER_WORKERS = 32, 50
 

@@ -1,6 +1,9 @@
 """The paper's recipes, as configs: fields, schedules and models resolve as documented."""
 
 import importlib
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +12,10 @@ import pytest
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import optim, trainer
 
-CONFIGS = ["demo", "jft300m_resnet101", "imagenet_resnet101"]
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# Every module in configs/ that builds a config.
+CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.py")
+                 if "def get_config(" in p.read_text())
 REQUIRED = ["total_steps", "batch_size", "seed", "ckpt_steps"]
 
 
@@ -50,3 +56,20 @@ def test_head_is_padded_to_the_model_axis():
     for model_axis, width in [(1, 18_291), (2, 18_292), (4, 18_292), (8, 18_296)]:
         mesh = mesh_lib.make_mesh(8 // model_axis, model_axis)
         assert trainer.build_model(c.model, 18_291, mesh).num_classes == width
+
+
+def test_configs_are_the_three_recipes_at_least():
+    assert {"demo", "jft300m_resnet101", "imagenet_resnet101"} <= set(CONFIGS)
+
+
+def test_every_config_loads_without_tensorflow():
+    # Reading a config (the command line, a notebook, a tool) must not need
+    # TensorFlow: None in sys.modules makes any import of it fail.
+    code = ("import importlib, sys\n"
+            "sys.modules['tensorflow'] = None\n"
+            "sys.modules['tensorflow_datasets'] = None\n"
+            f"for name in {CONFIGS!r}:\n"
+            "    importlib.import_module('configs.' + name).get_config()\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
