@@ -3,16 +3,19 @@
 Saves are asynchronous (training goes on while arrays are written) and
 atomic (orbax writes to a temporary folder and renames it), so a run killed
 mid-save leaves the previous checkpoint as the latest. The last `keep`
-checkpoints are kept, plus every `keep_every`-th step if set. Every process
-takes part; each writes the shards it holds.
+checkpoints are kept, plus every `keep_every`-th step if set and the steps
+listed in `keep_steps`. Every process takes part; each writes the shards it
+holds.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 
 
 class CheckpointError(RuntimeError):
@@ -21,11 +24,22 @@ class CheckpointError(RuntimeError):
 
 class Checkpointer:
     def __init__(self, directory: str, keep: int = 3, keep_every: int | None = None,
-                 asynchronous: bool = True):
+                 asynchronous: bool = True, keep_steps: Sequence[int] = ()):
+        """keep_steps: steps kept whatever the rotation (e.g. the paper's Table 4
+        checkpoints); only steps that are saved can be kept."""
         self.directory = os.path.abspath(directory)
+        retention: dict[str, Any] = dict(max_to_keep=keep, keep_period=keep_every)
+        if keep_steps:
+            # orbax takes an explicit list only as a policy, which then replaces
+            # max_to_keep and keep_period: rebuild those as policies beside it.
+            policies = [preservation.LatestN(keep),
+                        preservation.CustomSteps([int(s) for s in keep_steps])]
+            if keep_every:
+                policies.append(preservation.EveryNSteps(keep_every))
+            retention = dict(preservation_policy=preservation.AnyPreservationPolicy(policies))
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, keep_period=keep_every, create=True,
-            enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
+            create=True, enable_async_checkpointing=asynchronous,
+            cleanup_tmp_directories=True, **retention)
         self._manager = ocp.CheckpointManager(self.directory, options=options,
                                               item_names=("state", "data"))
 

@@ -25,6 +25,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.ckpt_steps = 500
     c.keep_ckpts = 2
     c.keep_ckpt_steps = placeholder(int)  # also keep every N-th step
+    c.keep_ckpt_epochs = placeholder(tuple)  # also keep these (in epochs or examples)
+    c.keep_ckpt_examples = placeholder(tuple)
 
     set_mesh_and_sharding(c)
 
@@ -42,12 +44,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.model = dict(name="resnet", depth=18, width=0.25, head_bias_init=-5.0,
                    dtype="float32", num_classes=placeholder(int))
     c.loss = "sigmoid_xent"
-    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=1e-4)
+    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=1e-4,
+                       grad_clip_norm=placeholder(float))  # None: no clipping
     c.schedule = dict(name="cosine", base_lr=0.1, warmup_steps=100)
 
+    # The same resize as training, so objects have the same size in pixels.
     # fasteval labels already hold the monitored classes and their ancestors.
-    eval_pp = ("decode|central_crop(64)|value_range(-1, 1)|multi_hot(fill_ancestors=False)"
-               "|keep('image', 'labels')")
+    eval_pp = ("decode|resize(72)|central_crop(64)|value_range(-1, 1)"
+               "|multi_hot(fill_ancestors=False)|keep('image', 'labels')")
     c.evals = ml_collections.ConfigDict()
     c.evals.fasteval = dict(type="map_at_k", data=dict(split="fasteval"), pp=eval_pp,
                             every_steps=500, k=100, weights="uniform", baseline=True)

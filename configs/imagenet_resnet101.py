@@ -16,7 +16,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from configs.common import set_mesh_and_sharding
-from input_pipeline.preprocess import paper_eval, paper_train
+from input_pipeline.recipes import paper_eval, paper_train
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -30,7 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.log_every_seconds = 30.0
     c.ckpt_steps = 2000
     c.keep_ckpts = 3
-    c.keep_ckpt_steps = placeholder(int)
+    c.keep_ckpt_steps = placeholder(int)  # also keep every N-th step
+    c.keep_ckpt_epochs = placeholder(tuple)  # also keep these (in epochs or examples)
+    c.keep_ckpt_examples = placeholder(tuple)
 
     set_mesh_and_sharding(c)
 
@@ -46,12 +48,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.model = dict(name="resnet", depth=101, width=1.0, num_classes=1000,
                    head_bias_init=0.0, dtype="bfloat16")
     c.loss = "softmax_xent"
-    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=1e-4)
+    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=1e-4,
+                       grad_clip_norm=placeholder(float))  # None: no clipping, as the paper
     c.schedule = dict(name="staircase", base_lr=5e-2, decay_factor=0.1,
                       decay_every_epochs=30)
 
     c.evals = ml_collections.ConfigDict()
-    c.evals.val = dict(type="loss", data=dict(split="validation"),
+    # Top-1 / top-5 accuracy (and loss) on the validation set, as the paper reports.
+    c.evals.val = dict(type="classification", data=dict(split="validation"),
                        pp=paper_eval() + "|onehot(1000, key='label')|keep('image', 'labels')",
                        every_steps=5000)
     c.eval_batch_size = 1024

@@ -85,6 +85,29 @@ def per_image_mean_average_precision(scores, labels, k: int | None = 100) -> flo
     return mean_average_precision(np.asarray(scores).T, np.asarray(labels).T, k)
 
 
+def load_class_weights(path: str, num_classes: int) -> np.ndarray:
+    """Per-class weights from a .npy file or a text file of one number per line.
+
+    The paper weights each class's AP by how common the class is among social
+    media images, which only a file can carry; its length must match the
+    evaluation's classes, or the weights would silently pair with wrong ones.
+    """
+    if str(path).endswith(".npy"):
+        weights = np.load(path)
+    else:
+        weights = np.loadtxt(path, dtype=np.float64, ndmin=1)
+    weights = np.asarray(weights, np.float64)
+    if weights.ndim != 1:
+        raise ValueError(f"class weights {path!r}: expected one weight per class, "
+                         f"got an array of shape {weights.shape}.")
+    if len(weights) != num_classes:
+        raise ValueError(f"class weights {path!r} hold {len(weights)} weights, but the "
+                         f"evaluation has {num_classes} classes.")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(f"class weights {path!r}: weights must be finite and >= 0.")
+    return weights
+
+
 def _load_ids(spec) -> np.ndarray:
     if spec is None:
         return np.zeros(0, np.int64)
@@ -95,7 +118,8 @@ def _load_ids(spec) -> np.ndarray:
 
 class MapAtKEvaluator:
     """config: data, pp (keeping 'labels' and, to exclude ids, 'image_id'),
-    k (default 100), weights ('uniform', 'train_frequency' or a .npy path),
+    k (default 100), weights ('uniform' or None, 'train_frequency', or the path of
+    a .npy file or a text file with one weight per line, one per class),
     per_image (bool), exclude_ids (file of ids or a list), baseline (bool: also
     score the label-frequency baseline). Yields map@K and map_all; with
     exclude_ids also map@K_dedup and map_all_dedup."""
@@ -108,16 +132,17 @@ class MapAtKEvaluator:
 
     def _class_weights(self, num_classes: int):
         spec = self.config.get("weights", "uniform")
-        if spec == "uniform":
+        if spec is None or spec == "uniform":  # None: a config's unset placeholder
             return None
         if self._weights is None:
             if spec == "train_frequency":
-                self._weights = self.ctx.train_label_frequencies()
+                self._weights = np.asarray(self.ctx.train_label_frequencies(), np.float64)
+                if self._weights.shape != (num_classes,):
+                    raise ValueError(
+                        f"train label frequencies cover {self._weights.size} classes, but "
+                        f"the evaluation has {num_classes} classes.")
             else:
-                self._weights = np.load(spec)
-            if self._weights.shape != (num_classes,):
-                raise ValueError(f"class weights {spec!r} have shape {self._weights.shape}, "
-                                 f"expected ({num_classes},).")
+                self._weights = load_class_weights(spec, num_classes)
         return self._weights
 
     def run(self, variables):

@@ -1,4 +1,4 @@
-"""Turning a preprocessing string into tf.data map functions; named recipes."""
+"""Turning a preprocessing string into tf.data map functions."""
 
 from __future__ import annotations
 
@@ -7,20 +7,11 @@ import dataclasses
 from big_vision_like.registry import Registry
 from input_pipeline.pp_ops import Example, Op, OpFactory, PPContext
 from input_pipeline.pp_spec import parse_pp_spec
+from input_pipeline.recipes import inception_train, paper_eval, paper_train
 
-
-def paper_train(crop: int = 299, resize: int = 340) -> str:
-    """The paper's training recipe: resize 340x340, random 299 crop, flip, [-1, 1]."""
-    return f"decode|resize({resize})|random_crop({crop})|flip_lr|value_range(-1, 1)"
-
-
-def paper_eval(crop: int = 299, resize: int = 340) -> str:
-    """Evaluation: the same resize, central crop instead of random crop and flip."""
-    return f"decode|resize({resize})|central_crop({crop})|value_range(-1, 1)"
-
-
-def inception_train(crop: int = 224) -> str:
-    return f"decode|inception_crop({crop})|flip_lr|value_range(-1, 1)"
+# The recipes live in TensorFlow-free `recipes` (for configs); re-exported here.
+__all__ = ["Preprocess", "build_preprocess", "inception_train", "paper_eval",
+           "paper_train"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """mAP@k against independent references: sklearn for full AP, a plain loop for AP@k."""
 
+import ml_collections
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
+from evaluators.common import EvalContext
 from evaluators.map_at_k import (
+    MapAtKEvaluator,
     average_precision,
     mean_average_precision,
     per_image_mean_average_precision,
@@ -85,3 +88,43 @@ def test_bad_input_is_named():
         mean_average_precision(np.zeros((3, 2)), np.zeros((3, 3), bool))
     with pytest.raises(ValueError, match="no class has a positive"):
         mean_average_precision(np.zeros((3, 2)), np.zeros((3, 2), bool))
+
+
+def scores_as_images_context(scores, labels, batch=64):
+    """An EvalContext whose 'model' returns its input: the images are the scores."""
+    def eval_batches(data_cfg, pp, batch_size):
+        for i in range(0, len(scores), batch):
+            yield {"image": scores[i:i + batch], "labels": labels[i:i + batch].astype(float),
+                   "_mask": np.ones(len(scores[i:i + batch]), bool)}
+    return EvalContext(mesh=None, predict=lambda variables, x: (x, {}), loss_fn=None,
+                       eval_batches=eval_batches, batch_size=batch)
+
+
+def evaluator(scores, labels, **cfg):
+    config = ml_collections.ConfigDict(dict(data=dict(split="fasteval"), pp="", k=100, **cfg))
+    return MapAtKEvaluator(config, scores_as_images_context(scores, labels))
+
+
+@pytest.mark.parametrize("fmt", ["txt", "npy"])
+def test_evaluator_reads_class_weights_from_a_file(tmp_path, fmt):
+    scores, labels = random_problem(5)
+    w = np.random.default_rng(1).random(scores.shape[1])
+    path = tmp_path / f"weights.{fmt}"
+    if fmt == "npy":
+        np.save(path, w)
+    else:
+        path.write_text("".join(f"{float(x)!r}\n" for x in w))  # one float per line
+    got = dict(evaluator(scores, labels, weights=str(path)).run(None))
+    assert got["map@100"] == pytest.approx(mean_average_precision(scores, labels, 100, w))
+    assert got["map@100"] != pytest.approx(mean_average_precision(scores, labels, 100))
+    # An unset placeholder (None) means uniform weights, like 'uniform'.
+    uniform = dict(evaluator(scores, labels, weights=None).run(None))
+    assert uniform["map@100"] == pytest.approx(mean_average_precision(scores, labels, 100))
+
+
+def test_class_weights_of_the_wrong_length_name_both_lengths(tmp_path):
+    scores, labels = random_problem(6)  # 40 classes
+    path = tmp_path / "weights.txt"
+    path.write_text("1.0\n" * 39)
+    with pytest.raises(ValueError, match=r"39 weights.*40 classes"):
+        dict(evaluator(scores, labels, weights=str(path)).run(None))

@@ -1,6 +1,7 @@
 """The synthetic dataset has JFT's difficulties, within stated bounds."""
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -9,6 +10,9 @@ from PIL import Image
 
 from input_pipeline import dataset
 from input_pipeline.synthetic_jft import render, taxonomy
+from input_pipeline.synthetic_jft.builder import SyntheticJft
+
+JFT_CLASSES = 18_291  # the paper's JFT-300M: every level of its hierarchy together
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +112,39 @@ def test_rendering_is_deterministic():
     assert a["image"] == b["image"] and a["labels"] == b["labels"]
     assert a["image"] != c["image"]
     assert np.asarray(Image.open(io.BytesIO(a["image"]))).shape == (32, 32, 3)
+
+
+def test_class_count_without_building_matches_the_built_taxonomy():
+    for n in (4, 5, 10, 40, 100, 500, 671, 672, 673, 5_000, 17_591):
+        assert taxonomy.count_classes(n) == taxonomy.build_taxonomy(n).num_classes, n
+    with pytest.raises(ValueError, match="exactly 13 classes"):
+        taxonomy.leaves_for_classes(13)
+
+
+@pytest.mark.parametrize("name", ["jft", "jft_smoke"])
+def test_jft_sized_variants_have_jft_s_18291_classes_leaves_plus_parents(name):
+    cfg = next(c for c in SyntheticJft.BUILDER_CONFIGS if c.name == name)
+    t = taxonomy.build_taxonomy(cfg.num_leaves)
+    assert t.num_classes == JFT_CLASSES
+    parents = {p for _, p in t.parents}
+    roots = parents - {c for c, _ in t.parents}
+    assert len(roots) == 4  # the shape families
+    assert not parents & set(t.leaf_ids.tolist())  # leaves are the drawn, bottom level
+    assert t.num_leaves + len(parents) == JFT_CLASSES  # every class: a leaf or a parent
+
+
+@pytest.fixture(scope="module")
+def jft_smoke(tmp_path_factory):
+    data_dir = os.environ.get("BVL_TEST_DATA_DIR") or str(tmp_path_factory.mktemp("tfds"))
+    return dataset.get_builder("synthetic_jft/jft_smoke", data_dir=data_dir)
+
+
+def test_jft_smoke_dataset_is_jft_shaped_and_small(jft_smoke):
+    assert dataset.num_classes_of(jft_smoke) == JFT_CLASSES
+    meta = jft_smoke.info.metadata
+    ancestors = dataset.hierarchy_of(jft_smoke).ancestors()
+    assert {len(ancestors[c]) for c in meta["leaf_classes"]} == {4}  # four levels
+    assert len(meta["leaf_classes"]) == taxonomy.leaves_for_classes(JFT_CLASSES)
+    assert jft_smoke.info.splits["train"].num_examples <= 1000
+    ex = next(iter(tfds.as_numpy(jft_smoke.as_dataset("train"))))
+    assert all(0 <= c < JFT_CLASSES for c in ex["labels"])

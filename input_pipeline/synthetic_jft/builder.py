@@ -110,10 +110,16 @@ class SyntheticJft(tfds.core.GeneratorBasedBuilder):
                            fasteval_examples=500, test_examples=500),
         SyntheticJftConfig(name="demo", description="64 px, 500 leaves; the demo.",
                            image_size=64, num_leaves=500),
-        SyntheticJftConfig(name="jft", description="340 px, 18,291 leaves, as JFT.",
-                           image_size=340, num_leaves=18_291,
+        # JFT's 18,291 classes count every level: leaves plus their ancestors.
+        SyntheticJftConfig(name="jft", description="340 px, 18,291 classes, as JFT.",
+                           image_size=340, num_leaves=tax.leaves_for_classes(18_291),
                            train_examples=300_000, fasteval_examples=14_000,
                            test_examples=14_000),
+        SyntheticJftConfig(name="jft_smoke",
+                           description="32 px, JFT's 18,291 classes, few images; smoke "
+                           "runs of the JFT config.",
+                           image_size=32, num_leaves=tax.leaves_for_classes(18_291),
+                           train_examples=256, fasteval_examples=128, test_examples=128),
     ]
     DEFAULT_CONFIG_NAME = "demo"
 

@@ -81,6 +81,31 @@ def _pick_shapes(num_shapes: int) -> list[int]:
     return sorted(picked)
 
 
+def count_classes(num_leaves: int) -> int:
+    """`build_taxonomy(num_leaves).num_classes`, without building it.
+
+    The first shapes*colours leaves (texture-major order) each open a new
+    shape+colour class; the first `num_shapes` of them each a new shape.
+    """
+    num_shapes, num_colours, _ = _dimensions(num_leaves)
+    shapes = _pick_shapes(num_shapes)[:min(num_leaves, num_shapes)]
+    families = {SHAPE_FAMILY[s] for s in shapes}
+    return num_leaves + min(num_leaves, num_shapes * num_colours) + len(shapes) + len(families)
+
+
+def leaves_for_classes(num_classes: int) -> int:
+    """The most leaves whose hierarchy has exactly `num_classes` classes in all.
+
+    JFT's 18,291 classes count every level, so a JFT-sized taxonomy is sized
+    by its total, leaves plus their ancestors (18,291 classes: 17,591 leaves).
+    """
+    for num_leaves in range(num_classes, 3, -1):
+        if count_classes(num_leaves) == num_classes:
+            return num_leaves
+    raise ValueError(f"no synthetic taxonomy has exactly {num_classes} classes; the "
+                     f"smallest has {count_classes(4)}.")
+
+
 def build_taxonomy(num_leaves: int) -> Taxonomy:
     """Builds the hierarchy with exactly `num_leaves` leaf classes."""
     if num_leaves < 4:
