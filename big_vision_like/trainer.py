@@ -161,9 +161,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
 
     state, shardings = train_step.create_train_state(
         task, tx, image_shape, jax.random.key(config.seed), mesh, rules)
+    keep_steps = _keep_steps(durations, config, total_steps)
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                       keep=config.get("keep_ckpts", 3),
-                                      keep_every=config.get("keep_ckpt_steps"))
+                                      keep_every=durations.maybe_steps(config, "keep_ckpt_every"),
+                                      keep_steps=keep_steps)
     data_state = None
     latest = ckpt.latest_step()
     if latest is not None:
@@ -195,7 +197,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
             if pending is not None:
                 _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
             pending = (step, metrics)
-            if step % ckpt_steps == 0 or step == total_steps:
+            if step % ckpt_steps == 0 or step == total_steps or step in keep_steps:
                 # Never save a state produced from a non-finite loss.
                 _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
                 pending = None
@@ -250,6 +252,17 @@ def _init_from(state, task, cfg, workdir: str | None):
             f.write(f"init_from {cfg.checkpoint}\n" + "\n".join(lines) + "\n")
     params = variables.pop("params")
     return state.replace(params=params, model_state=variables)
+
+
+def _keep_steps(durations, config, total_steps: int) -> tuple[int, ...]:
+    """Steps kept past the rotation (keep_ckpt_steps/_epochs/_examples); each is
+    also saved, so none is moved to a multiple of ckpt_steps."""
+    steps = durations.steps_list(config, "keep_ckpt", default=())
+    late = [s for s in steps if s > total_steps]
+    if late:
+        logging.warning("keep_ckpt: steps %s are past the last step %d and cannot be kept.",
+                        late, total_steps)
+    return tuple(sorted({s for s in steps if s <= total_steps}))
 
 
 def _check_batch(batch, task, image_shape, pp: str) -> None:

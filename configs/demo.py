@@ -24,8 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.log_every_seconds = 10.0
     c.ckpt_steps = 500
     c.keep_ckpts = 2
-    c.keep_ckpt_steps = placeholder(int)  # also keep every N-th step
-    c.keep_ckpt_epochs = placeholder(tuple)  # also keep these (in epochs or examples)
+    c.keep_ckpt_every_steps = placeholder(int)  # also keep every N-th step
+    c.keep_ckpt_steps = placeholder(tuple)  # also keep these (or in epochs, examples)
+    c.keep_ckpt_epochs = placeholder(tuple)
     c.keep_ckpt_examples = placeholder(tuple)
 
     set_mesh_and_sharding(c)

@@ -66,7 +66,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.log_every_seconds = 30.0
     c.ckpt_steps = 2000
     c.keep_ckpts = 3
-    c.keep_ckpt_steps = placeholder(int)  # also keep every N-th step
+    c.keep_ckpt_every_steps = placeholder(int)  # also keep every N-th step
+    c.keep_ckpt_steps = placeholder(tuple)
     # Checkpoints kept whatever the rotation: Table 4's (see the docstring).
     c.keep_ckpt_examples = tuple(it * PAPER_BATCH_PER_WORKER for it in TABLE4_ITERATIONS)
     c.keep_ckpt_epochs = placeholder(tuple)  # or in epochs; not both

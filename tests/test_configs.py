@@ -74,6 +74,8 @@ def test_jft_recipe_keeps_table_4_checkpoints():
     # Kept steps must be saved steps; the rotation alone keeps none of them.
     assert all(s % c.ckpt_steps == 0 and s <= total for s in steps)
     assert c.keep_ckpt_steps is None and c.keep_ckpt_epochs is None
+    assert optim.Durations(c.batch_size, 300_000_000).steps_list(c, "keep_ckpt") == (
+        240_000, 480_000, 720_000)
 
 
 def test_fasteval_reports_map_at_100_with_weights_from_a_file():

@@ -111,7 +111,7 @@ def test_init_from_checkpoint_reports_and_skips_by_name(tiny_builder, uninterrup
 
     config.model.width = 0.5
     with pytest.raises(checkpointing.CheckpointError,
-                       match=r"bias has shape \(16,\) in the checkpoint but \(32,\) in "):
+                       match=r"conv1_bn/mean has shape \(16,\) in the checkpoint but \(32,\) "):
         trainer.train(config, str(tmp_path / "mismatch"))
 
 
@@ -187,3 +187,20 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_parameters(tiny_builder,
     b = checkpointing.load_params(str(tmp_path / "straight" / "checkpoints" / "30"))
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_duration_fields_take_steps_epochs_or_examples(tiny_builder, tmp_path):
+    """log, ckpt, keep-list and eval schedules in other units than steps; kept
+    steps are saved and survive the rotation. 2,000 examples, batch 16."""
+    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0], keep_ckpts=1)
+    config.total_examples = 128  # 8 steps
+    config.log_examples = 32  # every 2 steps
+    config.ckpt_epochs = 0.032  # 64 examples: every 4 steps
+    config.keep_ckpt_examples = (48,)  # step 3
+    config.evals = {"fasteval": dict(config.evals.fasteval, every_examples=64,
+                                     every_steps=None)}
+    trainer.train(config, str(tmp_path))
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in rows if "train/loss" in r] == [2, 4, 6, 8]
+    assert [r["step"] for r in rows if "fasteval/map@100" in r] == [4, 8]
+    assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [3, 8]
