@@ -1,6 +1,7 @@
 """Fields every training config sets the same way."""
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 def set_mesh_and_sharding(c: ml_collections.ConfigDict, sharding: str = "head") -> None:
@@ -14,3 +15,19 @@ def set_mesh_and_sharding(c: ml_collections.ConfigDict, sharding: str = "head") 
     c.mesh = dict(data=-1, model=1)
     c.sharding = sharding
     c.sharding_rules = ()
+
+
+def set_transfer_fields(c: ml_collections.ConfigDict) -> None:
+    """Fine-tuning fields, so any config takes them from the shell.
+
+    task: the task in the one training loop ('classification' here).
+    frozen: regex over parameter paths ('^(conv1|conv[2-4])'); those are not
+    updated and their batch norms run in inference mode.
+    lr_mults: ((regex, multiplier), ...) scaling the updates of matching
+    parameters. init_from: a checkpoint step folder to start from, and a
+    `skip` regex of variables kept fresh.
+    """
+    c.task = "classification"
+    c.frozen = placeholder(str)
+    c.lr_mults = ()
+    c.init_from = dict(checkpoint=placeholder(str), skip=placeholder(str))

@@ -10,7 +10,7 @@ labels, evaluates on the clean fasteval split as it goes, checkpoints.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_mesh_and_sharding
+from configs.common import set_mesh_and_sharding, set_transfer_fields
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -59,5 +59,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.evals.fasteval_loss = dict(type="loss", data=dict(split="fasteval"), pp=eval_pp,
                                  every_steps=500)
     c.eval_batch_size = 256
-    c.init_from = dict(checkpoint=placeholder(str), skip=placeholder(str))
+    set_transfer_fields(c)
     return c

@@ -15,7 +15,7 @@ init_from.skip='^head/'.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_mesh_and_sharding
+from configs.common import set_mesh_and_sharding, set_transfer_fields
 from input_pipeline.recipes import paper_eval, paper_train
 
 
@@ -60,5 +60,5 @@ def get_config() -> ml_collections.ConfigDict:
                        pp=paper_eval() + "|onehot(1000, key='label')|keep('image', 'labels')",
                        every_steps=5000)
     c.eval_batch_size = 1024
-    c.init_from = dict(checkpoint=placeholder(str), skip=placeholder(str))
+    set_transfer_fields(c)
     return c

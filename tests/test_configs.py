@@ -21,8 +21,8 @@ from input_pipeline.pp_spec import parse_pp_spec
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Every module in configs/ that builds a config.
-CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.py")
-                 if "def get_config(" in p.read_text())
+CONFIGS = sorted(".".join(p.relative_to(ROOT / "configs").with_suffix("").parts)
+                 for p in (ROOT / "configs").rglob("*.py") if "def get_config(" in p.read_text())
 REQUIRED = ["total_steps", "batch_size", "seed", "ckpt_steps"]
 
 
@@ -114,7 +114,7 @@ def test_every_eval_type_is_a_known_evaluator(name):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_grad_clip_norm_can_be_set_from_the_shell(name):
-    path = str(ROOT / "configs" / f"{name}.py")
+    path = str(ROOT / "configs" / f"{name.replace('.', '/')}.py")
     assert importlib.import_module(f"configs.{name}").get_config().optimizer.grad_clip_norm \
         is None  # off unless asked for
     argv = ["train", f"--config={path}", "--config.optimizer.grad_clip_norm=1.0"]

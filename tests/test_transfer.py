@@ -111,3 +111,29 @@ def test_frozen_stages_and_their_statistics_stay_bit_identical(tiny_builder, pre
     assert not np.array_equal(
         np.asarray(state.model_state["batch_stats"]["conv5_block2"]["bn2"]["mean"]),
         np.asarray(source.model_state["batch_stats"]["conv5_block2"]["bn2"]["mean"]))
+
+
+def test_imagenet_fine_tuning_recipe_runs_on_a_small_single_label_task(
+        tiny_builder, pretrained_tiny, tmp_path):
+    """configs/transfer/imagenet_finetune_resnet101.py, shrunk: a fresh softmax head
+    over the dataset's classes on the pre-trained body, top-1/top-5 at the end."""
+    from configs.transfer import imagenet_finetune_resnet101 as ft
+
+    c = ft.get_config()
+    assert c.schedule.base_lr == 1e-3 and c.total_examples == 4_000_000 * 32
+    single = "object_label|onehot(key='label')|keep('image', 'labels')"
+    c.input.data = dict(name="synthetic_jft/tiny", split="train",
+                        data_dir=data_dir_of(tiny_builder))
+    c.input.image_shape = (32, 32, 3)
+    c.input.pp = f"decode|resize(36)|random_crop(32)|flip_lr|value_range(-1, 1)|{single}"
+    c.input.shuffle_buffer = 100
+    c.evals.val.data = dict(split="test")
+    c.evals.val.pp = f"decode|resize(36)|central_crop(32)|value_range(-1, 1)|{single}"
+    c.model.update(depth=18, width=0.25, dtype="float32")
+    c.batch_size, c.eval_batch_size, c.total_examples, c.total_steps = 16, 64, None, 3
+    c.init_from.checkpoint = source_checkpoint(pretrained_tiny)
+    trainer.train(c, str(tmp_path))
+    report = (tmp_path / "init_from_report.txt").read_text()
+    assert "kept fresh (skip pattern): params/head/kernel" in report
+    got = trainer.summary(str(tmp_path))
+    assert 0 <= got["val/prec@1"] <= got["val/prec@5"] <= 1 and np.isfinite(got["val/loss"])
