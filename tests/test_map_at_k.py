@@ -96,8 +96,9 @@ def scores_as_images_context(scores, labels, batch=64):
         for i in range(0, len(scores), batch):
             yield {"image": scores[i:i + batch], "labels": labels[i:i + batch].astype(float),
                    "_mask": np.ones(len(scores[i:i + batch]), bool)}
-    return EvalContext(mesh=None, predict=lambda variables, x: (x, {}), loss_fn=None,
-                       eval_batches=eval_batches, batch_size=batch)
+    return EvalContext(mesh=None,
+                       predict_fns={"predict": lambda variables, b: {"logits": b["image"]}},
+                       batch_loss=None, eval_batches=eval_batches, batch_size=batch)
 
 
 def evaluator(scores, labels, **cfg):
