@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--matmul", type=int, default=8192, help="peak matmul size")
+    parser.add_argument("--no_reference", action="store_true",
+                        help="skip the plain-flax reference (batch-size sweeps)")
     parser.add_argument("--jft_head", action="store_true",
                         help="also time ResNet-101, 299 px, 18,291-way sigmoid head")
     parser.add_argument("--json", default=None, help="write results here too")
@@ -151,7 +153,7 @@ def main() -> None:
         row = {"name": name, "img_per_s": args.batch_size / seconds,
                "step_ms": seconds * 1e3, "tflops_per_step": flops / 1e12,
                "mfu_vs_measured_peak": flops / seconds / peak}
-        if with_reference:
+        if with_reference and not args.no_reference:
             ref = plain_flax(model, tx, batch, shape, args.steps)
             row.update(reference_img_per_s=args.batch_size / ref,
                        ratio_framework_over_reference=ref / seconds)
