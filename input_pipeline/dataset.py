@@ -27,7 +27,7 @@ from input_pipeline.preprocess import Preprocess
 
 INDEX_KEY, MASK_KEY = "_index", "_mask"
 # Builders the project ships; generating them needs no download.
-PROJECT_BUILDERS = ("synthetic_jft",)
+PROJECT_BUILDERS = ("synthetic_jft", "sklearn_digits")
 
 
 class InputPipelineError(RuntimeError):
@@ -65,6 +65,7 @@ def get_builder(name: str, data_dir: str | None = None,
     The project's own datasets are generated on first use (nothing is
     downloaded); other datasets must already be prepared in `data_dir`.
     """
+    import input_pipeline.sklearn_digits.builder  # (registers it)
     import input_pipeline.synthetic_jft.builder  # noqa: F401  (registers it)
 
     builder = tfds.builder(name, data_dir=data_dir)
@@ -79,8 +80,12 @@ def get_builder(name: str, data_dir: str | None = None,
     return builder
 
 
-def num_classes_of(builder: tfds.core.DatasetBuilder, key: str = "labels") -> int:
-    feature = builder.info.features[key]
+def num_classes_of(builder: tfds.core.DatasetBuilder, key: str | None = None) -> int:
+    """Classes of `key`; by default 'labels' (multi-label) or else 'label' (single)."""
+    features = builder.info.features
+    if key is None:
+        key = "labels" if "labels" in features else "label"
+    feature = features[key]
     feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel)
     return int(feature.num_classes)
 

@@ -219,6 +219,17 @@ def object_label(ctx: PPContext, index: int = 0, key: str = "objects",
     return op
 
 
+def object_count(ctx: PPContext, max: int = 3, min: int = 1, key: str = "objects",
+                 key_result: str = "label") -> Op:
+    """The number of annotated objects, clipped to [min, max], as class id count - min
+    (classes: min, ..., max-or-more): a target the object labels do not name."""
+    def op(data):
+        n = tf.shape(data[key]["label"], out_type=tf.int64)[0]
+        data[key_result] = tf.clip_by_value(n, min, max) - min
+        return data
+    return op
+
+
 def keep(ctx: PPContext, *keys: str) -> Op:
     """Keeps the named keys (and the pipeline's own `_`-prefixed ones)."""
     def op(data):
@@ -243,6 +254,7 @@ def default_registry() -> Registry[OpFactory]:
     reg: Registry[OpFactory] = Registry("preprocessing op")
     reg.register("decode", OpFactory(decode, decodes=True))
     for fn in (resize, resize_small, random_crop, central_crop, flip_lr,
-               inception_crop, value_range, multi_hot, onehot, object_label, keep, rename):
+               inception_crop, value_range, multi_hot, onehot, object_label, object_count, keep,
+               rename):
         reg.register(fn.__name__, OpFactory(fn))
     return reg

@@ -109,3 +109,13 @@ def test_keep_drops_other_keys_and_names_missing_ones():
     assert set(out) == {"a"}
     with pytest.raises(KeyError, match="has no \\['c'\\]"):
         run("keep('c')", {"a": np.int32(1)})
+
+
+@pytest.mark.parametrize("objects,want", [(1, 0), (2, 1), (3, 2), (4, 2), (0, 0)])
+def test_object_count_clips_the_number_of_objects(objects, want):
+    pp = preprocess.build_preprocess("object_count(max=3)|keep('label')", default_registry(),
+                                     PPContext())
+    data = {"objects": {"label": tf.zeros([objects], tf.int64)},
+            SEED_KEY: tf.constant((0, 0), tf.int64)}
+    got = pp.rest(pp.decode_stage(data))["label"].numpy()
+    assert got == want and got.dtype == np.int64

@@ -1,0 +1,1 @@
+"""Command-line tools built on the training loop (`python -m big_vision_like.tools.<name>`)."""

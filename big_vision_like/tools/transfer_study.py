@@ -1,0 +1,178 @@
+"""The offline transfer study: what pre-training on synthetic_jft buys on new targets.
+
+    python -m big_vision_like.tools.transfer_study --workdir workdirs/transfer_study \
+        --data_dir data/tfds [--pretrained workdirs/demo/checkpoints/1500]
+
+Pre-trains the demo ResNet (configs/demo.py) into <workdir>/pretrain unless a
+checkpoint is given (an interrupted pre-training resumes). Then, for each
+target (configs/transfer/: real handwritten digits; the number of objects
+in a synthetic_jft image), with the same steps and schedule, trains
+  - from a random initialisation,
+  - the head alone on the pre-trained body, frozen conv1-conv5,
+  - the whole pre-trained network (full fine-tuning),
+and measures few-shot and linear-probe accuracy of the pre-trained and of
+random (untrained) features. Every run is an ordinary trainer run in
+<workdir>/<target>/<setting>; a finished run is not repeated. Writes
+results.md and results.json into the workdir and prints the tables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging as pylogging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+from configs import demo
+from configs.transfer import digits, object_count
+from configs.transfer.common import FROZEN_BODY
+
+TARGETS = {"digits": digits, "object_count": object_count}
+SETTINGS = ("scratch", "frozen", "finetune")
+SIZES = ("demo", "tiny")
+
+
+def pretrained_checkpoint(workdir: str, data_dir: str | None, given: str | None) -> str:
+    """The given checkpoint, or that of configs/demo.py trained in <workdir>/pretrain."""
+    from big_vision_like import trainer
+
+    if given:
+        if not os.path.isdir(given):
+            raise FileNotFoundError(f"--pretrained {given} does not exist; give a step "
+                                    "folder such as workdirs/demo/checkpoints/1500.")
+        return os.path.abspath(given)
+    config = demo.get_config()
+    config.input.data.data_dir = data_dir
+    pretrain_dir = os.path.join(workdir, "pretrain")
+    state = trainer.train(config, pretrain_dir)  # resumes; a finished run does nothing
+    return os.path.join(os.path.abspath(pretrain_dir), "checkpoints", str(int(state.step)))
+
+
+def _match_model(config: ml_collections.ConfigDict, checkpoint: str) -> None:
+    """Takes the pre-trained run's body (name, depth, width) from its config.json."""
+    path = os.path.join(checkpoint, os.pardir, os.pardir, "config.json")
+    if os.path.exists(path):
+        source = ml_collections.ConfigDict(_read_json(path)).get("model", {})
+        for key in ("name", "depth", "width"):
+            if key in source:
+                config.model[key] = source[key]
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_config(target: str, setting: str, size: str, data_dir: str | None,
+               checkpoint: str, total_steps: int | None = None) -> ml_collections.ConfigDict:
+    """The config of one run. setting: scratch | frozen | finetune (trained, evaluated
+    on the test split) or features_pretrained | features_random (no training; few-shot
+    and linear probe on the features)."""
+    c = TARGETS[target].get_config(size)
+    c.input.data.data_dir = data_dir
+    _match_model(c, checkpoint)
+    if total_steps is not None:
+        c.total_steps = total_steps
+        c.ckpt_steps = total_steps
+    if setting in ("frozen", "finetune", "features_pretrained"):
+        c.init_from.checkpoint = checkpoint
+    if setting == "frozen":
+        c.frozen = FROZEN_BODY
+    if setting.startswith("features_"):
+        c.total_steps = 0
+        c.evals = {"fewshot": c.evals.fewshot, "probe": c.evals.probe}
+    elif setting in SETTINGS:
+        c.evals = {"test": c.evals.test}
+    else:
+        raise ValueError(f"unknown setting {setting!r}")
+    return c
+
+
+def majority_fraction(config: ml_collections.ConfigDict) -> float:
+    """Test accuracy of always answering the most frequent test class."""
+    from input_pipeline import dataset, preprocess
+    from input_pipeline.pp_ops import PPContext, default_registry
+
+    probe = config.evals.probe
+    builder = dataset.get_builder(config.input.data.name, config.input.data.data_dir)
+    pp = preprocess.build_preprocess(probe.pp, default_registry(), PPContext())
+    ds, _ = dataset.eval_dataset(builder, probe.data_test.split, pp, 256)
+    labels = np.concatenate([b["label"][b["_mask"]] for b in ds.as_numpy_iterator()])
+    return float(np.bincount(labels).max() / len(labels))
+
+
+def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
+              size: str = "demo", targets: Sequence[str] = tuple(TARGETS),
+              total_steps: int | None = None) -> dict[str, Any]:
+    """Runs every run of the study (skipping finished ones) and returns the results."""
+    from big_vision_like import trainer
+    from big_vision_like.tools import study_report
+
+    if size != "demo" and not pretrained:
+        raise ValueError(f"size {size!r}: give a checkpoint pre-trained at that size "
+                         "(only configs/demo.py is pre-trained here).")
+    start = time.time()
+    os.makedirs(workdir, exist_ok=True)
+    checkpoint = pretrained_checkpoint(workdir, data_dir, pretrained)
+    results: dict[str, Any] = {"pretrained": checkpoint, "size": size, "targets": {},
+                               "seconds": {}}
+    for target in targets:
+        res: dict[str, Any] = {"train": {}, "features": {}}
+        for setting in (*SETTINGS, "features_pretrained", "features_random"):
+            config = run_config(target, setting, size, data_dir, checkpoint, total_steps)
+            run_dir = os.path.join(workdir, target, setting)
+            t0 = time.time()
+            logging.info("transfer study: %s / %s in %s", target, setting, run_dir)
+            trainer.train(config, run_dir)
+            results["seconds"][f"{target}/{setting}"] = round(time.time() - t0, 1)
+            got = trainer.summary(run_dir)
+            if setting in SETTINGS:
+                res["train"][setting] = got["test/prec@1"]
+                res["steps"] = int(config.total_steps)
+            else:
+                feats = {k.split("/", 1)[1]: v for k, v in got.items()
+                         if k.startswith("fewshot/")}
+                feats["linear_probe"] = got["probe/accuracy"]
+                res["features"][setting.removeprefix("features_")] = feats
+        res["majority"] = majority_fraction(
+            run_config(target, "features_random", size, data_dir, checkpoint))
+        results["targets"][target] = res
+    results["seconds"]["total"] = round(time.time() - start, 1)
+    print(study_report.write(workdir, results), flush=True)
+    return results
+
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where the study's runs and results go.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir (datasets are generated).")
+_PRETRAINED = flags.DEFINE_string(
+    "pretrained", None, "A pre-trained checkpoint step folder (<workdir>/checkpoints/<step>);"
+    " default: train configs/demo.py into <workdir>/pretrain.")
+_SIZE = flags.DEFINE_enum("size", "demo", SIZES, "demo: 64 px; tiny: 32 px, few steps "
+                          "(needs --pretrained from synthetic_jft/tiny).")
+_TARGETS = flags.DEFINE_list("targets", list(TARGETS), "Which targets.")
+_STEPS = flags.DEFINE_integer("total_steps", None, "Override every run's training steps.")
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    unknown = set(_TARGETS.value) - set(TARGETS)
+    if unknown:
+        raise app.UsageError(f"unknown targets {sorted(unknown)}; known: {list(TARGETS)}")
+    logging.set_verbosity(logging.INFO)
+    # orbax reports every save step at INFO; keep its warnings only.
+    logging.get_absl_handler().addFilter(
+        lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
+    run_study(_WORKDIR.value, _DATA_DIR.value, _PRETRAINED.value, _SIZE.value,
+              _TARGETS.value, _STEPS.value)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["workdir"])
+    app.run(main)

@@ -1,0 +1,35 @@
+"""The offline transfer study end to end, at tiny size: every run, every table row."""
+
+import json
+import os
+
+import pytest
+
+from big_vision_like.tools import study_report, transfer_study
+from tests.helpers import data_dir_of
+
+
+@pytest.mark.slow
+def test_transfer_study_fills_every_row(tiny_builder, pretrained_tiny, tmp_path):
+    checkpoint = os.path.join(pretrained_tiny[0], "checkpoints", "8")
+    results = transfer_study.run_study(str(tmp_path), data_dir_of(tiny_builder), checkpoint,
+                                       size="tiny", total_steps=3)
+    assert set(results["targets"]) == {"digits", "object_count"}
+    text = (tmp_path / "results.md").read_text()
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    for target, res in results["targets"].items():
+        assert set(res["train"]) == set(transfer_study.SETTINGS)
+        assert set(res["features"]) == {"pretrained", "random"}
+        numbers = [*res["train"].values(), res["majority"]]
+        for feats in res["features"].values():
+            assert set(feats) == {*study_report.SHOTS, "linear_probe"}
+            numbers += feats.values()
+        assert all(0 <= x <= 1 for x in numbers), numbers
+        for name in (*study_report.SETTING_NAMES.values(),
+                     *study_report.FEATURE_NAMES.values()):
+            assert f"| {target} | {name} |" in text
+    # The frozen run trained the head only, from the pre-trained body.
+    report = (tmp_path / "digits" / "frozen" / "init_from_report.txt").read_text()
+    assert "kept fresh (skip pattern): params/head/kernel" in report
+    assert "loaded: params/conv5_block2/conv2/kernel" in report
+    assert not (tmp_path / "digits" / "scratch" / "init_from_report.txt").exists()
