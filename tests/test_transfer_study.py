@@ -11,10 +11,12 @@ from tests.helpers import data_dir_of
 
 @pytest.mark.slow
 def test_transfer_study_fills_every_row(tiny_builder, pretrained_tiny, tmp_path):
+    """One target (five trainer runs) keeps the suite's time in bounds; the digits
+    dataset has its own tests and the same code path."""
     checkpoint = os.path.join(pretrained_tiny[0], "checkpoints", "8")
     results = transfer_study.run_study(str(tmp_path), data_dir_of(tiny_builder), checkpoint,
-                                       size="tiny", total_steps=3)
-    assert set(results["targets"]) == {"digits", "object_count"}
+                                       size="tiny", targets=("object_count",), total_steps=3)
+    assert set(results["targets"]) == {"object_count"}
     text = (tmp_path / "results.md").read_text()
     assert json.loads((tmp_path / "results.json").read_text()) == results
     for target, res in results["targets"].items():
@@ -29,7 +31,7 @@ def test_transfer_study_fills_every_row(tiny_builder, pretrained_tiny, tmp_path)
                      *study_report.FEATURE_NAMES.values()):
             assert f"| {target} | {name} |" in text
     # The frozen run trained the head only, from the pre-trained body.
-    report = (tmp_path / "digits" / "frozen" / "init_from_report.txt").read_text()
+    report = (tmp_path / "object_count" / "frozen" / "init_from_report.txt").read_text()
     assert "kept fresh (skip pattern): params/head/kernel" in report
     assert "loaded: params/conv5_block2/conv2/kernel" in report
-    assert not (tmp_path / "digits" / "scratch" / "init_from_report.txt").exists()
+    assert not (tmp_path / "object_count" / "scratch" / "init_from_report.txt").exists()
