@@ -1,20 +1,22 @@
 """Optimizers by name from a config's `optimizer` field; freezing and lr multipliers.
 
-    tx = build_optimizer(config.optimizer, schedule)
+    tx = build_optimizer(config.optimizer, schedule, frozen=config.frozen,
+                         lr_mults=config.lr_mults)
 
 The optimizers (`default_optimizer_registry()`): `rmsprop` (the paper's JFT
 recipe, TF1 semantics), `momentum` (its ImageNet recipe; SGD with
-`momentum=0`), `adamw`. Fields every optimizer honours:
+`momentum=0`), `adamw`. Fields every optimizer honours, and the run's
+freezing and multipliers:
 
 - `grad_clip_norm`: clip the gradient's global norm (over the trained
   parameters) before anything else, weight decay included.
 - `weight_decay`, on kernels only: L2 regularisation for rmsprop and
   momentum (wd * w added to the gradient, as the paper's TensorFlow models
   do); decoupled for adamw (wd * lr * w subtracted, as in AdamW).
-- `frozen`: a regex; parameters whose '/'-joined path it matches
+- `frozen` (config.frozen): a regex; parameters whose '/'-joined path it matches
   (re.search) are not updated, take no weight decay and hold no optimizer
   state. Fine-tuning is `init_from` plus this.
-- `lr_mults`: ((regex, mult), ...); the first rule that matches a
+- `lr_mults` (config.lr_mults): ((regex, mult), ...); the first rule that matches a
   parameter's path scales its updates, unmatched parameters get 1.0.
 
 A regex in `frozen` or `lr_mults` that matches no parameter is an error,
@@ -111,16 +113,20 @@ def build_optimizer(cfg: Mapping[str, Any], schedule: optax.ScalarOrSchedule,
                     ) -> optax.GradientTransformation:
     """The optimizer `cfg.name` (default momentum) with clipping, freezing, lr mults.
 
-    `frozen` and `lr_mults` default to `cfg.frozen` and `cfg.lr_mults`.
-    Without either, the optimizer state has the same structure as the bare
-    optimizer's (checkpoints stay compatible).
+    `frozen` and `lr_mults` are the run's (`config.frozen`, `config.lr_mults`),
+    not fields of `cfg`: the model must see the same `frozen` to run frozen
+    batch norms in inference mode. Without either, the optimizer state has the
+    same structure as the bare optimizer's (checkpoints stay compatible).
     """
     registry = registry or default_optimizer_registry()
     tx = registry.get(cfg.get("name", "momentum"))(cfg, schedule)
     if cfg.get("grad_clip_norm"):
         tx = optax.chain(optax.clip_by_global_norm(cfg["grad_clip_norm"]), tx)
-    return wrap_for_transfer(tx, cfg.get("frozen") if frozen is None else frozen,
-                             cfg.get("lr_mults") if lr_mults is None else lr_mults)
+    for field in ("frozen", "lr_mults"):
+        if cfg.get(field):
+            raise ValueError(f"optimizer.{field}: set config.{field} instead, so the model "
+                             "and the optimizer freeze the same parameters.")
+    return wrap_for_transfer(tx, frozen, lr_mults)
 
 
 def _compile(pattern: str, what: str) -> re.Pattern:

@@ -133,9 +133,11 @@ def slot_sizes(opt_state):
     return sum(np.size(x) for x in jax.tree.leaves(opt_state) if np.ndim(x) > 0)
 
 
-def test_frozen_from_the_optimizer_config():
+def test_frozen_through_build_optimizer():
     params = tiny_params()
-    tx = optim.build_optimizer({"name": "momentum", "frozen": "head"}, 0.1)
+    with pytest.raises(ValueError, match="set config.frozen instead"):
+        optim.build_optimizer({"name": "momentum", "frozen": "head"}, 0.1)
+    tx = optim.build_optimizer({"name": "momentum"}, 0.1, frozen="head")
     grads = jax.tree.map(jnp.ones_like, params)
     new, _ = run_updates(tx, params, [grads])
     np.testing.assert_array_equal(new["head"]["kernel"], params["head"]["kernel"])
@@ -153,8 +155,8 @@ def test_lr_mults_scale_updates_first_matching_rule_wins():
     np.testing.assert_array_equal(updates["c"]["bias"], plain)  # unmatched: 1.0
     np.testing.assert_array_equal(updates["a"]["kernel"], 0.5 * plain)
     np.testing.assert_allclose(updates["b"]["kernel"], 3.0 * plain, rtol=1e-6)
-    as_dict = optim.build_optimizer({"name": "momentum", "momentum": 0.0,
-                                     "lr_mults": {"^a/": 0.5}}, 0.1)
+    as_dict = optim.build_optimizer({"name": "momentum", "momentum": 0.0}, 0.1,
+                                    lr_mults={"^a/": 0.5})
     updates, _ = as_dict.update(grads, as_dict.init(params), params)
     np.testing.assert_array_equal(updates["a"]["kernel"], 0.5 * plain)
     np.testing.assert_array_equal(updates["b"]["kernel"], plain)
