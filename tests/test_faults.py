@@ -1,0 +1,144 @@
+"""Faults that used to hang a run, report stale results or lose work.
+
+Whatever might hang runs in a subprocess with a timeout, so a regression
+fails instead of stalling the suite. Checkpoint and workdir faults that need
+a training run are in test_faults_training.py.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(code: str, *args: str, timeout: float, stdin: str | None = None,
+               script: str | None = None, cwd: str = REPO
+               ) -> tuple[subprocess.CompletedProcess, float]:
+    """Runs `code` (or `stdin` as `python -`, or the file `script`); the
+    timeout turns a hang into a failure."""
+    start = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = ([sys.executable, "-"] if stdin is not None else
+               [sys.executable, script] if script else [sys.executable, "-c", code])
+    out = subprocess.run([*command, *args], input=stdin, capture_output=True, text=True,
+                         timeout=timeout, cwd=cwd, env=env)
+    return out, time.perf_counter() - start
+
+
+# --- 1. Damaged TFRecord files ------------------------------------------------
+
+def _damaged_copy(tiny_builder, root, splits: tuple[str, ...], damage: str) -> str:
+    """A copy of the tiny dataset whose `splits`' files are damaged; its data_dir."""
+    src = tiny_builder.data_path
+    dst = root / "synthetic_jft" / "tiny" / src.name
+    shutil.copytree(src, dst)
+    for split in splits:
+        (path,) = dst.glob(f"synthetic_jft-{split}.tfrecord*")
+        _damage(path, damage)
+    return str(root)
+
+
+def _damage(path, damage: str) -> None:
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":  # a copy or download cut short, mid-record
+        data = data[:len(data) // 2]
+    elif damage == "bit_flip":  # one bit inside a record's data: its CRC fails
+        data[len(data) // 2] ^= 0x10
+    elif damage == "not_tfrecord":  # every byte wrong: nothing can be read
+        data = bytearray(b"this is not a TFRecord file\n" * 1000)
+    elif damage == "no_image_decodes":  # well-formed records, undecodable images
+        records = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+        with tf.io.TFRecordWriter(str(path)) as w:
+            for rec in records:
+                ex = tf.train.Example.FromString(rec)
+                ex.features.feature["image"].bytes_list.value[0] = b"not an image"
+                w.write(ex.SerializeToString())
+        return
+    path.write_bytes(bytes(data))
+
+
+_READ = """
+import json, sys, time
+import tensorflow_datasets as tfds
+from input_pipeline import dataset
+from tests.test_dataset import make_pp
+
+builder = tfds.builder("synthetic_jft/tiny", data_dir=sys.argv[1])
+shard = dataset.HostShard(0, 1)
+for split in sys.argv[2].split(","):
+    for skip in (True, False):
+        start = time.perf_counter()
+        if split == "train":
+            ds = dataset.train_dataset(builder, "train", make_pp(builder), 16, seed=0,
+                                       shard=shard, shuffle_buffer=100, skip_corrupt=skip)
+        else:
+            ds, _ = dataset.eval_dataset(builder, split, make_pp(builder), 16, shard=shard,
+                                         skip_corrupt=skip)
+        try:
+            for _, batch in zip(range(400), dataset.HostIterator(ds)):  # 3 train epochs
+                pass
+            result = {"error": None}
+        except dataset.InputPipelineError as e:
+            result = {"error": str(e)}
+        result.update(split=split, skip=skip, seconds=time.perf_counter() - start)
+        print(json.dumps(result), flush=True)
+"""
+
+
+def _results(out: subprocess.CompletedProcess) -> list[dict]:
+    assert out.returncode == 0, out.stderr[-3000:]
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit_flip", "not_tfrecord"])
+def test_damaged_tfrecord_file_stops_with_its_name(tiny_builder, tmp_path, damage):
+    """Formerly: with skip_corrupt=True the reader retried the broken record
+    forever at full CPU; with False the message advised skip_corrupt=True.
+    Training and evaluation, skipping corrupt images or not."""
+    splits = ("train", "fasteval")
+    data_dir = _damaged_copy(tiny_builder, tmp_path, splits, damage)
+    out, _ = run_python(_READ, data_dir, ",".join(splits), timeout=240)
+    results = _results(out)
+    assert len(results) == 4
+    for result in results:
+        error = result["error"]
+        assert error is not None, f"{result}: a damaged file was read as if whole"
+        assert f"synthetic_jft-{result['split']}.tfrecord-00000-of-00001 (" in error
+        assert "damaged" in error and "record at" in error
+        assert "set skip_corrupt=True" not in error  # skipping cannot help here
+        assert result["seconds"] < 60
+
+
+def test_stream_of_undecodable_images_stops_instead_of_skipping_forever(tiny_builder,
+                                                                        tmp_path):
+    data_dir = _damaged_copy(tiny_builder, tmp_path, ("train",), "no_image_decodes")
+    out, _ = run_python(_READ, data_dir, "train", timeout=240)
+    skipping, fatal = _results(out)
+    assert "records in a row could not be decoded" in skipping["error"]
+    # Not skipping, the first one stops the run, and skipping is the advice.
+    assert "skip_corrupt=True" in fatal["error"]
+
+
+def test_occasional_undecodable_images_are_still_skipped_and_resume_exactly(tiny_builder):
+    """Decoding record by record keeps the stream a pure function of the seed."""
+    from input_pipeline import dataset
+    from tests.test_dataset import make_pp
+
+    def ids(start, n):
+        ds = dataset.train_dataset(tiny_builder, "train", make_pp(tiny_builder), 16, seed=3,
+                                   shard=dataset.HostShard(0, 1), shuffle_buffer=100,
+                                   start_index=start)
+        it = dataset.HostIterator(ds)
+        return [b["image_id"].tolist() for _, b in zip(range(n), it)], it.state()
+
+    first, state = ids(0, 4)
+    more, _ = ids(0, 6)
+    resumed, _ = ids(state["next_index"], 2)
+    assert more[:4] == first and more[4:] == resumed
