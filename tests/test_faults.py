@@ -142,3 +142,29 @@ def test_occasional_undecodable_images_are_still_skipped_and_resume_exactly(tiny
     more, _ = ids(0, 6)
     resumed, _ = ids(state["next_index"], 2)
     assert more[:4] == first and more[4:] == resumed
+
+
+# --- 3. Generating a dataset from a script, stdin --------------------------------
+
+_GENERATE = """
+import sys
+from input_pipeline import dataset
+builder = dataset.get_builder("synthetic_jft/tiny", data_dir=sys.argv[1])
+print("train examples:", builder.info.splits["train"].num_examples)
+"""
+
+
+@pytest.mark.parametrize("how", ["script", "stdin"])
+def test_dataset_generates_from_a_script_without_main_guard(tmp_path, how):
+    """Formerly: spawned workers re-ran the script (no __main__ guard) and
+    restarted forever; from stdin they failed to open '<stdin>' forever."""
+    data_dir = str(tmp_path / "tfds")
+    if how == "script":
+        script = tmp_path / "make_data.py"
+        script.write_text(_GENERATE)
+        out, _ = run_python("", data_dir, timeout=300, script=str(script), cwd=str(tmp_path))
+    else:
+        out, _ = run_python("", data_dir, timeout=300, stdin=_GENERATE, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "train examples: 2000" in out.stdout
+    assert "Traceback" not in out.stderr
