@@ -15,6 +15,8 @@ import time
 import pytest
 import tensorflow as tf
 
+from big_vision_like import metrics
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -168,3 +170,36 @@ def test_dataset_generates_from_a_script_without_main_guard(tmp_path, how):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "train examples: 2000" in out.stdout
     assert "Traceback" not in out.stderr
+
+
+# --- 5. Replayed steps in metrics.jsonl -------------------------------------------
+
+def test_metrics_have_one_row_per_step_after_a_resume(tmp_path):
+    """A run checkpointed at 4 and killed after 6 replays 5 and 6 on resume."""
+    from big_vision_like import trainer
+
+    first = metrics.MetricWriter(str(tmp_path))
+    for step in range(1, 7):
+        first.write(step, {"train/loss": 10.0 - step})
+    first.write(4, {"eval/map": 0.1})
+    second = metrics.MetricWriter(str(tmp_path))  # the resumed run
+    for step in range(5, 9):
+        second.write(step, {"train/loss": 20.0 - step})
+    second.write(8, {"eval/map": 0.3})
+    rows = metrics.read_metrics(str(tmp_path))
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    by_step = {r["step"]: r for r in rows}
+    assert by_step[4] == {"step": 4, "train/loss": 6.0, "eval/map": 0.1}  # merged
+    assert by_step[6]["train/loss"] == 14.0  # the replay wins
+    assert trainer.summary(str(tmp_path)) == {"step": 8, "train/loss": 12.0,
+                                              "eval/map": 0.3}
+
+
+def test_a_row_cut_short_by_a_kill_costs_only_itself(tmp_path):
+    writer = metrics.MetricWriter(str(tmp_path))
+    writer.write(1, {"train/loss": 1.0})
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 2, "train/lo')  # SIGKILL mid-write
+    metrics.MetricWriter(str(tmp_path)).write(2, {"train/loss": 0.5})
+    assert metrics.read_metrics(str(tmp_path)) == [{"step": 1, "train/loss": 1.0},
+                                                   {"step": 2, "train/loss": 0.5}]
