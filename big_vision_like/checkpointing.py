@@ -24,8 +24,18 @@ class CheckpointError(RuntimeError):
 
 
 class Checkpointer:
-    def __init__(self, directory: str, keep: int = 3, keep_every: int | None = None,
+    def __init__(self, directory: str, keep: int | None = 3, keep_every: int | None = None,
                  asynchronous: bool = True):
+        # orbax deletes every checkpoint for max_to_keep=0, the one a rerun
+        # would resume from included.
+        if keep is not None and (isinstance(keep, bool) or int(keep) != keep or keep < 1):
+            raise ValueError(
+                f"keep_ckpts={keep!r}: keep at least the latest checkpoint "
+                "(keep_ckpts >= 1), or None to keep them all; 0 would delete "
+                "every checkpoint and a rerun would start again from step 0.")
+        if keep_every is not None and keep_every < 1:
+            raise ValueError(f"keep_ckpt_steps={keep_every!r}: give a step interval "
+                             ">= 1, or leave it unset to keep no extra checkpoints.")
         self.directory = os.path.abspath(directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, keep_period=keep_every, create=True,

@@ -12,10 +12,11 @@ import subprocess
 import sys
 import time
 
+import jax.numpy as jnp
 import pytest
 import tensorflow as tf
 
-from big_vision_like import metrics
+from big_vision_like import checkpointing, metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -203,3 +204,24 @@ def test_a_row_cut_short_by_a_kill_costs_only_itself(tmp_path):
     metrics.MetricWriter(str(tmp_path)).write(2, {"train/loss": 0.5})
     assert metrics.read_metrics(str(tmp_path)) == [{"step": 1, "train/loss": 1.0},
                                                    {"step": 2, "train/loss": 0.5}]
+
+
+# --- 6. keep_ckpts=0 ----------------------------------------------------------------
+
+@pytest.mark.parametrize("keep", [0, -1])
+def test_keeping_no_checkpoint_is_a_config_error(tmp_path, keep):
+    """Formerly keep_ckpts=0 deleted every checkpoint: a rerun began at step 1."""
+    with pytest.raises(ValueError, match="keep_ckpts"):
+        checkpointing.Checkpointer(str(tmp_path), keep=keep, asynchronous=False)
+    with pytest.raises(ValueError, match="keep_ckpt_steps"):
+        checkpointing.Checkpointer(str(tmp_path), keep=2, keep_every=0)
+
+
+@pytest.mark.parametrize("keep,kept", [(1, [3]), (None, [1, 2, 3])])
+def test_the_latest_checkpoint_is_always_kept(tmp_path, keep, kept):
+    ckpt = checkpointing.Checkpointer(str(tmp_path), keep=keep, asynchronous=False)
+    for step in (1, 2, 3):
+        ckpt.save(step, {"w": jnp.full(2, float(step))})
+    ckpt.wait()
+    assert ckpt.all_steps() == kept and ckpt.latest_step() == 3
+    ckpt.close()
