@@ -201,6 +201,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
             batch_arrays = next(train_iter)
             host_state = train_iter.host_state
             state, metrics = step_fn(state, batch_arrays)
+            ckpt.check()  # a background save that failed stops the run now
             if pending is not None:
                 _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
             pending = (step, metrics)
