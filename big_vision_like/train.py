@@ -39,10 +39,11 @@ def main(argv) -> None:
         lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
     logging.get_absl_handler().addFilter(_one_line_for_orbax_errors)
     from big_vision_like.checkpointing import CheckpointError
+    from big_vision_like.workdir_lock import WorkdirLockedError
 
     try:
         trainer.train(_CONFIG.value, _WORKDIR.value)
-    except CheckpointError as e:
+    except (CheckpointError, WorkdirLockedError) as e:
         _exit_with(f"error: {e}")
     if jax.process_index() != 0:
         return

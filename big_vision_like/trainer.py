@@ -32,6 +32,7 @@ from big_vision_like import mesh as mesh_lib
 from big_vision_like import sharding as sharding_lib
 from big_vision_like.metrics import MetricWriter, Progress, read_metrics
 from big_vision_like.models.resnet import ResNet
+from big_vision_like.workdir_lock import hold_workdir
 from evaluators.common import EvalContext
 from input_pipeline import dataset, preprocess
 from input_pipeline.device import DevicePrefetcher
@@ -149,6 +150,12 @@ class _Data:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
+    # One run per workdir; only process 0 writes its files, so only it locks.
+    with hold_workdir(workdir, enabled=jax.process_index() == 0):
+        return _train(config, workdir)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
     is_main = jax.process_index() == 0
     if is_main:
         write_config(config, workdir)

@@ -1,9 +1,11 @@
-"""Faults of a training run: checkpoints that cannot be written. Anything
-that might hang runs in a subprocess with a timeout."""
+"""Faults of a training run: checkpoints that cannot be written, two runs on
+one workdir. Anything that might hang runs in a subprocess with a timeout."""
 
 import errno
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +13,8 @@ import time
 import jax.numpy as jnp
 import pytest
 
-from big_vision_like import checkpointing
+from big_vision_like import checkpointing, workdir_lock
+from big_vision_like.workdir_lock import WorkdirLockedError, hold_workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -160,3 +163,93 @@ def test_run_that_cannot_checkpoint_exits_promptly_with_one_message(tiny_builder
     assert max(logged_steps(workdir)) <= first_bad + 2
     assert len(out.stderr.splitlines()) < 60, out.stderr[-3000:]
     print(f"{fault}: exited after {took:.0f} s (mounted tmpfs: {mounted})")
+
+
+# --- 4. Two runs on one workdir ------------------------------------------------------
+
+_HOLD = """
+import sys, time
+from big_vision_like.workdir_lock import hold_workdir, WorkdirLockedError
+try:
+    with hold_workdir(sys.argv[1]):
+        print("held", flush=True)
+        time.sleep(float(sys.argv[2]))
+except WorkdirLockedError as e:
+    print("refused:", e, flush=True)
+"""
+
+
+def _start_holder(workdir, seconds: float = 120) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(workdir), str(seconds)],
+                            cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_run_on_a_workdir_is_refused_naming_the_holder(tiny_builder, tmp_path):
+    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+    holder = _start_holder(tmp_path)
+    try:
+        with pytest.raises(WorkdirLockedError, match=f"pid {holder.pid} on host"):
+            with hold_workdir(str(tmp_path)):
+                pass
+        out = subprocess.run([sys.executable, "-m", "big_vision_like.train",
+                              *train_args(data_dir, tmp_path)], cwd=REPO, env=ENV,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 1
+        (last,) = _stderr_tail(out)
+        assert "in use by another run" in last and f"pid {holder.pid}" in last
+        assert not os.path.exists(tmp_path / "metrics.jsonl")  # it wrote nothing
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+
+
+def test_concurrent_starts_let_exactly_one_run_in(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path), "5"], cwd=REPO,
+                              env=ENV, stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert sum(o.startswith("held") for o in outputs) == 1, outputs
+    assert sum(o.startswith("refused:") for o in outputs) == 3, outputs
+
+
+def test_lock_of_a_killed_run_is_taken_over_with_a_warning(tmp_path, caplog):
+    holder = _start_holder(tmp_path)
+    holder.send_signal(signal.SIGKILL)  # no chance to clean up
+    holder.wait(timeout=60)
+    lock = tmp_path / workdir_lock.LOCK_NAME
+    assert json.loads(lock.read_text())["pid"] == holder.pid
+    with caplog.at_level("WARNING"):
+        with hold_workdir(str(tmp_path)):
+            assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert f"pid {holder.pid}" in caplog.text and "no longer running" in caplog.text
+    assert not lock.exists()  # released on exit
+
+
+@pytest.mark.parametrize("content,taken", [
+    ({"pid": 999_999_999, "host": socket.gethostname()}, True),  # dead pid, this host
+    ({"pid": 1, "host": "elsewhere.example"}, False),  # cannot check another host
+    (None, True),  # an empty file: a run killed while taking the lock
+])
+def test_stale_lock_files(tmp_path, content, taken):
+    lock = tmp_path / workdir_lock.LOCK_NAME
+    lock.write_text(json.dumps(content) if content else "")
+    if taken:
+        with hold_workdir(str(tmp_path)):
+            pass
+        assert not lock.exists()
+    else:
+        with pytest.raises(WorkdirLockedError, match=f"elsewhere.example.*delete {lock}"):
+            with hold_workdir(str(tmp_path)):
+                pass
+        assert lock.exists()
+
+
+def test_lock_is_released_when_the_run_fails_and_other_processes_take_none(tmp_path):
+    with pytest.raises(KeyError), hold_workdir(str(tmp_path)):
+        raise KeyError("the run failed")
+    with hold_workdir(str(tmp_path)):
+        with hold_workdir(str(tmp_path), enabled=False):  # process 1 of a job
+            pass
+    assert not (tmp_path / workdir_lock.LOCK_NAME).exists()
