@@ -37,41 +37,21 @@ def main(argv) -> None:
     # orbax reports every save step at INFO; keep its warnings only.
     logging.get_absl_handler().addFilter(
         lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
-    logging.get_absl_handler().addFilter(_one_line_for_orbax_errors)
+    from big_vision_like import quiet_errors
     from big_vision_like.checkpointing import CheckpointError
     from big_vision_like.workdir_lock import WorkdirLockedError
 
+    logging.get_absl_handler().addFilter(quiet_errors.one_line_for_orbax_errors)
+    sys.stderr = quiet_errors.DropClosedLoopTracebacks(sys.stderr)
     try:
         trainer.train(_CONFIG.value, _WORKDIR.value)
     except (CheckpointError, WorkdirLockedError) as e:
-        _exit_with(f"error: {e}")
+        quiet_errors.exit_with(f"error: {e}")
     if jax.process_index() != 0:
         return
     for key, value in sorted(trainer.summary(_WORKDIR.value).items()):
         if "/" in key:
             print(f"{key}: {value}")
-
-
-def _one_line_for_orbax_errors(record: pylogging.LogRecord) -> bool:
-    """orbax logs a failed background save once per thread, each with a long
-    traceback; the run reports the failure itself, so one line each is enough."""
-    if "/orbax/" in record.pathname and record.exc_info:
-        record.exc_info, record.exc_text = None, None
-    return True
-
-
-def _exit_with(message: str) -> None:
-    """Ends the process at once with `message` as the last line of stderr.
-
-    A failed save leaves orbax threads and coroutines behind; a normal
-    interpreter exit would wait for them or print their errors after ours.
-    Everything the run writes is closed already (the trainer's `finally`).
-    """
-    logging.flush()
-    sys.stdout.flush()
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
-    os._exit(1)
 
 
 if __name__ == "__main__":
