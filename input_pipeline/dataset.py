@@ -109,7 +109,8 @@ def hierarchy_of(builder: tfds.core.DatasetBuilder) -> LabelHierarchy | None:
                                      meta.get("class_names"))
 
 
-def _raw(builder, split: str, shuffle_seed: int | None) -> tf.data.Dataset:
+def _raw(builder, split: str, shuffle_seed: int | None
+         ) -> tuple[tf.data.Dataset, tuple[str, ...]]:
     # Images stay encoded: decoding is a preprocessing op, where a corrupt
     # record can be skipped.
     decoders = {k: tfds.decode.SkipDecoding()

@@ -147,7 +147,7 @@ def test_run_that_cannot_checkpoint_exits_promptly_with_one_message(tiny_builder
             command = [sys.executable, "-c", _FAILING_WRITER, code, str(first_bad)]
         start = time.perf_counter()
         out = subprocess.run([*command, *train_args(data_dir, workdir)], cwd=REPO, env=ENV,
-                             capture_output=True, text=True, timeout=400)
+                             capture_output=True, text=True, timeout=200)
         took = time.perf_counter() - start
     finally:
         if mounted:
