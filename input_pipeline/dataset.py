@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 
 import jax
 import numpy as np
@@ -294,7 +295,7 @@ class HostIterator:
 
 
 def _explain(description: str, error: tf.errors.OpError) -> str:
-    msg = error.message.strip().splitlines()[0] if error.message else str(error)
+    msg = _first_line(error)
     if "label id out of range" in msg:
         hint = ("check that the dataset's labels and the config's num_classes "
                 "agree.")
@@ -314,7 +315,7 @@ def _explain(description: str, error: tf.errors.OpError) -> str:
 
 def _explain_damaged_file(description: str, error: tf.errors.DataLossError,
                           files: tuple[str, ...]) -> str:
-    msg = error.message.strip().splitlines()[0] if error.message else str(error)
+    msg = _first_line(error)
     found = record_files.find_damaged(files, msg)
     if found:
         what = "; ".join(f"{path} ({problem})" for path, problem in found)
@@ -327,3 +328,10 @@ def _explain_damaged_file(description: str, error: tf.errors.DataLossError,
             "unreadable files). Restore or regenerate the file (for a dataset the "
             "project generates, delete its version folder and run again), or leave "
             "it out of the split.")
+
+
+def _first_line(error: tf.errors.OpError) -> str:
+    """The error's message without TensorFlow's function and op decorations."""
+    msg = error.message.strip().splitlines()[0] if error.message else str(error)
+    msg = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", msg)
+    return re.sub(r"\s*\[Op:\w+\]( name: \S*)?\s*$", "", msg)
