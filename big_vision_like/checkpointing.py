@@ -6,14 +6,22 @@ mid-save leaves the previous checkpoint as the latest. The last `keep`
 checkpoints are kept, plus every `keep_every`-th step if set and the steps
 listed in `keep_steps`. Every process takes part; each writes the shards it
 holds.
+
+A save that fails (read-only folder, full disk) surfaces at the next save
+or `wait()` as one `CheckpointError` naming the step that failed, why, and
+what the workdir still holds.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 
@@ -23,25 +31,45 @@ class CheckpointError(RuntimeError):
 
 
 class Checkpointer:
-    def __init__(self, directory: str, keep: int = 3, keep_every: int | None = None,
+    def __init__(self, directory: str, keep: int | None = 3, keep_every: int | None = None,
                  asynchronous: bool = True, keep_steps: Sequence[int] = ()):
         """keep_steps: steps kept whatever the rotation (e.g. the paper's Table 4
         checkpoints); only steps that are saved can be kept."""
+        # orbax deletes every checkpoint for max_to_keep=0, the one a rerun
+        # would resume from included.
+        if keep is not None and (isinstance(keep, bool) or int(keep) != keep or keep < 1):
+            raise ValueError(
+                f"keep_ckpts={keep!r}: keep at least the latest checkpoint "
+                "(keep_ckpts >= 1), or None to keep them all; 0 would delete "
+                "every checkpoint and a rerun would start again from step 0.")
+        if keep_every is not None and keep_every < 1:
+            raise ValueError(f"keep_ckpt_every_steps={keep_every!r}: give a step interval "
+                             ">= 1, or leave it unset to keep no extra checkpoints.")
         self.directory = os.path.abspath(directory)
+        self._pending: int | None = None  # step of the save still being written
+        self._broken = False  # a save failed; the error was raised already
         retention: dict[str, Any] = dict(max_to_keep=keep, keep_period=keep_every)
         if keep_steps:
             # orbax takes an explicit list only as a policy, which then replaces
             # max_to_keep and keep_period: rebuild those as policies beside it.
-            policies = [preservation.LatestN(keep),
-                        preservation.CustomSteps([int(s) for s in keep_steps])]
+            policies = [preservation.CustomSteps([int(s) for s in keep_steps])]
+            if keep is not None:
+                policies.append(preservation.LatestN(keep))
+            else:
+                policies.append(preservation.PreserveAll())
             if keep_every:
                 policies.append(preservation.EveryNSteps(keep_every))
             retention = dict(preservation_policy=preservation.AnyPreservationPolicy(policies))
         options = ocp.CheckpointManagerOptions(
             create=True, enable_async_checkpointing=asynchronous,
             cleanup_tmp_directories=True, **retention)
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_names=("state", "data"))
+        try:
+            self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                                  item_names=("state", "data"))
+        except OSError as e:
+            raise CheckpointError(
+                f"cannot use {self.directory} for checkpoints: {_first_line(e)}. "
+                f"{_advice(e)}") from e
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -50,15 +78,15 @@ class Checkpointer:
         return list(self._manager.all_steps())
 
     def save(self, step: int, state: Any, data_state: dict | None = None) -> None:
+        # Finish the previous save first, so its failure is reported as its own.
+        self.wait()
         try:
             self._manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
                 data=ocp.args.JsonSave(data_state or {})), force=True)
-        except OSError as e:
-            raise CheckpointError(
-                f"saving checkpoint {step} to {self.directory} failed: {e}. Earlier "
-                "checkpoints are untouched; free disk space or point --workdir "
-                "elsewhere, then rerun to resume from the latest one.") from e
+        except Exception as e:
+            raise self._failed(step, e) from e
+        self._pending = step
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """Restores into the shardings of `abstract_state` (ShapeDtypeStructs)."""
@@ -66,16 +94,116 @@ class Checkpointer:
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
         return out["state"], dict(out["data"] or {})
 
+    def check(self) -> None:
+        """Raises now if the save in the background has failed; never blocks
+        on the save itself, so it can run every step."""
+        try:
+            self._manager.check_for_errors()
+        except Exception as e:
+            step, self._pending = self._pending, None
+            raise self._failed(step, e) from e
+        if self._pending is not None and _save_thread_done(self._manager):
+            self.wait()  # returns at once; raises what the finished save raised
+
     def wait(self) -> None:
+        """Blocks until the last save is written; raises if it failed."""
+        step, self._pending = self._pending, None
         try:
             self._manager.wait_until_finished()
-        except OSError as e:
-            raise CheckpointError(
-                f"finishing a checkpoint in {self.directory} failed: {e}. Earlier "
-                "checkpoints are untouched; free disk space and rerun to resume.") from e
+        except Exception as e:
+            raise self._failed(step, e) from e
+
+    def _failed(self, step: int | None, error: Exception) -> CheckpointError:
+        self._broken = True
+        _release_waiting_save_threads()
+        try:
+            earlier = sorted(s for s in self._manager.all_steps() if step is None or s < step)
+        except Exception:  # the folder may be unreadable too
+            earlier = []
+        what = f"checkpoint {step}" if step is not None else "a checkpoint"
+        if earlier:
+            kept = (f"Checkpoint {earlier[-1]}, the latest complete one, is untouched; "
+                    "rerun the same command to resume from it.")
+        else:
+            kept = "No earlier checkpoint exists, so a rerun starts from the beginning."
+        return CheckpointError(
+            f"{what} could not be written to {self.directory}: {_first_line(error)}. "
+            f"{_advice(error)} {kept}")
 
     def close(self) -> None:
-        self._manager.close()
+        try:
+            self._manager.close()
+        except Exception:
+            if not self._broken:  # else: the failure is being reported already
+                raise
+
+
+def _save_thread_done(manager: ocp.CheckpointManager) -> bool:
+    """Whether the manager's background save has ended, well or not.
+
+    Some failures (a folder that cannot be created) never reach
+    `check_for_errors`; they only surface when the save thread is joined,
+    which is instant once it has ended.
+    """
+    ref = getattr(manager, "_finalize_thread", None)
+    thread = ref.get() if ref is not None and hasattr(ref, "get") else None
+    return thread is not None and not thread.is_alive()
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _errno_of(error: BaseException) -> int | None:
+    """The errno behind `error`: of an OSError in its chain, or of the
+    `os_error_code` tensorstore puts in its messages."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return seen.errno
+        seen = seen.__cause__ or seen.__context__
+    match = re.search(r"os_error_code='?(\d+)", str(error))
+    return int(match.group(1)) if match else None
+
+
+def _advice(error: BaseException) -> str:
+    code = _errno_of(error)
+    if code in _NO_SPACE or "RESOURCE_EXHAUSTED" in str(error):
+        return ("The disk (or quota) is full: free disk space, lower keep_ckpts, "
+                "or point --workdir at a disk with room.")
+    if code in _NO_PERMISSION:
+        return ("The folder is not writable (permissions, or a read-only file "
+                "system): make it writable for this user or point --workdir at a "
+                "writable folder.")
+    return "Fix the cause above, or point --workdir elsewhere."
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _release_waiting_save_threads() -> None:
+    """Ends orbax's background threads that wait for a failed save.
+
+    A failed save never signals the threads queued behind it (metadata,
+    finalisation); they are not daemons and wait orbax's 300 s coordination
+    timeout, so the process could not exit. Cancelled, then woken, they
+    return without doing anything. Only on one process: there the signals
+    are local, while several processes share them.
+    """
+    if jax.process_count() != 1:
+        return
+    try:
+        from orbax.checkpoint._src.futures import future as ocp_future
+
+        for thread in threading.enumerate():
+            if isinstance(thread, ocp_future._SignalingThread) and thread.is_alive():
+                thread.cancel()
+                ocp_future.set_signals(thread._receive_signals,
+                                       operation_id=thread._operation_id)
+    except (ImportError, AttributeError):  # another orbax: they time out instead
+        pass
 
 
 def load_params(path: str) -> dict:

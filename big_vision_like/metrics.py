@@ -3,6 +3,10 @@
 `<workdir>/metrics.jsonl` gets one object per logged step with "step" and
 the metric names; it is appended to across resumes, never rewritten. Only
 process 0 writes.
+
+A resumed run replays the steps after its last checkpoint, so the file can
+hold several rows of one step; `read_metrics` folds them into one row per
+step, later values winning. A line cut short by a killed process is skipped.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class MetricWriter:
         self._tb = None
         if enabled:
             os.makedirs(workdir, exist_ok=True)
+            _end_partial_line(self.path)
             import tensorflow as tf  # host-side only, for TensorBoard event files
 
             self._tf = tf
@@ -52,12 +57,39 @@ def _scalar(v: Any) -> Any:
         return v
 
 
+def _end_partial_line(path: str) -> None:
+    """Ends a last line cut short by a killed run, so the next row starts clean."""
+    try:
+        with open(path, "rb+") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+    except FileNotFoundError:
+        pass
+
+
 def read_metrics(workdir: str) -> list[dict]:
+    """One row per step, in step order: rows of the same step merged, the
+    later row's values winning (a replayed step after a resume, or train and
+    eval metrics written separately at one step)."""
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
         return []
+    by_step: dict[int, dict] = {}
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                logging.warning("%s:%d is not a JSON row (cut short by a killed run?); "
+                                "skipped", path, number)
+                continue
+            by_step.setdefault(row.get("step"), {}).update(row)
+    return [by_step[s] for s in sorted(by_step, key=lambda s: (s is None, s or 0))]
 
 
 class Progress:

@@ -54,7 +54,16 @@ def main(argv) -> None:
         lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
     if cleared:
         logging.info("units given on the command line replace %s", ", ".join(cleared))
-    trainer.train(config, _WORKDIR.value)
+    from big_vision_like import quiet_errors
+    from big_vision_like.checkpointing import CheckpointError
+    from big_vision_like.workdir_lock import WorkdirLockedError
+
+    logging.get_absl_handler().addFilter(quiet_errors.one_line_for_orbax_errors)
+    sys.stderr = quiet_errors.DropClosedLoopTracebacks(sys.stderr)
+    try:
+        trainer.train(config, _WORKDIR.value)
+    except (CheckpointError, WorkdirLockedError) as e:
+        quiet_errors.exit_with(f"error: {e}")
     if jax.process_index() != 0:
         return
     for key, value in sorted(trainer.summary(_WORKDIR.value).items()):

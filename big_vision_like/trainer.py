@@ -31,6 +31,7 @@ from big_vision_like import sharding as sharding_lib
 from big_vision_like.metrics import MetricWriter, Progress, read_metrics
 from big_vision_like.registry import Registry
 from big_vision_like.tasks.base import Task, TaskContext
+from big_vision_like.workdir_lock import hold_workdir
 from evaluators.common import EvalContext
 from input_pipeline import dataset, preprocess
 from input_pipeline.device import DevicePrefetcher
@@ -142,6 +143,12 @@ class _Data:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
+    # One run per workdir; only process 0 writes its files, so only it locks.
+    with hold_workdir(workdir, enabled=jax.process_index() == 0):
+        return _train(config, workdir)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
     is_main = jax.process_index() == 0
     if is_main:
         write_config(config, workdir)
@@ -194,6 +201,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
                 _check_batch(batch_arrays, task, image_shape, config.input.pp)
             host_state = train_iter.host_state
             state, metrics = step_fn(state, batch_arrays)
+            ckpt.check()  # a background save that failed stops the run now
             if pending is not None:
                 _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
             pending = (step, metrics)

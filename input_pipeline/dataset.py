@@ -8,12 +8,21 @@ batches and every example is counted exactly once.
 Every example carries `_index` (its position in this host's stream, -1 for
 padding) and, until preprocessing ends, `_seed` (the stateless seed of its
 random ops). `HostIterator` drops both and counts skipped corrupt records.
+
+Skipping (`skip_corrupt`) is for records whose image does not decode: each
+record is decoded on its own, so a decoding error drops that record only.
+A file that cannot be read (truncated, failing its checksum) is never
+skipped: retrying it would fail forever, so it stops the run with the
+file's name. A stream in which `MAX_CONSECUTIVE_CORRUPT` records in a row
+fail to decode stops too, instead of skipping forever.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 
 import jax
 import numpy as np
@@ -21,6 +30,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 import tree
 
+from input_pipeline import record_files
 from input_pipeline.hierarchy import LabelHierarchy
 from input_pipeline.pp_ops import SEED_KEY
 from input_pipeline.preprocess import Preprocess
@@ -28,6 +38,12 @@ from input_pipeline.preprocess import Preprocess
 INDEX_KEY, MASK_KEY = "_index", "_mask"
 # Builders the project ships; generating them needs no download.
 PROJECT_BUILDERS = ("synthetic_jft", "sklearn_digits")
+# More undecodable records in a row than this is not corruption but data the
+# pipeline cannot read at all (wrong format or feature): stop, do not skip on.
+MAX_CONSECUTIVE_CORRUPT = 1000
+# The files a dataset reads, attached to it so `HostIterator` can name the
+# damaged one when reading fails.
+_SOURCE_FILES = "bvl_source_files"
 
 
 class InputPipelineError(RuntimeError):
@@ -99,15 +115,23 @@ def hierarchy_of(builder: tfds.core.DatasetBuilder) -> LabelHierarchy | None:
                                      meta.get("class_names"))
 
 
-def _raw(builder, split: str, shuffle_seed: int | None) -> tf.data.Dataset:
+def _raw(builder, split: str, shuffle_seed: int | None
+         ) -> tuple[tf.data.Dataset, tuple[str, ...]]:
     # Images stay encoded: decoding is a preprocessing op, where a corrupt
     # record can be skipped.
     decoders = {k: tfds.decode.SkipDecoding()
                 for k, f in builder.info.features.items()
                 if isinstance(f, tfds.features.Image)}
     read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, add_tfds_id=False)
-    return builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
-                              decoders=decoders, read_config=read_config)
+    ds = builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
+                            decoders=decoders, read_config=read_config)
+    return ds, _source_files(builder, split)
+
+
+def _source_files(builder, split: str) -> tuple[str, ...]:
+    names = (fi.filename for fi in builder.info.splits[split].file_instructions)
+    return tuple(dict.fromkeys(
+        os.path.join(builder.data_dir, n) if not os.path.isabs(n) else n for n in names))
 
 
 def _with_index_and_seed(ds: tf.data.Dataset, seed: int, shard: HostShard,
@@ -122,11 +146,53 @@ def _with_index_and_seed(ds: tf.data.Dataset, seed: int, shard: HostShard,
     return ds.enumerate(start=start).map(add, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def _decode_skipping_corrupt(ds: tf.data.Dataset, decode) -> tf.data.Dataset:
+    """`decode` applied to every record; records it fails on are dropped.
+
+    `ignore_errors` over the whole stream would also swallow read errors of
+    the files below, and retry a damaged file forever. Here it wraps one
+    record's decoding only; a failed record becomes a placeholder marked
+    not ok, so a run of failures can be counted and bounded before the
+    placeholders are filtered out.
+    """
+    def mark_ok(ex):
+        return tf.constant(True), ex
+
+    def attempt(ex):
+        decoded = tf.data.Dataset.from_tensors(ex).map(decode)
+        placeholder = tf.nest.map_structure(
+            lambda s: tf.zeros([d or 0 for d in s.shape.as_list()], s.dtype),
+            decoded.element_spec)
+        ok = decoded.ignore_errors().map(mark_ok)
+        return ok.concatenate(
+            tf.data.Dataset.from_tensors((tf.constant(False), placeholder))).take(1)
+
+    def count_failures(run, item):
+        run = tf.where(item[0], tf.constant(0, tf.int64), run + 1)
+        check = tf.debugging.assert_less(
+            run, tf.constant(MAX_CONSECUTIVE_CORRUPT, tf.int64),
+            message=f"{MAX_CONSECUTIVE_CORRUPT} records in a row could not be decoded")
+        with tf.control_dependencies([check]):
+            return tf.identity(run), item
+
+    ds = ds.interleave(attempt, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.scan(tf.constant(0, tf.int64), count_failures)
+    return ds.filter(_is_ok).map(_drop_flag)
+
+
+def _is_ok(ok: tf.Tensor, ex: dict) -> tf.Tensor:
+    return ok
+
+
+def _drop_flag(ok: tf.Tensor, ex: dict) -> dict:
+    return ex
+
+
 def _preprocess(ds: tf.data.Dataset, pp: Preprocess, skip_corrupt: bool):
-    if pp.has_decode:
+    if pp.has_decode and skip_corrupt:
+        ds = _decode_skipping_corrupt(ds, pp.decode_stage)
+    elif pp.has_decode:
         ds = ds.map(pp.decode_stage, num_parallel_calls=tf.data.AUTOTUNE)
-        if skip_corrupt:
-            ds = ds.ignore_errors()
     ds = ds.map(pp.rest, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != SEED_KEY})
     undefined = {"/".join(map(str, path)): spec.shape for path, spec in
@@ -152,12 +218,14 @@ def train_dataset(builder, split: str, pp: Preprocess, local_batch_size: int,
     """
     hide_accelerators_from_tf()
     shard = shard or HostShard.current()
-    ds = _raw(builder, shard.split(split), shuffle_seed=seed + shard.index)
+    ds, files = _raw(builder, shard.split(split), shuffle_seed=seed + shard.index)
     ds = ds.shuffle(shuffle_buffer, seed=seed + shard.index,
                     reshuffle_each_iteration=True).repeat()
     ds = _with_index_and_seed(ds.skip(start_index), seed, shard, start=start_index)
     ds = _preprocess(ds, pp, skip_corrupt)
-    return ds.batch(local_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(local_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    setattr(ds, _SOURCE_FILES, files)
+    return ds
 
 
 def eval_dataset(builder, split: str, pp: Preprocess, local_batch_size: int,
@@ -173,7 +241,8 @@ def eval_dataset(builder, split: str, pp: Preprocess, local_batch_size: int,
     counts = [builder.info.splits[HostShard(i, shard.count).split(split)].num_examples
               for i in range(shard.count)]
     num_batches = max(1, math.ceil(max(counts) / local_batch_size))
-    ds = _with_index_and_seed(_raw(builder, shard.split(split), None), seed, shard)
+    ds, files = _raw(builder, shard.split(split), None)
+    ds = _with_index_and_seed(ds, seed, shard)
     ds = _preprocess(ds, pp, skip_corrupt)
     ds = ds.map(lambda ex: {**ex, MASK_KEY: tf.constant(True)})
     padding = tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype),
@@ -183,6 +252,7 @@ def eval_dataset(builder, split: str, pp: Preprocess, local_batch_size: int,
     ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat())
     ds = ds.take(num_batches * local_batch_size)
     ds = ds.batch(local_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    setattr(ds, _SOURCE_FILES, files)
     return ds, num_batches
 
 
@@ -198,6 +268,7 @@ class HostIterator:
                  state: dict[str, int] | None = None):
         self.tf_iterator = iter(ds)
         self.description = description
+        self.source_files: tuple[str, ...] = tuple(getattr(ds, _SOURCE_FILES, ()))
         state = state or {}
         self.skipped = int(state.get("skipped", 0))
         self._next_index = int(state.get("next_index", 0))
@@ -213,6 +284,9 @@ class HostIterator:
     def __next__(self) -> dict[str, np.ndarray]:
         try:
             batch = next(self.tf_iterator)
+        except tf.errors.DataLossError as e:
+            raise InputPipelineError(
+                _explain_damaged_file(self.description, e, self.source_files)) from None
         except tf.errors.OpError as e:
             raise InputPipelineError(_explain(self.description, e)) from None
         batch = {k: v.numpy() for k, v in batch.items()}
@@ -226,10 +300,14 @@ class HostIterator:
 
 
 def _explain(description: str, error: tf.errors.OpError) -> str:
-    msg = error.message.strip().splitlines()[0] if error.message else str(error)
+    msg = _first_line(error)
     if "label id out of range" in msg:
         hint = ("check that the dataset's labels and the config's num_classes "
                 "agree.")
+    elif "records in a row could not be decoded" in msg:
+        hint = ("no image in this stretch of the data decodes: is the dataset's "
+                "image feature really encoded images, and the decode op reading "
+                "the right key? skip_corrupt only skips occasional corrupt images.")
     elif "is not compatible with expected shape" in msg:
         hint = ("a crop larger than the image? check the preprocessing string's "
                 "sizes against the dataset's images.")
@@ -238,3 +316,27 @@ def _explain(description: str, error: tf.errors.OpError) -> str:
                 "skip_corrupt=True in the input config to skip and count such "
                 "records instead of stopping.")
     return f"{description}: the input pipeline failed: {msg}; {hint}"
+
+
+def _explain_damaged_file(description: str, error: tf.errors.DataLossError,
+                          files: tuple[str, ...]) -> str:
+    msg = _first_line(error)
+    found = record_files.find_damaged(files, msg)
+    if found:
+        what = "; ".join(f"{path} ({problem})" for path, problem in found)
+        where = f"damaged data file: {what}"
+    else:
+        where = f"a data file is damaged ({msg})" + (
+            f"; it is one of {len(files)} files, e.g. {files[0]}" if files else "")
+    return (f"{description}: {where}. The file cannot be read past this point, "
+            "so the run stops (skip_corrupt skips undecodable images, never "
+            "unreadable files). Restore or regenerate the file (for a dataset the "
+            "project generates, delete its version folder and run again), or leave "
+            "it out of the split.")
+
+
+def _first_line(error: tf.errors.OpError) -> str:
+    """The error's message without TensorFlow's function and op decorations."""
+    msg = error.message.strip().splitlines()[0] if error.message else str(error)
+    msg = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", msg)
+    return re.sub(r"\s*\[Op:\w+\]( name: \S*)?\s*$", "", msg)

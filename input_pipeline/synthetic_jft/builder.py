@@ -15,10 +15,14 @@ Custom sizes: pass `config=SyntheticJftConfig(name=..., ...)` to tfds.builder.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterator
+from concurrent import futures
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -87,6 +91,7 @@ def ancestors_closure(taxonomy: tax.Taxonomy) -> list[list[int]]:
 
 # Module-level state of worker processes (set once per process by _init).
 _WORKER: dict = {}
+_CHUNK = 64  # examples per task sent to a worker
 
 
 def _init_worker(params: render.GenerationParams) -> None:
@@ -94,8 +99,33 @@ def _init_worker(params: render.GenerationParams) -> None:
     _WORKER["taxonomy"] = tax.build_taxonomy(params.num_leaves)
 
 
-def _render(job: tuple[str, int]) -> dict:
-    return render.render_example(_WORKER["params"], _WORKER["taxonomy"], *job)
+def _render_range(split: str, start: int, stop: int) -> list[dict]:
+    return [render.render_example(_WORKER["params"], _WORKER["taxonomy"], split, i)
+            for i in range(start, stop)]
+
+
+@contextlib.contextmanager
+def _main_hidden_from_workers() -> Iterator[None]:
+    """Starts worker processes without re-running the caller's `__main__`.
+
+    A spawned process imports the parent's main script before running a
+    task. From a script without an `if __name__ == "__main__"` guard that
+    import generates the dataset again and the workers die and restart
+    forever; from standard input there is no file to import. The workers
+    run functions of this module only, so they are told of no main module.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 class SyntheticJft(tfds.core.GeneratorBasedBuilder):
@@ -174,15 +204,48 @@ class SyntheticJft(tfds.core.GeneratorBasedBuilder):
         taxonomy = tax.build_taxonomy(cfg.num_leaves)
         closure = ancestors_closure(taxonomy)
         monitored = set(monitor_classes(taxonomy, cfg.monitor_fraction, cfg.seed))
-        # Spawned workers import only NumPy + PIL modules, never TensorFlow.
-        ctx = multiprocessing.get_context("spawn")
-        processes = max(1, min(os.cpu_count() or 1, count // 256))
-        with ctx.Pool(processes, initializer=_init_worker, initargs=(params,)) as pool:
-            jobs = ((split, i) for i in range(count))
-            for ex in pool.imap(_render, jobs, chunksize=64):
-                if split != "train":
-                    labels = {a for c in ex["labels"] for a in closure[c]}
-                    if split == "fasteval":
-                        labels &= monitored
-                    ex["labels"] = sorted(labels)
-                yield ex["image_id"], ex
+        for ex in _render_in_workers(params, split, count):
+            if split != "train":
+                labels = {a for c in ex["labels"] for a in closure[c]}
+                if split == "fasteval":
+                    labels &= monitored
+                ex["labels"] = sorted(labels)
+            yield ex["image_id"], ex
+
+
+def _render_in_workers(params: render.GenerationParams, split: str,
+                       count: int) -> Iterator[dict]:
+    """Examples 0..count-1 of `split` in order, rendered by worker processes.
+
+    Spawned workers import only NumPy + PIL modules, never TensorFlow. A
+    worker that dies stops generation with an error (a `multiprocessing.Pool`
+    would restart it and wait forever for its lost tasks). At most two tasks
+    per worker are in flight, so memory stays bounded.
+    """
+    processes = max(1, min(os.cpu_count() or 1, count // 256))
+    starts = iter(range(0, count, _CHUNK))
+    in_flight: collections.deque[futures.Future] = collections.deque()
+    with futures.ProcessPoolExecutor(
+            processes, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=(params,)) as pool:
+        def submit() -> None:
+            start = next(starts, None)
+            if start is not None:
+                with _main_hidden_from_workers():  # workers start on submit
+                    in_flight.append(pool.submit(_render_range, split, start,
+                                                 min(start + _CHUNK, count)))
+        try:
+            for _ in range(2 * processes):
+                submit()
+            while in_flight:
+                chunk = in_flight.popleft().result()
+                submit()
+                yield from chunk
+        except futures.process.BrokenProcessPool as e:
+            raise RuntimeError(
+                f"synthetic_jft: a process rendering the {split!r} split died ({e}); "
+                "nothing was written. Out of memory? Try again with fewer processes "
+                "running.") from e
+        finally:
+            for f in in_flight:
+                f.cancel()
