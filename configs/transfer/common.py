@@ -15,7 +15,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from configs import demo
-from configs.common import set_mesh_and_sharding
+from configs.common import set_mesh_and_sharding, set_transfer_fields
 
 FROZEN_BODY = "^(conv1|conv[2-5])"  # every stage: only the head trains
 
@@ -68,11 +68,11 @@ def transfer_config(t: Target) -> ml_collections.ConfigDict:
     c.model.head_bias_init = 0.0
     c.model.num_classes = t.num_classes
     c.loss = "softmax_xent"
-    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=1e-4)
+    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=1e-4,
+                       grad_clip_norm=placeholder(float))
     c.schedule = dict(name="cosine", base_lr=0.05, warmup_steps=max(1, t.total_steps // 10))
-    c.frozen = placeholder(str)  # FROZEN_BODY: train the head on frozen features
-    c.lr_mults = ()
-    c.init_from = dict(checkpoint=placeholder(str), skip="^head/")
+    set_transfer_fields(c)  # frozen=FROZEN_BODY trains the head on frozen features
+    c.init_from.skip = "^head/"
 
     eval_pp = ops("decode", t.eval_resize, "value_range(-1, 1)", t.label_pp)
     end = 10 ** 9  # evaluators also run once at the end
