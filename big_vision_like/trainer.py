@@ -28,6 +28,7 @@ import evaluators
 from big_vision_like import checkpointing, init_from, losses, models, optim, tasks, train_step
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import sharding as sharding_lib
+from big_vision_like.final_evals import FinalEvals
 from big_vision_like.metrics import MetricWriter, Progress, read_metrics
 from big_vision_like.registry import Registry
 from big_vision_like.tasks.base import Task, TaskContext
@@ -215,10 +216,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainS
                     _run_eval(name, evaluator, state, step, writer)
         if pending is not None:
             _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
-        finished_before = latest is not None and start >= total_steps
-        for name, (evaluator, _) in evals.items():  # every evaluator runs at the end,
-            if not finished_before:  # once: a finished run restarted has nothing to do
-                _run_eval(name, evaluator, state, int(state.step), writer)
+        # Every evaluator runs once at the end; a rerun runs the ones still owed.
+        final = FinalEvals(workdir, total_steps)
+        for name in final.owed(evals):
+            _run_eval(name, evals[name][0], state, int(state.step), writer)
+            writer.flush()
+            final.mark_done(name)
         ckpt.wait()
     finally:
         train_iter.close()

@@ -204,3 +204,32 @@ def test_duration_fields_take_steps_epochs_or_examples(tiny_builder, tmp_path):
     assert [r["step"] for r in rows if "train/loss" in r] == [2, 4, 6, 8]
     assert [r["step"] for r in rows if "fasteval/map@100" in r] == [4, 8]
     assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [3, 8]
+
+
+def test_a_final_evaluation_that_did_not_finish_runs_on_the_rerun(tiny_builder, tmp_path,
+                                                                  monkeypatch):
+    """The run reached its last step but its final evaluation crashed: the rerun
+    has nothing to train, runs the owed evaluations (not skips them), and a
+    third run adds nothing."""
+    from evaluators.map_at_k import MapAtKEvaluator
+
+    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0], total_steps=2,
+                         ckpt_steps=2)
+    real_run = MapAtKEvaluator.run
+
+    def crash(self, variables):
+        raise RuntimeError("evaluator bug")
+        yield
+
+    monkeypatch.setattr(MapAtKEvaluator, "run", crash)
+    with pytest.raises(RuntimeError, match="evaluator bug"):
+        trainer.train(config, str(tmp_path))
+    assert "fasteval/map@100" not in trainer.summary(str(tmp_path))
+    monkeypatch.setattr(MapAtKEvaluator, "run", real_run)
+    trainer.train(config, str(tmp_path))
+    got = trainer.summary(str(tmp_path))
+    assert got["step"] == 2 and 0 < got["fasteval/map@100"] <= 1
+    assert got["fasteval_loss/examples"] == 500
+    size = os.path.getsize(tmp_path / "metrics.jsonl")
+    trainer.train(config, str(tmp_path))
+    assert os.path.getsize(tmp_path / "metrics.jsonl") == size
