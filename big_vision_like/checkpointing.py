@@ -25,6 +25,8 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 
+from big_vision_like.sharding import path_str
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint could not be written or does not fit the model."""
@@ -90,9 +92,29 @@ class Checkpointer:
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """Restores into the shardings of `abstract_state` (ShapeDtypeStructs)."""
+        self._check_shapes(step, abstract_state)
         out = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
         return out["state"], dict(out["data"] or {})
+
+    def _check_shapes(self, step: int, abstract_state: Any) -> None:
+        """A workdir resumed with another model (another width, depth or head) names
+        the first array that differs and both shapes, before orbax reads anything."""
+        meta = ocp.StandardCheckpointer().metadata(os.path.join(self.directory, str(step),
+                                                                "state"))
+        meta = getattr(meta, "item_metadata", meta)
+        saved = {path_str(p): tuple(m.shape) for p, m in
+                 jax.tree_util.tree_leaves_with_path(getattr(meta, "tree", meta))
+                 if hasattr(m, "shape")}
+        for path, want in jax.tree_util.tree_leaves_with_path(abstract_state):
+            name = path_str(path)
+            if name in saved and saved[name] != tuple(want.shape):
+                raise CheckpointError(
+                    f"checkpoint {step} in {self.directory} holds {name} with shape "
+                    f"{saved[name]}, but the model here has {tuple(want.shape)}: this "
+                    "workdir was trained with another model. Resume with the config it "
+                    "was started with (its config.json), or start a new --workdir "
+                    "(with init_from.checkpoint to start from this one).")
 
     def check(self) -> None:
         """Raises now if the save in the background has failed; never blocks

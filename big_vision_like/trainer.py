@@ -151,8 +151,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainSt
 
 def _train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
     is_main = jax.process_index() == 0
-    if is_main:
-        write_config(config, workdir)
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.model)
     data = _Data(config, mesh)
     batch = config.batch_size
@@ -183,6 +181,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainS
                      data_state)
     elif config.get("init_from") and config.init_from.get("checkpoint"):
         state = _init_from(state, task, config.init_from, workdir if is_main else None)
+    if is_main:  # only now: a resume that does not fit leaves the run's config as it was
+        write_config(config, workdir)
 
     step_fn = train_step.jit_train_step(
         train_step.make_train_step(task, tx, mesh, config.seed, frozen), shardings, mesh)

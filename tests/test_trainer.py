@@ -233,3 +233,18 @@ def test_a_final_evaluation_that_did_not_finish_runs_on_the_rerun(tiny_builder, 
     size = os.path.getsize(tmp_path / "metrics.jsonl")
     trainer.train(config, str(tmp_path))
     assert os.path.getsize(tmp_path / "metrics.jsonl") == size
+
+
+def test_resuming_with_another_model_names_the_array_and_keeps_the_config(tiny_builder,
+                                                                          tmp_path):
+    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0], total_steps=2,
+                         ckpt_steps=2, evals={})
+    trainer.train(config, str(tmp_path))
+    config.total_steps = 4
+    config.model.width = 0.5
+    with pytest.raises(checkpointing.CheckpointError,
+                       match=r"holds params/conv1/kernel with shape \(7, 7, 3, 16\), but the "
+                             r"model here has \(7, 7, 3, 32\)"):
+        trainer.train(config, str(tmp_path))
+    saved = json.load(open(tmp_path / "config.json"))
+    assert saved["model"]["width"] == 0.25 and saved["total_steps"] == 2
