@@ -213,7 +213,7 @@ def test_keeping_no_checkpoint_is_a_config_error(tmp_path, keep):
     """Formerly keep_ckpts=0 deleted every checkpoint: a rerun began at step 1."""
     with pytest.raises(ValueError, match="keep_ckpts"):
         checkpointing.Checkpointer(str(tmp_path), keep=keep, asynchronous=False)
-    with pytest.raises(ValueError, match="keep_ckpt_steps"):
+    with pytest.raises(ValueError, match="keep_ckpt_every_steps"):
         checkpointing.Checkpointer(str(tmp_path), keep=2, keep_every=0)
 
 

@@ -16,17 +16,18 @@ import pytest
 
 from big_vision_like import checkpointing, quiet_errors, workdir_lock
 from big_vision_like.workdir_lock import WorkdirLockedError, hold_workdir
+from tests.helpers import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
-EVAL_PP = ("decode|central_crop(32)|value_range(-1, 1)|multi_hot(fill_ancestors=False)"
-           "|keep('image', 'labels')")
+TINY = tiny_config(None)
+EVAL_PP = TINY.evals.fasteval.pp
 
 
 def train_args(data_dir: str, workdir, **overrides) -> list[str]:
     """Command-line arguments of a short run on the tiny dataset."""
     config = {"input.data.name": "synthetic_jft/tiny", "input.data.data_dir": data_dir,
-              "input.image_shape": "(32, 32, 3)", "batch_size": 16,
+              "input.image_shape": "(32, 32, 3)", "input.pp": TINY.input.pp, "batch_size": 16,
               "input.shuffle_buffer": 100, "total_steps": 30, "ckpt_steps": 4,
               "log_steps": 1, "evals.fasteval.every_steps": 1000,
               "evals.fasteval_loss.every_steps": 1000, "evals.fasteval.pp": EVAL_PP,
