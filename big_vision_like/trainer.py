@@ -154,6 +154,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainS
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.model)
     data = _Data(config, mesh)
     batch = config.batch_size
+    for field in ("batch_size", "eval_batch_size"):
+        value = config.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"{field}={value!r}: give a positive number of examples "
+                             "(the global batch, split over processes and devices).")
     durations = optim.Durations(batch, data.train_examples)
     total_steps = durations.steps(config, "total", allow_zero=True)
     schedule = optim.build_schedule(config.schedule, total_steps, durations)

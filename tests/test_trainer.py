@@ -248,3 +248,13 @@ def test_resuming_with_another_model_names_the_array_and_keeps_the_config(tiny_b
         trainer.train(config, str(tmp_path))
     saved = json.load(open(tmp_path / "config.json"))
     assert saved["model"]["width"] == 0.25 and saved["total_steps"] == 2
+
+
+@pytest.mark.parametrize("field,value", [("batch_size", 0), ("batch_size", -16),
+                                         ("eval_batch_size", 0)])
+def test_a_batch_size_below_one_is_a_config_error(tiny_builder, tmp_path, field, value):
+    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0])
+    config[field] = value
+    with pytest.raises(ValueError, match=f"{field}={value}: give a positive number"):
+        trainer.train(config, str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
