@@ -84,7 +84,10 @@ def get_builder(name: str, data_dir: str | None = None,
     import input_pipeline.sklearn_digits.builder  # (registers it)
     import input_pipeline.synthetic_jft.builder  # noqa: F401  (registers it)
 
-    builder = tfds.builder(name, data_dir=data_dir)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except ValueError as e:
+        raise InputPipelineError(f"dataset {name!r}: {_config_hint(name) or e}") from e
     if not builder.is_prepared():
         if prepare and name.split("/")[0].split(":")[0] in PROJECT_BUILDERS:
             builder.download_and_prepare()
@@ -94,6 +97,20 @@ def get_builder(name: str, data_dir: str | None = None,
                 f"prepare it first (`tfds build {name} --data_dir=...`) or point "
                 "data_dir at the folder that holds it.")
     return builder
+
+
+def _config_hint(name: str) -> str | None:
+    """'use one of ...' for a misspelt config of a known builder (TFDS's own
+    message offers an empty list of close matches)."""
+    family, _, config = name.partition("/")
+    try:
+        configs = [c.name for c in tfds.builder_cls(family.split(":")[0]).BUILDER_CONFIGS]
+    except Exception:  # an unknown builder: TFDS's message says so
+        return None
+    if not config or config.split(":")[0] in configs:
+        return None
+    return (f"{family} has no config {config!r}; use one of "
+            f"{', '.join(f'{family}/{c}' for c in configs)}.")
 
 
 def num_classes_of(builder: tfds.core.DatasetBuilder, key: str | None = None) -> int:

@@ -123,3 +123,10 @@ def test_corrupt_images_can_be_fatal(corrupt_builder):
 def test_unprepared_foreign_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(dataset.InputPipelineError, match="not prepared"):
         dataset.get_builder("mnist", data_dir=str(tmp_path))
+
+
+def test_a_misspelt_dataset_config_lists_the_real_ones(tmp_path):
+    with pytest.raises(dataset.InputPipelineError,
+                       match=r"synthetic_jft has no config 'tinyy'; use one of "
+                             r"synthetic_jft/tiny, synthetic_jft/demo"):
+        dataset.get_builder("synthetic_jft/tinyy", data_dir=str(tmp_path))
