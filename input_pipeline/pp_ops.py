@@ -47,7 +47,22 @@ def _take_seed(data: Example) -> tf.Tensor:
 
 
 def _hw(size: int | Sequence[int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size, size
+    if (isinstance(size, (tuple, list)) and len(size) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in size)):
+        return int(size[0]), int(size[1])
+    raise ValueError(f"size={size!r}: give pixels, an int or (height, width).")
+
+
+def _fits(img: tf.Tensor, h: int, w: int, op: str) -> list:
+    """Control dependencies that fail with the op's name when the crop is larger than
+    the image (TF's own message reads like a corrupt record)."""
+    shape = tf.shape(img)
+    return [tf.debugging.assert_greater_equal(
+        shape[:2], tf.constant([h, w]),
+        message=f"{op}({h}, {w}): the crop is larger than the image; resize the image "
+                "first (e.g. resize or resize_small before the crop) or crop less")]
 
 
 def decode(ctx: PPContext, channels: int = 3, key: str = "image") -> Op:
@@ -99,8 +114,9 @@ def random_crop(ctx: PPContext, size, key: str = "image") -> Op:
 
     def op(data):
         img = data[key]
-        data[key] = tf.image.stateless_random_crop(
-            img, (h, w, tf.shape(img)[-1]), seed=_take_seed(data))
+        with tf.control_dependencies(_fits(img, h, w, "random_crop")):
+            data[key] = tf.image.stateless_random_crop(
+                img, (h, w, tf.shape(img)[-1]), seed=_take_seed(data))
         return data
     return op
 
@@ -112,8 +128,8 @@ def central_crop(ctx: PPContext, size, key: str = "image") -> Op:
         img = data[key]
         top = (tf.shape(img)[0] - h) // 2
         left = (tf.shape(img)[1] - w) // 2
-        # A crop larger than the image fails here rather than batching ragged.
-        data[key] = tf.ensure_shape(img[top:top + h, left:left + w], (h, w, None))
+        with tf.control_dependencies(_fits(img, h, w, "central_crop")):
+            data[key] = tf.ensure_shape(img[top:top + h, left:left + w], (h, w, None))
         return data
     return op
 

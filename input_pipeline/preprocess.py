@@ -44,8 +44,9 @@ def build_preprocess(spec: str, registry: Registry[OpFactory],
         factory = registry.get(name)
         try:
             factories.append((factory, factory.build(ctx, *args, **kwargs)))
-        except TypeError as e:
-            raise ValueError(f"preprocessing op {name}{args or ''}: {e}") from None
+        except (TypeError, ValueError) as e:
+            given = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+            raise ValueError(f"preprocessing op {name}({given}): {e}") from None
     last_decode = max((i for i, (f, _) in enumerate(factories) if f.decodes),
                       default=-1)
     ops = [op for _, op in factories]

@@ -119,3 +119,17 @@ def test_object_count_clips_the_number_of_objects(objects, want):
             SEED_KEY: tf.constant((0, 0), tf.int64)}
     got = pp.rest(pp.decode_stage(data))["label"].numpy()
     assert got == want and got.dtype == np.int64
+
+
+def test_a_bad_op_argument_names_the_op_and_the_argument():
+    with pytest.raises(ValueError, match=r"random_crop\(size='big'\): size='big': give "
+                                         r"pixels, an int or \(height, width\)"):
+        preprocess.build_preprocess("decode|random_crop(size='big')", default_registry(),
+                                    PPContext())
+
+
+@pytest.mark.parametrize("op", ["random_crop", "central_crop"])
+def test_a_crop_larger_than_the_image_says_so(op):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"{op}\(99, 99\): the crop is larger than the image"):
+        run(f"decode|{op}(99)", {"image": jpeg(48, 64)})
