@@ -129,11 +129,25 @@ class _Data:
         return DevicePrefetcher(host, mesh_lib.batch_sharding(self.mesh),
                                 size=inp.get("prefetch", 2))
 
+    def _eval_builder(self, data_cfg):
+        name = data_cfg.get("name") or self.config.input.data.name
+        return name, self.builder if name == self.config.input.data.name else \
+            dataset.get_builder(name, data_cfg.get("data_dir"))
+
+    def check_eval_input(self, data_cfg, pp_spec: str) -> None:
+        """The dataset, split and pp string an evaluator will read, checked before the
+        first training step rather than hours later."""
+        name, builder = self._eval_builder(data_cfg)
+        preprocess.build_preprocess(pp_spec, self.registry, self.pp_ctx)
+        try:
+            builder.info.splits[data_cfg.split]
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"split {data_cfg.split!r} of {name}: {e}; it has "
+                             f"{sorted(builder.info.splits)}.") from None
+
     def eval_batches(self, data_cfg, pp_spec: str, batch_size: int
                      ) -> Iterator[dict[str, jax.Array]]:
-        name = data_cfg.get("name") or self.config.input.data.name
-        builder = self.builder if name == self.config.input.data.name else \
-            dataset.get_builder(name, data_cfg.get("data_dir"))
+        name, builder = self._eval_builder(data_cfg)
         pp = preprocess.build_preprocess(pp_spec, self.registry, self.pp_ctx)
         ds, _ = dataset.eval_dataset(builder, data_cfg.split, pp, self.local(batch_size),
                                      shard=self.shard,
@@ -326,6 +340,12 @@ def _build_evaluators(config, task, mesh, shardings, data, durations):
     for name, cfg in (config.get("evals") or {}).items():
         if not re.fullmatch(r"[A-Za-z0-9_]+", name):
             raise ValueError(f"eval name {name!r}: use letters, digits and '_'.")
+        for key in ("data", "data_train", "data_test"):
+            if key in cfg and cfg.get("pp") is not None:
+                try:
+                    data.check_eval_input(cfg[key], cfg.pp)
+                except (KeyError, ValueError) as e:
+                    raise ValueError(f"evals.{name}.{key}: {e}") from e
         out[name] = (registry.get(cfg.type)(cfg, ctx),
                      durations.steps(cfg, "every", default=1000))
     return out

@@ -258,3 +258,20 @@ def test_a_batch_size_below_one_is_a_config_error(tiny_builder, tmp_path, field,
     with pytest.raises(ValueError, match=f"{field}={value}: give a positive number"):
         trainer.train(config, str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("split", "fastevl", r"evals.fasteval.data: split 'fastevl' of synthetic_jft/tiny: .*"
+                         r"it has \['fasteval', 'test', 'train'\]"),
+    ("pp", "decode|centre_crop(32)", r"evals.fasteval.data: .*centre_crop"),
+])
+def test_evaluator_settings_are_checked_before_the_first_step(tiny_builder, tmp_path, field,
+                                                              value, message):
+    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0])
+    if field == "split":
+        config.evals.fasteval.data.split = value
+    else:
+        config.evals.fasteval.pp = value
+    with pytest.raises(ValueError, match=message):
+        trainer.train(config, str(tmp_path))
+    assert not (tmp_path / "metrics.jsonl").exists()
