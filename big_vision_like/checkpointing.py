@@ -97,6 +97,40 @@ class Checkpointer:
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
         return out["state"], dict(out["data"] or {})
 
+    def restore_latest_intact(self, abstract_state: Any) -> tuple[int, Any, dict] | None:
+        """(step, state, input state) of the newest checkpoint that reads back whole and
+        finite, or None when there is none. A newer one that does not (a truncated
+        file, missing metadata, NaN or infinite values from flipped bits) is renamed
+        `<step>.unreadable`, with a warning naming what was wrong: nothing is deleted,
+        and the run resumes from the one before. A checkpoint of another model is an
+        error, not a fallback."""
+        from absl import logging
+
+        moved = False
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                state, data = self.restore(step, abstract_state)
+                bad = _first_non_finite(state)
+            except CheckpointError:
+                raise
+            except Exception as e:  # what orbax and TensorStore raise varies by damage
+                problem = _first_line(e)
+            else:
+                if bad is None:
+                    if moved:  # orbax must forget the steps moved aside
+                        self._manager.reload()
+                    return step, state, data
+                problem = f"{bad} holds NaN or infinite values"
+            aside = os.path.join(self.directory, f"{step}.unreadable")
+            if jax.process_index() == 0:
+                os.rename(os.path.join(self.directory, str(step)), aside)
+            moved = True
+            logging.warning("checkpoint %d cannot be used: %s. Moved it to %s; resuming "
+                            "from the checkpoint before it.", step, problem[:500], aside)
+        if moved:
+            self._manager.reload()
+        return None
+
     def _check_shapes(self, step: int, abstract_state: Any) -> None:
         """A workdir resumed with another model (another width, depth or head) names
         the first array that differs and both shapes, before orbax reads anything."""
@@ -174,6 +208,14 @@ def _save_thread_done(manager: ocp.CheckpointManager) -> bool:
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _first_non_finite(tree: Any) -> str | None:
+    for path, x in jax.tree_util.tree_leaves_with_path(tree):
+        if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact) and not bool(
+                jax.numpy.isfinite(x).all()):
+            return path_str(path)
+    return None
 
 
 def _errno_of(error: BaseException) -> int | None:

@@ -193,10 +193,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainS
                                       keep_every=durations.maybe_steps(config, "keep_ckpt_every"),
                                       keep_steps=keep_steps)
     data_state = None
-    latest = ckpt.latest_step()
-    if latest is not None:
-        target = train_step.abstract_with_shardings(state, shardings)
-        state, data_state = ckpt.restore(latest, target)
+    restored = ckpt.restore_latest_intact(train_step.abstract_with_shardings(state, shardings))
+    if restored is not None:
+        latest, state, data_state = restored
         logging.info("resumed from %s/%d at input position %s", ckpt.directory, latest,
                      data_state)
     elif config.get("init_from") and config.init_from.get("checkpoint"):

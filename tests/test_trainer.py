@@ -275,3 +275,35 @@ def test_evaluator_settings_are_checked_before_the_first_step(tiny_builder, tmp_
     with pytest.raises(ValueError, match=message):
         trainer.train(config, str(tmp_path))
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def _damage(step_dir, how):
+    files = sorted((p for p in step_dir.rglob("*") if p.is_file()),
+                   key=lambda p: p.stat().st_size)
+    if how == "truncated":
+        biggest = files[-1]
+        biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+    else:  # the state's metadata gone
+        for p in files:
+            if p.name.startswith("_") and "state" in p.parts:
+                p.unlink()
+
+
+@pytest.mark.slow
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tiny_builder, tmp_path,
+                                                                  caplog):
+    import shutil
+
+    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0], evals={})
+    straight = trainer.train(config, str(tmp_path / "straight"))
+    for how in ("truncated", "metadata_missing"):
+        workdir = tmp_path / how
+        shutil.copytree(tmp_path / "straight", workdir)
+        (workdir / "run.lock").unlink(missing_ok=True)
+        _damage(workdir / "checkpoints" / "8", how)
+        resumed = trainer.train(config, str(workdir))
+        assert "checkpoint 8 cannot be used" in caplog.text
+        assert (workdir / "checkpoints" / "8.unreadable").is_dir()  # kept, not deleted
+        for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        caplog.clear()
