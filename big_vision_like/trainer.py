@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 from absl import logging
 
 import evaluators
@@ -97,9 +96,7 @@ class _Data:
                                              self.pp_ctx)
             ds = self.builder.as_dataset(
                 split=self.config.input.data.split,
-                decoders={k: tfds.decode.SkipDecoding() for k, f in
-                          self.builder.info.features.items()
-                          if isinstance(f, tfds.features.Image)})
+                decoders=dataset.images_undecoded(self.builder))
             ds = ds.map(lambda ex: pp.rest(dict(ex)), num_parallel_calls=tf.data.AUTOTUNE)
             counts = np.zeros(self.num_classes)
             n = 0

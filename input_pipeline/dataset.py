@@ -136,13 +136,17 @@ def _raw(builder, split: str, shuffle_seed: int | None
          ) -> tuple[tf.data.Dataset, tuple[str, ...]]:
     # Images stay encoded: decoding is a preprocessing op, where a corrupt
     # record can be skipped.
-    decoders = {k: tfds.decode.SkipDecoding()
-                for k, f in builder.info.features.items()
-                if isinstance(f, tfds.features.Image)}
+    decoders = images_undecoded(builder)
     read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, add_tfds_id=False)
     ds = builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
                             decoders=decoders, read_config=read_config)
     return ds, _source_files(builder, split)
+
+
+def images_undecoded(builder: tfds.core.DatasetBuilder) -> dict:
+    """`decoders=` for `as_dataset` that leaves every image feature encoded."""
+    return {k: tfds.decode.SkipDecoding() for k, f in builder.info.features.items()
+            if isinstance(f, tfds.features.Image)}
 
 
 def _source_files(builder, split: str) -> tuple[str, ...]:

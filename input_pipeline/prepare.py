@@ -22,11 +22,17 @@ from input_pipeline import dataset
 
 def label_statistics(builder: tfds.core.DatasetBuilder, split: str = "train",
                      sample: int = 5000) -> dict[str, float]:
-    """Labels per image; with per-object truth, the noisy and missing label rates."""
+    """Labels per image; with per-object truth, the noisy and missing label rates.
+    Reads the first `sample` examples (fewer if the split is smaller), images
+    left encoded; {} for a dataset without multi-label `labels`."""
+    if "labels" not in builder.info.features:
+        return {}
     n_labels = n_images = wrong = missing = 0
     per_class = np.zeros(dataset.num_classes_of(builder))
     has_objects = "objects" in builder.info.features
-    for ex in tfds.as_numpy(builder.as_dataset(f"{split}[:{sample}]")):
+    sample = min(sample, builder.info.splits[split].num_examples)
+    for ex in tfds.as_numpy(builder.as_dataset(f"{split}[:{sample}]",
+                                               decoders=dataset.images_undecoded(builder))):
         given = set(ex["labels"].tolist())
         n_images += 1
         n_labels += len(given)

@@ -130,3 +130,11 @@ def test_a_misspelt_dataset_config_lists_the_real_ones(tmp_path):
                        match=r"synthetic_jft has no config 'tinyy'; use one of "
                              r"synthetic_jft/tiny, synthetic_jft/demo"):
         dataset.get_builder("synthetic_jft/tinyy", data_dir=str(tmp_path))
+
+
+def test_label_statistics_of_a_split_smaller_than_the_sample(tiny_builder):
+    from input_pipeline import prepare
+
+    stats = prepare.label_statistics(tiny_builder)  # samples 5,000 of 2,000
+    assert stats["images"] == 2000 and stats["labels_per_image"] >= 1
+    assert 0 < stats["noisy_label_rate"] < 1
