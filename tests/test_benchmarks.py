@@ -53,7 +53,7 @@ TORCH_RESULTS = {
 
 def test_gpu_suite_script_parses():
     out = subprocess.run(["bash", "-n", "benchmarks/gpu_suite.sh"], capture_output=True,
-                         text=True)
+                         text=True, timeout=60)
     assert out.returncode == 0, out.stderr
 
 
@@ -61,7 +61,8 @@ def test_torch_baseline_imports_without_torch():
     # The suite's table step and the tests below must not need torch.
     code = ("import sys, benchmarks.torch_baseline; "
             "assert 'torch' not in sys.modules, 'torch imported at module level'")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr
 
 

@@ -108,8 +108,9 @@ def test_imagenet_validation_reports_top1_and_top5():
 def test_every_eval_type_is_a_known_evaluator(name):
     c = importlib.import_module(f"configs.{name}").get_config()
     registry = evaluators.default_registry()
-    for ev in c.evals.values():
-        registry.get(ev.type)
+    assert c.evals, f"{name} evaluates nothing"
+    unknown = [ev.type for ev in c.evals.values() if ev.type not in registry]
+    assert not unknown, f"{name}: unknown evaluator types {unknown}; known: {list(registry)}"
 
 
 @pytest.mark.parametrize("name", CONFIGS)
