@@ -15,6 +15,7 @@ what the workdir still holds.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import threading
@@ -26,6 +27,8 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 
 from big_vision_like.sharding import path_str
+
+HEALTH = "train_health"  # key of the loss record in a checkpoint's data item
 
 
 class CheckpointError(RuntimeError):
@@ -50,21 +53,20 @@ class Checkpointer:
         self.directory = os.path.abspath(directory)
         self._pending: int | None = None  # step of the save still being written
         self._broken = False  # a save failed; the error was raised already
-        retention: dict[str, Any] = dict(max_to_keep=keep, keep_period=keep_every)
+        # The newest checkpoint saved while the loss was sane outlives the
+        # rotation, so a run that diverged for longer than `keep` checkpoints
+        # still has one to go back to (see loss_watch).
+        self._sane = _KeepStep()
+        policies: list[Any] = [preservation.LatestN(keep) if keep is not None
+                               else preservation.PreserveAll(), self._sane]
         if keep_steps:
-            # orbax takes an explicit list only as a policy, which then replaces
-            # max_to_keep and keep_period: rebuild those as policies beside it.
-            policies = [preservation.CustomSteps([int(s) for s in keep_steps])]
-            if keep is not None:
-                policies.append(preservation.LatestN(keep))
-            else:
-                policies.append(preservation.PreserveAll())
-            if keep_every:
-                policies.append(preservation.EveryNSteps(keep_every))
-            retention = dict(preservation_policy=preservation.AnyPreservationPolicy(policies))
+            policies.append(preservation.CustomSteps([int(s) for s in keep_steps]))
+        if keep_every:
+            policies.append(preservation.EveryNSteps(keep_every))
         options = ocp.CheckpointManagerOptions(
             create=True, enable_async_checkpointing=asynchronous,
-            cleanup_tmp_directories=True, **retention)
+            cleanup_tmp_directories=True,
+            preservation_policy=preservation.AnyPreservationPolicy(policies))
         try:
             self._manager = ocp.CheckpointManager(self.directory, options=options,
                                                   item_names=("state", "data"))
@@ -72,6 +74,7 @@ class Checkpointer:
             raise CheckpointError(
                 f"cannot use {self.directory} for checkpoints: {_first_line(e)}. "
                 f"{_advice(e)}") from e
+        self._sane.step = self.latest_sane_step()
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -79,23 +82,79 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
-    def save(self, step: int, state: Any, data_state: dict | None = None) -> None:
+    def save(self, step: int, state: Any, data_state: dict | None = None,
+             health: dict | None = None) -> None:
+        """health: the loss record of `LossWatch.saved()`; its "sane" decides
+        which checkpoint outlives the rotation."""
         # Finish the previous save first, so its failure is reported as its own.
         self.wait()
+        data = dict(data_state or {})
+        if health is not None:
+            data[HEALTH] = health
+        if (health or {}).get("sane", True):  # without a record: taken as sane
+            self._sane.step = step
         try:
             self._manager.save(step, args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                data=ocp.args.JsonSave(data_state or {})), force=True)
+                state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data)),
+                force=True)
         except Exception as e:
             raise self._failed(step, e) from e
         self._pending = step
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
-        """Restores into the shardings of `abstract_state` (ShapeDtypeStructs)."""
+        """Restores into the shardings of `abstract_state` (ShapeDtypeStructs).
+        The input state comes back with the loss record under HEALTH, if saved."""
         self._check_shapes(step, abstract_state)
         out = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
         return out["state"], dict(out["data"] or {})
+
+    def health(self, step: int) -> dict | None:
+        """The loss record saved with `step`: {} for a checkpoint saved without
+        one (taken as sane), None where it cannot be read."""
+        try:
+            out = self._manager.restore(step, args=ocp.args.Composite(
+                data=ocp.args.JsonRestore()))
+        except Exception:  # damaged: restore_latest_intact says what and moves it
+            return None
+        return dict((out["data"] or {}).get(HEALTH) or {})
+
+    def latest_sane_step(self) -> int | None:
+        """The newest checkpoint saved while the training loss was sane."""
+        for step in sorted(self.all_steps(), reverse=True):
+            record = self.health(step)
+            if record is not None and record.get("sane", True):
+                return step
+        return None
+
+    def resume_from(self, step: int) -> list[int]:
+        """Makes `step` the latest checkpoint: the ones after it are renamed
+        `<later step>.after_<step>` (kept, not deleted) and listed in
+        resume_steps.json. Asked again for a step it already went back to, it
+        does nothing, so rerunning the same command after a preemption resumes
+        from the newest checkpoint instead of discarding the new ones."""
+        record_path = os.path.join(self.directory, "resume_steps.json")
+        done = []
+        if os.path.exists(record_path):
+            with open(record_path) as f:
+                done = json.load(f)
+        if any(entry["step"] == step for entry in done):
+            return []
+        steps = self.all_steps()
+        if step not in steps:
+            raise CheckpointError(
+                f"resume_step={step}: {self.directory} has no checkpoint {step}; it has "
+                f"{sorted(steps) or 'none'}.")
+        later = sorted(s for s in steps if s > step)
+        if jax.process_index() == 0:
+            for s in later:
+                os.rename(os.path.join(self.directory, str(s)),
+                          os.path.join(self.directory, f"{s}.after_{step}"))
+            _write_json(record_path, [*done, {"step": step, "moved": later}])
+        _sync_processes("resume_from")
+        self._manager.reload()
+        self._sane.step = self.latest_sane_step()
+        return later
 
     def restore_latest_intact(self, abstract_state: Any) -> tuple[int, Any, dict] | None:
         """(step, state, input state) of the newest checkpoint that reads back whole and
@@ -119,6 +178,7 @@ class Checkpointer:
                 if bad is None:
                     if moved:  # orbax must forget the steps moved aside
                         self._manager.reload()
+                        self._sane.step = self.latest_sane_step()
                     return step, state, data
                 problem = f"{bad} holds NaN or infinite values"
             aside = os.path.join(self.directory, f"{step}.unreadable")
@@ -129,6 +189,7 @@ class Checkpointer:
                             "from the checkpoint before it.", step, problem[:500], aside)
         if moved:
             self._manager.reload()
+            self._sane.step = self.latest_sane_step()
         return None
 
     def _check_shapes(self, step: int, abstract_state: Any) -> None:
@@ -192,6 +253,29 @@ class Checkpointer:
         except Exception:
             if not self._broken:  # else: the failure is being reported already
                 raise
+
+
+class _KeepStep:
+    """Preserves one step, chosen by the Checkpointer (the latest sane one)."""
+
+    step: int | None = None
+
+    def should_preserve(self, checkpoints, *, context) -> list[bool]:
+        return [info.step == self.step for info in checkpoints]
+
+
+def _write_json(path: str, value: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f)
+    os.replace(tmp, path)
+
+
+def _sync_processes(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def _save_thread_done(manager: ocp.CheckpointManager) -> bool:

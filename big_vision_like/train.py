@@ -29,6 +29,10 @@ _COORDINATOR = flags.DEFINE_string(
     "(not needed on TPU pods or Slurm; also JAX_COORDINATOR_ADDRESS).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id, 0-based.")
+_RESUME_STEP = flags.DEFINE_integer(
+    "resume_step", None, "Go back to this checkpoint of the workdir (e.g. the last sane "
+    "one a diverged run names); later ones are renamed <step>.after_<N>, not deleted. "
+    "Rerunning with the same value after that resumes from the latest checkpoint.")
 _PRINT_CONFIG = flags.DEFINE_bool(
     "print_config", False, "Print the config, command-line overrides applied, and exit.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -56,13 +60,14 @@ def main(argv) -> None:
         logging.info("units given on the command line replace %s", ", ".join(cleared))
     from big_vision_like import quiet_errors
     from big_vision_like.checkpointing import CheckpointError
+    from big_vision_like.step_monitor import NonFiniteLossError
     from big_vision_like.workdir_lock import WorkdirLockedError
 
     logging.get_absl_handler().addFilter(quiet_errors.one_line_for_orbax_errors)
     sys.stderr = quiet_errors.DropClosedLoopTracebacks(sys.stderr)
     try:
-        trainer.train(config, _WORKDIR.value)
-    except (CheckpointError, WorkdirLockedError) as e:
+        trainer.train(config, _WORKDIR.value, resume_step=_RESUME_STEP.value)
+    except (CheckpointError, WorkdirLockedError, NonFiniteLossError) as e:
         quiet_errors.exit_with(f"error: {e}")
     if jax.process_index() != 0:
         return

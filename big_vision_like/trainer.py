@@ -10,7 +10,6 @@ evaluating and checkpointing on the config's schedule.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Iterator
@@ -28,8 +27,10 @@ from big_vision_like import checkpointing, init_from, losses, models, optim, tas
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import sharding as sharding_lib
 from big_vision_like.final_evals import FinalEvals
+from big_vision_like.loss_watch import LossWatch
 from big_vision_like.metrics import MetricWriter, Progress, read_metrics
 from big_vision_like.registry import Registry
+from big_vision_like.step_monitor import StepMonitor
 from big_vision_like.tasks.base import Task, TaskContext
 from big_vision_like.workdir_lock import hold_workdir
 from evaluators.common import EvalContext
@@ -37,10 +38,6 @@ from input_pipeline import dataset, preprocess
 from input_pipeline.device import DevicePrefetcher
 from input_pipeline.hierarchy import LabelHierarchy
 from input_pipeline.pp_ops import PPContext, default_registry
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 def build_task(config: ml_collections.ConfigDict, mesh, num_classes: int | None,
@@ -154,13 +151,18 @@ class _Data:
             yield from it
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
+def train(config: ml_collections.ConfigDict, workdir: str,
+          resume_step: int | None = None) -> train_step.TrainState:
+    """resume_step: go back to this checkpoint (the ones after it are set aside,
+    not deleted), e.g. the last sane one a diverged run names; once done, the
+    same value again resumes from the latest checkpoint as usual."""
     # One run per workdir; only process 0 writes its files, so only it locks.
     with hold_workdir(workdir, enabled=jax.process_index() == 0):
-        return _train(config, workdir)
+        return _train(config, workdir, resume_step)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
+def _train(config: ml_collections.ConfigDict, workdir: str,
+           resume_step: int | None) -> train_step.TrainState:
     is_main = jax.process_index() == 0
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.model)
     data = _Data(config, mesh)
@@ -189,14 +191,25 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainS
                                       keep=config.get("keep_ckpts", 3),
                                       keep_every=durations.maybe_steps(config, "keep_ckpt_every"),
                                       keep_steps=keep_steps)
+    if resume_step is not None:
+        moved = ckpt.resume_from(resume_step)
+        logging.info("resume_step=%d: %s", resume_step,
+                     f"checkpoints {moved} set aside as <step>.after_{resume_step}" if moved
+                     else "done before; resuming from the latest checkpoint")
     data_state = None
+    watch = LossWatch(**(config.get("loss_spike") or {}))
     restored = ckpt.restore_latest_intact(train_step.abstract_with_shardings(state, shardings))
     if restored is not None:
         latest, state, data_state = restored
+        watch.resume(data_state.pop(checkpointing.HEALTH, None))
         logging.info("resumed from %s/%d at input position %s", ckpt.directory, latest,
                      data_state)
     elif config.get("init_from") and config.init_from.get("checkpoint"):
         state = _init_from(state, task, config.init_from, workdir if is_main else None)
+    elif total_steps == 0 and not (config.get("init_from") or {}).get("checkpoint"):
+        raise ValueError("total_steps=0 trains nothing and there is no checkpoint to "
+                         "evaluate (none in the workdir, no init_from.checkpoint): give "
+                         "a positive total_steps/_epochs/_examples.")
     if is_main:  # only now: a resume that does not fit leaves the run's config as it was
         write_config(config, workdir)
 
@@ -210,6 +223,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainS
     ckpt_steps = durations.steps(config, "ckpt", default=1000)
 
     train_iter = data.train_iterator(data_state)
+    monitor = StepMonitor(writer, progress, schedule, log_steps, train_iter, watch, ckpt, config)
     pending = None  # (step, metrics) of the step before, checked one step late
     try:
         for step in range(start + 1, total_steps + 1):
@@ -220,18 +234,18 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainS
             state, metrics = step_fn(state, batch_arrays)
             ckpt.check()  # a background save that failed stops the run now
             if pending is not None:
-                _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
+                monitor.check_and_log(*pending)
             pending = (step, metrics)
             if step % ckpt_steps == 0 or step == total_steps or step in keep_steps:
                 # Never save a state produced from a non-finite loss.
-                _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
+                monitor.check_and_log(*pending)
                 pending = None
-                ckpt.save(step, state, host_state)
+                ckpt.save(step, state, host_state, health=watch.saved())
             for name, (evaluator, every) in evals.items():
                 if step % every == 0 and step != total_steps:
                     _run_eval(name, evaluator, state, step, writer)
         if pending is not None:
-            _check_and_log(*pending, writer, progress, schedule, log_steps, train_iter)
+            monitor.check_and_log(*pending)
         # Every evaluator runs once at the end; a rerun runs the ones still owed.
         final = FinalEvals(workdir, total_steps)
         for name in final.owed(evals):
@@ -244,25 +258,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainS
         writer.flush()
         ckpt.close()
     return state
-
-
-def _check_and_log(step, metrics, writer, progress, schedule, log_steps, train_iter):
-    loss = float(jax.device_get(metrics["train/loss"]))
-    if not math.isfinite(loss) or not bool(jax.device_get(metrics["train/params_finite"])):
-        what = f"train loss is {loss}" if not math.isfinite(loss) else \
-            "the parameters became non-finite"
-        raise NonFiniteLossError(
-            f"{what} at step {step}; stopping. Checkpoints hold only states with "
-            "finite loss and parameters, so the latest one is intact. Lower the "
-            "learning rate, add warmup or gradient clipping, or check the input data.")
-    lr = float(schedule(step - 1))
-    progress.maybe_log(step, loss, lr)
-    if step % log_steps == 0:
-        row = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        row["train/lr"] = lr
-        row["train/examples_seen"] = step * progress.batch
-        row["input/skipped_records"] = (train_iter.host_state or {}).get("skipped", 0)
-        writer.write(step, row)
 
 
 def _init_from(state, task, cfg, workdir: str | None):

@@ -31,3 +31,11 @@ def set_transfer_fields(c: ml_collections.ConfigDict) -> None:
     c.frozen = placeholder(str)
     c.lr_mults = ()
     c.init_from = dict(checkpoint=placeholder(str), skip=placeholder(str))
+
+
+def set_recovery_fields(c: ml_collections.ConfigDict) -> None:
+    """loss_spike: a step's loss above `factor` x the median of the `window`
+    losses before it is a spike; checkpoints saved after a spike are not kept
+    as the fallback a diverged run resumes from (big_vision_like/loss_watch.py).
+    """
+    c.loss_spike = dict(factor=3.0, window=100)

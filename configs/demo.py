@@ -10,7 +10,7 @@ labels, evaluates on the clean fasteval split as it goes, checkpoints.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_mesh_and_sharding, set_transfer_fields
+from configs.common import set_mesh_and_sharding, set_recovery_fields, set_transfer_fields
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -60,4 +60,5 @@ def get_config() -> ml_collections.ConfigDict:
                                  every_steps=500)
     c.eval_batch_size = 256
     set_transfer_fields(c)
+    set_recovery_fields(c)
     return c

@@ -15,7 +15,7 @@ init_from.skip='^head/'.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_mesh_and_sharding, set_transfer_fields
+from configs.common import set_mesh_and_sharding, set_recovery_fields, set_transfer_fields
 from input_pipeline.recipes import paper_eval, paper_train
 
 
@@ -61,4 +61,5 @@ def get_config() -> ml_collections.ConfigDict:
                        every_steps=5000)
     c.eval_batch_size = 1024
     set_transfer_fields(c)
+    set_recovery_fields(c)
     return c

@@ -46,7 +46,7 @@ text file, one weight per line); unset, classes weigh the same.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_mesh_and_sharding, set_transfer_fields
+from configs.common import set_mesh_and_sharding, set_recovery_fields, set_transfer_fields
 from input_pipeline.recipes import paper_eval, paper_train
 
 PAPER_BATCH_PER_WORKER, PAPER_WORKERS = 32, 50
@@ -99,4 +99,5 @@ def get_config() -> ml_collections.ConfigDict:
         every_steps=10_000)
     c.eval_batch_size = 1024
     set_transfer_fields(c)
+    set_recovery_fields(c)
     return c

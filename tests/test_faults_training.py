@@ -318,3 +318,48 @@ def test_lock_is_released_when_the_run_fails_and_other_processes_take_none(tmp_p
         with hold_workdir(str(tmp_path), enabled=False):  # process 1 of a job
             pass
     assert not (tmp_path / workdir_lock.LOCK_NAME).exists()
+
+
+# --- 5. Killed during the final evaluation --------------------------------------------
+
+_STALL_IN_FINAL_EVAL = """
+import pathlib, sys, time
+from evaluators.map_at_k import MapAtKEvaluator
+from big_vision_like import trainer
+from tests.helpers import tiny_config
+
+def stall(self, variables):
+    pathlib.Path(sys.argv[3]).touch()
+    time.sleep(600)
+    yield
+
+MapAtKEvaluator.run = stall
+trainer.train(tiny_config(sys.argv[1], total_steps=2, ckpt_steps=2), sys.argv[2])
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_the_final_evaluation_then_rerun_reports_fresh_results(tiny_builder,
+                                                                              tmp_path):
+    from big_vision_like import trainer
+
+    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+    workdir, marker = tmp_path / "run", tmp_path / "in_final_eval"
+    proc = subprocess.Popen([sys.executable, "-c", _STALL_IN_FINAL_EVAL, data_dir, str(workdir),
+                             str(marker)], cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not marker.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the run never reached its final evaluation"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert "fasteval/map@100" not in trainer.summary(str(workdir))
+    trainer.train(tiny_config(data_dir, total_steps=2, ckpt_steps=2), str(workdir))
+    final = [r for r in map(json.loads, open(workdir / "metrics.jsonl"))
+             if "fasteval/map@100" in r]
+    assert [r["step"] for r in final] == [2] and 0 < final[0]["fasteval/map@100"] <= 1
+    record = json.load(open(workdir / "final_evals.json"))
+    assert record == {"step": 2, "done": ["fasteval", "fasteval_loss"]}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from big_vision_like import checkpointing, trainer
+from big_vision_like.step_monitor import NonFiniteLossError
 from tests.helpers import tiny_config
 
 
@@ -34,8 +35,8 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters(
     workdir = str(tmp_path / "run_b")
     real_save = checkpointing.Checkpointer.save
 
-    def save_then_die(self, step, state, data_state=None):
-        real_save(self, step, state, data_state)
+    def save_then_die(self, step, state, data_state=None, **kwargs):
+        real_save(self, step, state, data_state, **kwargs)
         if step == 4:
             raise Preempted  # the process dies right after checkpoint 4 was issued
 
@@ -79,7 +80,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_builder, tmp_pat
     data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
     config = tiny_config(data_dir, ckpt_steps=1, total_steps=6, evals={})
     config.schedule = dict(name="constant", base_lr=1e30)
-    with pytest.raises(trainer.NonFiniteLossError, match="Lower the learning rate"):
+    with pytest.raises(NonFiniteLossError, match="lower learning rate"):
         trainer.train(config, str(tmp_path))
     ckpts = checkpointing.Checkpointer(str(tmp_path / "checkpoints"))
     steps = ckpts.all_steps()
@@ -258,6 +259,17 @@ def test_a_batch_size_below_one_is_a_config_error(tiny_builder, tmp_path, field,
     with pytest.raises(ValueError, match=f"{field}={value}: give a positive number"):
         trainer.train(config, str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("value, message", [
+    (-1, r"total_steps=-1"),
+    (0, r"total_steps=0 trains nothing and there is no checkpoint to evaluate")])
+def test_a_run_with_nothing_to_train_or_evaluate_is_a_config_error(tiny_builder, tmp_path,
+                                                                   value, message):
+    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0], total_steps=value)
+    with pytest.raises(ValueError, match=message):
+        trainer.train(config, str(tmp_path))
+    assert not (tmp_path / "metrics.jsonl").exists()
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -15,7 +15,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from configs import demo
-from configs.common import set_mesh_and_sharding, set_transfer_fields
+from configs.common import set_mesh_and_sharding, set_recovery_fields, set_transfer_fields
 
 FROZEN_BODY = "^(conv1|conv[2-5])"  # every stage: only the head trains
 
@@ -72,6 +72,7 @@ def transfer_config(t: Target) -> ml_collections.ConfigDict:
                        grad_clip_norm=placeholder(float))
     c.schedule = dict(name="cosine", base_lr=0.05, warmup_steps=max(1, t.total_steps // 10))
     set_transfer_fields(c)  # frozen=FROZEN_BODY trains the head on frozen features
+    set_recovery_fields(c)
     c.init_from.skip = "^head/"
 
     eval_pp = ops("decode", t.eval_resize, "value_range(-1, 1)", t.label_pp)
