@@ -37,6 +37,7 @@ from evaluators.common import EvalContext
 from input_pipeline import dataset, preprocess
 from input_pipeline.device import DevicePrefetcher
 from input_pipeline.hierarchy import LabelHierarchy
+from input_pipeline.keys import MASK_KEY
 from input_pipeline.pp_ops import PPContext, default_registry
 
 
@@ -318,7 +319,7 @@ def _build_evaluators(config, task, mesh, shardings, data, durations):
         # The task's loss is a mean over the real examples; times their count
         # it sums exactly over a padded pass.
         value, _ = task.loss(outputs, batch)
-        count = batch["_mask"].astype(jnp.float32).sum()
+        count = batch[MASK_KEY].astype(jnp.float32).sum()
         return {"loss_sum": value * count, "count": count}
 
     predict_fns = {name: jitted(fn) for name, fn in task.predict_fns().items()}

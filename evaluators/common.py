@@ -10,6 +10,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from input_pipeline.keys import MASK_KEY
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalContext:
@@ -53,7 +55,7 @@ def collect_predictions(ctx: EvalContext, variables: Any, data_cfg: Any, pp: str
     pieces: dict[str, list[np.ndarray]] = {k: [] for k in (*outputs, *keys)}
     for batch in ctx.eval_batches(data_cfg, pp, batch_size or ctx.batch_size):
         out = predict(variables, batch)
-        mask = to_host(batch["_mask"])
+        mask = to_host(batch[MASK_KEY])
         for name in outputs:
             if name not in out:
                 raise KeyError(f"predict function {pred!r} gives {sorted(out)}, not "

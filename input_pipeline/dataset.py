@@ -32,10 +32,9 @@ import tree
 
 from input_pipeline import record_files
 from input_pipeline.hierarchy import LabelHierarchy
-from input_pipeline.pp_ops import SEED_KEY
+from input_pipeline.keys import INDEX_KEY, MASK_KEY, SEED_KEY
 from input_pipeline.preprocess import Preprocess
 
-INDEX_KEY, MASK_KEY = "_index", "_mask"
 # Builders the project ships; generating them needs no download.
 PROJECT_BUILDERS = ("synthetic_jft", "sklearn_digits")
 # More undecodable records in a row than this is not corruption but data the

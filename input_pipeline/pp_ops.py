@@ -17,10 +17,10 @@ import tensorflow as tf
 
 from big_vision_like.registry import Registry
 from input_pipeline.hierarchy import LabelHierarchy
+from input_pipeline.keys import SEED_KEY
 
 Example = dict[str, tf.Tensor]
 Op = Callable[[Example], Example]
-SEED_KEY = "_seed"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ from big_vision_like import mesh as mesh_lib
 from big_vision_like import optim, trainer
 from big_vision_like.tasks.classification import round_up_classes
 from evaluators.common import EvalContext
+from input_pipeline.keys import MASK_KEY
 from input_pipeline.pp_spec import parse_pp_spec
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -96,7 +97,7 @@ def test_imagenet_validation_reports_top1_and_top5():
 
     def eval_batches(data_cfg, pp, batch_size):
         assert pp == c.evals.val.pp
-        yield {"image": logits, "labels": labels, "_mask": np.ones(4, bool)}
+        yield {"image": logits, "labels": labels, MASK_KEY: np.ones(4, bool)}
     ctx = EvalContext(mesh=None, predict_fns={"predict": lambda v, b: {"logits": b["image"]}},
                       batch_loss=None, eval_batches=eval_batches, batch_size=4)
     evaluator = evaluators.default_registry().get(c.evals.val.type)(c.evals.val, ctx)

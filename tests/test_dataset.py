@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from input_pipeline import dataset, preprocess
+from input_pipeline.keys import MASK_KEY
 from input_pipeline.pp_ops import PPContext, default_registry
 
 PP = ("decode|resize(36)|random_crop(32)|flip_lr|value_range(-1, 1)|multi_hot"
@@ -24,8 +25,8 @@ def eval_ids(builder, split, batch, shard, **kw):
     it = dataset.HostIterator(ds)
     batches = list(it)
     assert len(batches) == n
-    ids = np.concatenate([b["image_id"][b["_mask"]] for b in batches])
-    assert all((b["image_id"][~b["_mask"]] == 0).all() for b in batches)
+    ids = np.concatenate([b["image_id"][b[MASK_KEY]] for b in batches])
+    assert all((b["image_id"][~b[MASK_KEY]] == 0).all() for b in batches)
     return ids, n, it
 
 

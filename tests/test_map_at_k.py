@@ -12,6 +12,7 @@ from evaluators.map_at_k import (
     mean_average_precision,
     per_image_mean_average_precision,
 )
+from input_pipeline.keys import MASK_KEY
 
 
 def ap_at_k_loop(scores, labels, k):
@@ -95,7 +96,7 @@ def scores_as_images_context(scores, labels, batch=64):
     def eval_batches(data_cfg, pp, batch_size):
         for i in range(0, len(scores), batch):
             yield {"image": scores[i:i + batch], "labels": labels[i:i + batch].astype(float),
-                   "_mask": np.ones(len(scores[i:i + batch]), bool)}
+                   MASK_KEY: np.ones(len(scores[i:i + batch]), bool)}
     return EvalContext(mesh=None,
                        predict_fns={"predict": lambda variables, b: {"logits": b["image"]}},
                        batch_loss=None, eval_batches=eval_batches, batch_size=batch)

@@ -7,7 +7,8 @@ from PIL import Image
 
 from input_pipeline import preprocess
 from input_pipeline.hierarchy import LabelHierarchy
-from input_pipeline.pp_ops import SEED_KEY, PPContext, default_registry
+from input_pipeline.keys import SEED_KEY
+from input_pipeline.pp_ops import PPContext, default_registry
 from input_pipeline.pp_spec import parse_pp_spec
 
 

@@ -21,6 +21,7 @@ from big_vision_like import losses as losses_lib
 from big_vision_like import models
 from big_vision_like.mesh import DATA, MODEL
 from big_vision_like.tasks.base import Batch, Outputs, PredictFn, Task, TaskContext
+from input_pipeline.keys import MASK_KEY
 
 
 def round_up_classes(num_classes: int, mesh: Mesh) -> int:
@@ -76,7 +77,7 @@ class ClassificationTask(Task):
         logits, labels = outputs["logits"], batch["labels"]
         if logits.shape[-1] > labels.shape[-1]:
             labels = jnp.pad(labels, ((0, 0), (0, logits.shape[-1] - labels.shape[-1])))
-        return self.loss_fn(logits, labels, batch.get("_mask")), {}
+        return self.loss_fn(logits, labels, batch.get(MASK_KEY)), {}
 
     def output_specs(self, mesh: Mesh) -> dict[str, P]:
         # Each device keeps its (examples, classes) block of the logits: the

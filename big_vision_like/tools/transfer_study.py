@@ -32,6 +32,7 @@ from absl import app, flags, logging
 from configs import demo
 from configs.transfer import digits, object_count
 from configs.transfer.common import FROZEN_BODY
+from input_pipeline.keys import MASK_KEY
 
 TARGETS = {"digits": digits, "object_count": object_count}
 SETTINGS = ("scratch", "frozen", "finetune")
@@ -103,7 +104,7 @@ def majority_fraction(config: ml_collections.ConfigDict) -> float:
     builder = dataset.get_builder(config.input.data.name, config.input.data.data_dir)
     pp = preprocess.build_preprocess(probe.pp, default_registry(), PPContext())
     ds, _ = dataset.eval_dataset(builder, probe.data_test.split, pp, 256)
-    labels = np.concatenate([b["label"][b["_mask"]] for b in ds.as_numpy_iterator()])
+    labels = np.concatenate([b["label"][b[MASK_KEY]] for b in ds.as_numpy_iterator()])
     return float(np.bincount(labels).max() / len(labels))
 
 
