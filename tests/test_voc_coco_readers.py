@@ -120,6 +120,31 @@ def test_voc_decoded_image_matches_the_jpeg(tmp_path):
     assert diff.max() <= 8 and diff.mean() < 1.5
 
 
+def test_voc_train_aug_from_sbd_mat_files(tmp_path):
+    """SBD's own layout: train_aug = VOC train + SBD train/val - VOC val, VOC's
+    masks (with 255) where it has them, SBD's .mat masks elsewhere."""
+    io = pytest.importorskip("scipy.io")
+    manual = tmp_path / "manual"
+    root = write_voc(str(manual))
+    sbd = manual / "benchmark_RELEASE" / "dataset"
+    os.makedirs(sbd / "cls")
+    sbd_masks = {}
+    for i in (AUG_ONLY, "2007_000033", "2007_000032"):
+        sbd_masks[i] = np.minimum(class_map(i), 20)  # SBD has no ignore label
+        io.savemat(str(sbd / "cls" / f"{i}.mat"), {"GTcls": {
+            "Segmentation": sbd_masks[i], "CategoriesPresent": np.unique(sbd_masks[i])}})
+    (sbd / "train.txt").write_text(f"{AUG_ONLY}\n2007_000033\n")  # 33 is VOC val
+    (sbd / "val.txt").write_text("2007_000032\n")
+    assert os.path.isdir(root)
+    builder = dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
+                                  manual_dir=str(manual))
+    aug = {ex["image_id"].decode(): ex["segmentation"][:, :, 0]
+           for ex in read_split(builder, "train_aug")}
+    assert sorted(aug) == sorted([*VOC_IDS["train"], AUG_ONLY])
+    np.testing.assert_array_equal(aug[AUG_ONLY], sbd_masks[AUG_ONLY])
+    np.testing.assert_array_equal(aug["2007_000032"], class_map("2007_000032"))
+
+
 def prepare_voc_expecting(tmp_path, *match):
     with pytest.raises(InputPipelineError) as e:
         dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
@@ -259,10 +284,10 @@ def test_coco_boxes_keypoints_and_metadata(tmp_path):
 
 
 def test_coco_all_images_keeps_images_without_people(tmp_path):
-    write_coco(str(tmp_path / "manual"))
+    # In TFDS's default manual folder, found without being named (as the trainer does).
+    write_coco(str(tmp_path / "tfds" / "downloads" / "manual" / "coco"))
     builder = dataset.get_builder("coco_keypoints/all_images",
-                                  data_dir=str(tmp_path / "tfds"),
-                                  manual_dir=str(tmp_path / "manual"))
+                                  data_dir=str(tmp_path / "tfds"))
     assert builder.info.splits["train"].num_examples == 2
     val = {int(ex["image_id"]): ex for ex in read_split(builder, "val")}
     assert sorted(val) == [101, 102, 103]
@@ -281,3 +306,18 @@ def test_coco_missing_json_or_image_is_named(tmp_path):
     with pytest.raises(InputPipelineError, match="person_keypoints_train2017.json"):
         dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds"),
                             manual_dir=manual)
+
+
+def test_prepare_tool_writes_both_from_manual_dirs(tmp_path, monkeypatch, capsys):
+    from input_pipeline import prepare
+
+    write_voc(str(tmp_path / "voc"), aug=True)
+    write_coco(str(tmp_path / "coco"))
+    for name, manual in (("voc2012_segmentation", "voc"), ("coco_keypoints", "coco")):
+        monkeypatch.setattr("sys.argv", ["prepare", "--dataset", name, "--data_dir",
+                                         str(tmp_path / "tfds"), "--manual_dir",
+                                         str(tmp_path / manual)])
+        prepare.main()
+    out = capsys.readouterr().out
+    assert "split train_aug: 3 examples" in out and "classes: 21" in out
+    assert "split val: 2 examples" in out and "keypoints: 17" in out

@@ -7,9 +7,12 @@ extracts; `VOCdevkit/` or `VOC2012/` may also be the folder itself):
     VOCdevkit/VOC2012/JPEGImages/<id>.jpg
     VOCdevkit/VOC2012/SegmentationClass/<id>.png       palette PNGs
     VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val}.txt
-    # optional, the SBD-augmented training set (10,582 images):
+    # optional, the SBD-augmented training set (10,582 images), either as
+    # DeepLab's PNG release:
     VOCdevkit/VOC2012/SegmentationClassAug/<id>.png
     VOCdevkit/VOC2012/ImageSets/Segmentation/train_aug.txt
+    # or SBD's own benchmark.tgz, extracted beside VOCdevkit (needs scipy):
+    benchmark_RELEASE/dataset/{cls/<id>.mat, train.txt, val.txt}
 
 The masks' pixel values are class ids (VOC's palette indices, 0 background,
 1-20 the classes, 255 boundary/ignore); the palette's colours are never used.
@@ -39,6 +42,8 @@ IGNORE_LABEL = 255
 ROOT_CANDIDATES = (".", "VOC2012", "VOCdevkit/VOC2012")
 LISTS = "ImageSets/Segmentation"
 AUG_MASKS = "SegmentationClassAug"
+# SBD's benchmark.tgz extracts to benchmark_RELEASE/dataset/{cls,img,train.txt,val.txt}.
+SBD_CANDIDATES = ("benchmark_RELEASE/dataset", "SBD/dataset", "dataset", "SBD")
 
 INSTRUCTIONS = """\
 Extract VOCtrainval_11-May-2012.tar into a folder and pass it as manual_dir
@@ -47,7 +52,8 @@ Extract VOCtrainval_11-May-2012.tar into a folder and pass it as manual_dir
 JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/{train,val}.txt.
 For the `train_aug` split also put the SBD-augmented masks in
 VOCdevkit/VOC2012/SegmentationClassAug/ and their id list in
-ImageSets/Segmentation/train_aug.txt."""
+ImageSets/Segmentation/train_aug.txt, or extract SBD's benchmark.tgz into
+FOLDER (benchmark_RELEASE/dataset/cls/*.mat)."""
 
 
 def read_ids(path: str) -> list[str]:
@@ -119,41 +125,49 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager) -> dict:
-        root = find_root(manual_dir_of(dl_manager, INSTRUCTIONS), ROOT_CANDIDATES,
+        manual_dir = manual_dir_of(dl_manager, INSTRUCTIONS)
+        root = find_root(manual_dir, ROOT_CANDIDATES,
                          ("JPEGImages", "SegmentationClass", LISTS),
                          self.name, INSTRUCTIONS)
-        splits = {s: self._examples(root, s, "SegmentationClass", allow_grey=False)
-                  for s in ("train", "val")}
+        splits = {}
+        for split in ("train", "val"):
+            list_file = os.path.join(root, LISTS, f"{split}.txt")
+            require_files([list_file], f"{split} list", INSTRUCTIONS)
+            ids = read_ids(list_file)
+            masks = [os.path.join(root, "SegmentationClass", f"{i}.png") for i in ids]
+            splits[split] = self._examples(root, split, ids, masks, list_file)
+        val = read_ids(os.path.join(root, LISTS, "val.txt"))
         aug_list = os.path.join(root, LISTS, "train_aug.txt")
+        sbd = _find_sbd(manual_dir)
         if os.path.isdir(os.path.join(root, AUG_MASKS)) and os.path.isfile(aug_list):
-            val = set(read_ids(os.path.join(root, LISTS, "val.txt")))
-            overlap = sorted(val.intersection(read_ids(aug_list)))
+            ids = read_ids(aug_list)
+            overlap = sorted(set(val).intersection(ids))
             if overlap:
                 raise LocalDataError(
                     f"{aug_list} lists {len(overlap)} val images (e.g. {overlap[0]}); "
                     "training on them would inflate val scores. Remove them "
                     "(the standard train_aug list has 10,582 ids and none of val).")
-            splits["train_aug"] = self._examples(root, "train_aug", AUG_MASKS,
-                                                 allow_grey=True)
+            masks = [os.path.join(root, AUG_MASKS, f"{i}.png") for i in ids]
+            splits["train_aug"] = self._examples(root, "train_aug", ids, masks, aug_list)
+        elif sbd is not None:
+            ids, masks = _sbd_train_aug(root, sbd, val)
+            splits["train_aug"] = self._examples(root, "train_aug", ids, masks,
+                                                 os.path.join(sbd, "train.txt"))
         return splits
 
-    def _examples(self, root: str, split: str, mask_dir: str, allow_grey: bool
-                  ) -> Iterator[tuple[str, dict]]:
-        list_file = os.path.join(root, LISTS, f"{split}.txt")
-        require_files([list_file], f"{split} list", INSTRUCTIONS)
-        ids = read_ids(list_file)
+    def _examples(self, root: str, split: str, ids: list[str], masks: list[str],
+                  list_file: str) -> Iterator[tuple[str, dict]]:
         images = [os.path.join(root, "JPEGImages", f"{i}.jpg") for i in ids]
-        masks = [os.path.join(root, mask_dir, f"{i}.png") for i in ids]
         fix = (f"{list_file} lists them: extract the complete archive"
-               + (" and the SBD-augmented masks." if mask_dir == AUG_MASKS else "."))
+               + (" and the SBD-augmented masks." if split == "train_aug" else "."))
         require_files(images, f"{split} images", fix)
         require_files(masks, f"{split} masks", fix)
-        return self._generate_examples(ids, images, masks, allow_grey)
+        return self._generate_examples(ids, images, masks)
 
-    def _generate_examples(self, ids: list[str], images: list[str], masks: list[str],
-                           allow_grey: bool) -> Iterator[tuple[str, dict]]:
+    def _generate_examples(self, ids: list[str], images: list[str], masks: list[str]
+                           ) -> Iterator[tuple[str, dict]]:
         for image_id, image, mask_path in zip(ids, images, masks):
-            mask = read_mask(mask_path, allow_grey)
+            mask = read_any_mask(mask_path)
             if image_size(image) != mask.shape[:2]:
                 raise LocalDataError(
                     f"{mask_path} is {mask.shape[0]}x{mask.shape[1]} but {image} is "
@@ -162,3 +176,58 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
                     "from the archive.")
             # The JPEG's bytes are stored as they are: no re-encoding loss.
             yield image_id, {"image": image, "segmentation": mask, "image_id": image_id}
+
+
+def read_any_mask(path: str) -> np.ndarray:
+    """VOC's palette PNG, a SegmentationClassAug PNG or an SBD .mat, as [H, W, 1]."""
+    if path.endswith(".mat"):
+        return read_sbd_mask(path)
+    return read_mask(path, allow_grey=os.path.basename(os.path.dirname(path)) == AUG_MASKS)
+
+
+def read_sbd_mask(path: str) -> np.ndarray:
+    """The class-id map of an SBD `cls/<id>.mat` (GTcls.Segmentation) as [H, W, 1]."""
+    from scipy import io  # only the SBD layout needs it
+
+    try:
+        mask = io.loadmat(path, squeeze_me=True, struct_as_record=False)[
+            "GTcls"].Segmentation
+    except (KeyError, AttributeError, ValueError, OSError) as e:
+        raise LocalDataError(f"{path} is not an SBD class mask (GTcls.Segmentation: "
+                             f"{e}); extract SBD's benchmark.tgz again.") from None
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.min() < 0 or mask.max() >= len(CLASS_NAMES):
+        raise LocalDataError(f"{path}: GTcls.Segmentation is not a 2-D map of VOC "
+                             "class ids; extract SBD's benchmark.tgz again.")
+    return mask.astype(np.uint8)[:, :, None]
+
+
+def _find_sbd(manual_dir: str) -> str | None:
+    """SBD's `dataset/` folder (benchmark.tgz) inside manual_dir, if it is there."""
+    for sub in SBD_CANDIDATES:
+        d = os.path.join(manual_dir, sub)
+        if all(os.path.exists(os.path.join(d, f)) for f in ("cls", "train.txt", "val.txt")):
+            return os.path.normpath(d)
+    return None
+
+
+def _sbd_train_aug(root: str, sbd: str, val: list[str]) -> tuple[list[str], list[str]]:
+    """The usual augmented set: VOC train plus all of SBD, minus VOC val.
+
+    Where VOC has its own mask (with the 255 boundary) it is used; SBD's
+    masks have no ignore label.
+    """
+    try:
+        import scipy.io  # noqa: F401
+    except ImportError:
+        raise LocalDataError(
+            f"{sbd} holds SBD's .mat masks, which need scipy (pip install scipy); "
+            "or use the SegmentationClassAug PNG layout instead.") from None
+    voc_train = read_ids(os.path.join(root, LISTS, "train.txt"))
+    sbd_ids = read_ids(os.path.join(sbd, "train.txt")) + read_ids(os.path.join(sbd, "val.txt"))
+    excluded = set(val)
+    ids = sorted(set(voc_train + sbd_ids) - excluded)
+    voc_masks = set(voc_train)
+    masks = [os.path.join(root, "SegmentationClass", f"{i}.png") if i in voc_masks
+             else os.path.join(sbd, "cls", f"{i}.mat") for i in ids]
+    return ids, masks
