@@ -100,8 +100,8 @@ def get_builder(name: str, data_dir: str | None = None,
     family = name.split("/")[0].split(":")[0]
     if prepare and family in PROJECT_BUILDERS:
         builder.download_and_prepare()
-    elif family in LOCAL_BUILDERS:
-        _prepare_local(builder, name, manual_dir if prepare else None)
+    elif prepare and family in LOCAL_BUILDERS:
+        _prepare_local(builder, name, manual_dir)
     else:
         raise InputPipelineError(
             f"dataset {name!r} is not prepared in data_dir={builder.data_dir!r}; "
