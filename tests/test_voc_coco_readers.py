@@ -321,3 +321,33 @@ def test_prepare_tool_writes_both_from_manual_dirs(tmp_path, monkeypatch, capsys
     out = capsys.readouterr().out
     assert "split train_aug: 3 examples" in out and "classes: 21" in out
     assert "split val: 2 examples" in out and "keypoints: 17" in out
+
+
+def test_coco_grey_jpeg_decodes_to_rgb_and_bad_files_are_named(tmp_path):
+    manual = tmp_path / "manual"
+    write_coco(str(manual))
+    # COCO has greyscale JPEGs; they must decode with 3 channels like the rest.
+    grey = np.random.default_rng(1).integers(0, 255, (24, 24), dtype=np.uint8)
+    Image.fromarray(grey, mode="L").save(manual / "val2017" / "000000000101.jpg")
+    builder = dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds"),
+                                  manual_dir=str(manual))
+    ex = {int(e["image_id"]): e for e in tfds.as_numpy(builder.as_dataset("val"))}[101]
+    assert ex["image"].shape == (24, 24, 3)
+    with Image.open(manual / "val2017" / "000000000101.jpg") as im:
+        assert im.mode == "L"
+        reference = np.asarray(im, np.int16)
+    assert np.abs(ex["image"][..., 0].astype(np.int16) - reference).mean() < 1.5
+    assert (ex["image"][..., 0] == ex["image"][..., 2]).all()
+
+    Image.fromarray(grey[:20]).save(manual / "val2017" / "000000000101.jpg")
+    with pytest.raises(InputPipelineError, match=r"000000000101\.jpg is 20x24.*24x24"):
+        dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds2"),
+                            manual_dir=str(manual))
+    path = manual / "annotations" / "person_keypoints_val2017.json"
+    data = json.loads(path.read_text())
+    del data["categories"][0]["keypoints"]  # e.g. instances_val2017.json
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputPipelineError,
+                       match=r"person_keypoints_val2017\.json is not a COCO person_keypoints"):
+        dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds3"),
+                            manual_dir=str(manual))
