@@ -37,6 +37,9 @@ from input_pipeline.preprocess import Preprocess
 
 # Builders the project ships; generating them needs no download.
 PROJECT_BUILDERS = ("synthetic_jft", "sklearn_digits")
+# Builders of real datasets read from a folder the user extracted them into
+# (TFDS's manual_dir); they never download.
+LOCAL_BUILDERS = ("voc2012_segmentation", "coco_keypoints")
 # More undecodable records in a row than this is not corruption but data the
 # pipeline cannot read at all (wrong format or feature): stop, do not skip on.
 MAX_CONSECUTIVE_CORRUPT = 1000
@@ -74,28 +77,59 @@ class HostShard:
 
 
 def get_builder(name: str, data_dir: str | None = None,
-                prepare: bool = True) -> tfds.core.DatasetBuilder:
+                prepare: bool = True, manual_dir: str | None = None
+                ) -> tfds.core.DatasetBuilder:
     """A TFDS builder by name ('synthetic_jft/demo', 'imagenet2012', ...).
 
     The project's own datasets are generated on first use (nothing is
-    downloaded); other datasets must already be prepared in `data_dir`.
+    downloaded). The real datasets of `LOCAL_BUILDERS` are written from the
+    extracted files in `manual_dir` (default: TFDS's `<data_dir>/downloads/manual`
+    when it exists). Other datasets must already be prepared in `data_dir`.
     """
-    import input_pipeline.sklearn_digits.builder  # (registers it)
-    import input_pipeline.synthetic_jft.builder  # noqa: F401  (registers it)
+    import input_pipeline.coco_keypoints.builder
+    import input_pipeline.sklearn_digits.builder
+    import input_pipeline.synthetic_jft.builder
+    import input_pipeline.voc2012.builder  # noqa: F401  (these register them)
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except ValueError as e:
         raise InputPipelineError(f"dataset {name!r}: {_config_hint(name) or e}") from e
-    if not builder.is_prepared():
-        if prepare and name.split("/")[0].split(":")[0] in PROJECT_BUILDERS:
-            builder.download_and_prepare()
-        else:
-            raise InputPipelineError(
-                f"dataset {name!r} is not prepared in data_dir={builder.data_dir!r}; "
-                f"prepare it first (`tfds build {name} --data_dir=...`) or point "
-                "data_dir at the folder that holds it.")
+    if builder.is_prepared():
+        return builder
+    family = name.split("/")[0].split(":")[0]
+    if prepare and family in PROJECT_BUILDERS:
+        builder.download_and_prepare()
+    elif prepare and family in LOCAL_BUILDERS:
+        _prepare_local(builder, name, manual_dir)
+    else:
+        raise InputPipelineError(
+            f"dataset {name!r} is not prepared in data_dir={builder.data_dir!r}; "
+            f"prepare it first (`tfds build {name} --data_dir=...`) or point "
+            "data_dir at the folder that holds it.")
     return builder
+
+
+def _prepare_local(builder: tfds.core.DatasetBuilder, name: str,
+                   manual_dir: str | None) -> None:
+    """Writes a real dataset from its extracted files; never downloads."""
+    from input_pipeline.local_files import LocalDataError
+
+    default = os.path.join(builder.data_dir_root, "downloads", "manual")
+    if manual_dir is None and os.path.isdir(default) and os.listdir(default):
+        manual_dir = default
+    if manual_dir is None:
+        raise InputPipelineError(
+            f"dataset {name!r} is not prepared in data_dir={builder.data_dir!r}. It "
+            "is written from the dataset's extracted files, never downloaded: run "
+            f"`python -m input_pipeline.prepare --dataset {name} --data_dir "
+            f"{builder.data_dir_root} --manual_dir FOLDER`, or put the files in "
+            f"{default}.\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+    try:
+        builder.download_and_prepare(download_config=config)
+    except LocalDataError as e:
+        raise InputPipelineError(f"dataset {name!r}: {e}") from e
 
 
 def _config_hint(name: str) -> str | None:
@@ -113,10 +147,14 @@ def _config_hint(name: str) -> str | None:
 
 
 def num_classes_of(builder: tfds.core.DatasetBuilder, key: str | None = None) -> int:
-    """Classes of `key`; by default 'labels' (multi-label) or else 'label' (single)."""
+    """Classes of `key`; by default 'labels' (multi-label) or else 'label'
+    (single), or else, for a dataset without label features (segmentation),
+    the metadata's `class_names`."""
     features = builder.info.features
     if key is None:
         key = "labels" if "labels" in features else "label"
+        if key not in features and "class_names" in (builder.info.metadata or {}):
+            return len(builder.info.metadata["class_names"])
     feature = features[key]
     feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel)
     return int(feature.num_classes)

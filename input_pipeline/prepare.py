@@ -1,9 +1,13 @@
 """Prepares a dataset and prints what the training pipeline will see.
 
     python -m input_pipeline.prepare --dataset synthetic_jft/demo [--data_dir DIR]
+    python -m input_pipeline.prepare --dataset voc2012_segmentation \
+        --data_dir DIR --manual_dir FOLDER_WITH_VOCdevkit
 
-For the project's own builders this generates the data (no download); for
-other TFDS datasets it reports on an already prepared copy.
+For the project's own builders this generates the data (no download); the
+real datasets (voc2012_segmentation, coco_keypoints) are written from the
+extracted files in --manual_dir; for other TFDS datasets it reports on an
+already prepared copy.
 """
 
 from __future__ import annotations
@@ -57,16 +61,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="synthetic_jft/demo")
     parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--manual_dir", default=None,
+                        help="folder holding the extracted files of a real dataset "
+                        f"({', '.join(dataset.LOCAL_BUILDERS)})")
     args = parser.parse_args()
     start = time.perf_counter()
-    builder = dataset.get_builder(args.dataset, data_dir=args.data_dir)
+    builder = dataset.get_builder(args.dataset, data_dir=args.data_dir,
+                                  manual_dir=args.manual_dir)
     print(f"{args.dataset} ready in {builder.data_dir} ({time.perf_counter() - start:.0f} s)")
     for name, split in builder.info.splits.items():
         print(f"  split {name}: {split.num_examples} examples")
-    hierarchy = dataset.hierarchy_of(builder)
-    print(f"  classes: {dataset.num_classes_of(builder)}"
-          + (f", hierarchy depth {max(len(a) for a in hierarchy.ancestors())}"
-             if hierarchy else ""))
+    meta = builder.info.metadata or {}
+    if "keypoint_names" in meta:
+        print(f"  keypoints: {len(meta['keypoint_names'])}")
+    else:
+        hierarchy = dataset.hierarchy_of(builder)
+        print(f"  classes: {dataset.num_classes_of(builder)}"
+              + (f", hierarchy depth {max(len(a) for a in hierarchy.ancestors())}"
+                 if hierarchy else ""))
     for key, value in label_statistics(builder).items():
         print(f"  train {key}: {value:.3f}" if isinstance(value, float)
               else f"  train {key}: {value}")

@@ -1,0 +1,60 @@
+"""Finding the files of a dataset the user extracted into a local folder.
+
+The builders that read real datasets (VOC 2012, COCO) never download: the user
+extracts the official archives into a folder and passes it as TFDS's
+`manual_dir` (`python -m input_pipeline.prepare --manual_dir ...`). These
+helpers locate the dataset's root inside that folder and turn missing files
+into errors that name the file and say what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+
+
+class LocalDataError(ValueError):
+    """A file of a locally extracted dataset is missing or malformed; the
+    message names it and says what to do."""
+
+
+def manual_dir_of(dl_manager, instructions: str) -> str:
+    """The folder the user extracted the dataset into (TFDS's manual_dir)."""
+    # TFDS's own property raises a bare AssertionError for an empty folder.
+    try:
+        return os.fspath(dl_manager.manual_dir)
+    except AssertionError as e:
+        raise LocalDataError(f"{e}".split("\n")[0] + " " + instructions) from None
+
+
+def find_root(manual_dir: str, candidates: Sequence[str], required: Sequence[str],
+              dataset: str, instructions: str) -> str:
+    """The first `manual_dir/candidate` that holds every path in `required`.
+
+    Users extract archives one level deeper or shallower than a builder
+    expects; trying the usual depths spares them a rename.
+    """
+    tried = []
+    for sub in candidates:
+        root = os.path.normpath(os.path.join(manual_dir, sub))
+        tried.append(root)
+        if all(os.path.exists(os.path.join(root, r)) for r in required):
+            return root
+    raise LocalDataError(
+        f"{dataset}: found no {' and '.join(required)} under "
+        f"{' or '.join(dict.fromkeys(tried))}. {instructions}")
+
+
+def require_files(paths: Iterable[str], what: str, fix: str) -> None:
+    """Raises naming the missing files (the first few and how many) if any is absent.
+
+    Checked before any example is written, so a months-old partial extraction
+    fails in seconds instead of after an hour of encoding.
+    """
+    paths = list(paths)
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more"
+                                          if len(missing) > 5 else "")
+        raise LocalDataError(
+            f"{what}: {len(missing)} of {len(paths)} files missing ({shown}). {fix}")

@@ -1,0 +1,353 @@
+"""voc2012_segmentation and coco_keypoints read the real datasets' layouts.
+
+Fixtures are tiny copies of the official layouts written here (JPEGs, VOC
+palette PNGs, ImageSets lists, a COCO person_keypoints json); what the
+builders store is compared with what was written, the coordinate
+conversions with a float64 NumPy version of COCO's definitions.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from input_pipeline import dataset
+from input_pipeline.dataset import InputPipelineError
+
+VOC_IDS = {"train": ["2007_000032", "2007_000039"], "val": ["2007_000033"]}
+AUG_ONLY = "2008_000002"  # in train_aug but not in VOC's train list
+SIZES = {"2007_000032": (20, 24), "2007_000039": (18, 16), "2007_000033": (16, 20),
+         AUG_ONLY: (12, 14)}
+
+
+def voc_palette() -> list[int]:
+    """VOC's colour map (devkit's labelcolormap): bits of the index spread over RGB."""
+    out = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out += [r, g, b]
+    return out
+
+
+def class_map(image_id: str) -> np.ndarray:
+    """A mask with background, two classes and a 255 boundary, different per id."""
+    h, w = SIZES[image_id]
+    seed = int(image_id.replace("_", ""))
+    mask = np.random.default_rng(seed).integers(0, 21, (h, w)).astype(np.uint8)
+    mask[0, :] = 255
+    mask[:, 0] = 0
+    return mask
+
+
+def write_voc(manual: str, aug: bool = False) -> str:
+    root = os.path.join(manual, "VOCdevkit", "VOC2012")
+    for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation",
+              "SegmentationClassAug"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    rng = np.random.default_rng(0)
+    for image_id, (h, w) in SIZES.items():
+        # 4:4:4 chroma, so TF's and PIL's decoders differ only by IDCT rounding.
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+            os.path.join(root, "JPEGImages", f"{image_id}.jpg"), subsampling=0)
+        mask = Image.fromarray(class_map(image_id), mode="P")
+        mask.putpalette(voc_palette())
+        if image_id != AUG_ONLY:
+            mask.save(os.path.join(root, "SegmentationClass", f"{image_id}.png"))
+        # The common SegmentationClassAug release: greyscale PNGs of class ids.
+        Image.fromarray(class_map(image_id), mode="L").save(
+            os.path.join(root, "SegmentationClassAug", f"{image_id}.png"))
+    lists = os.path.join(root, "ImageSets", "Segmentation")
+    for split, ids in VOC_IDS.items():
+        with open(os.path.join(lists, f"{split}.txt"), "w") as f:
+            f.write("\n".join(ids) + "\n")
+    if aug:  # DeepLab's list format: image and mask paths
+        with open(os.path.join(lists, "train_aug.txt"), "w") as f:
+            for i in [*VOC_IDS["train"], AUG_ONLY]:
+                f.write(f"/JPEGImages/{i}.jpg /SegmentationClassAug/{i}.png\n")
+    return root
+
+
+def read_split(builder, split: str) -> list[dict]:
+    decoders = {"image": tfds.decode.SkipDecoding()}
+    return list(tfds.as_numpy(builder.as_dataset(split, decoders=decoders)))
+
+
+@pytest.mark.parametrize("aug", [False, True])
+def test_voc_masks_images_and_splits(tmp_path, aug):
+    root = write_voc(str(tmp_path / "manual"), aug=aug)
+    builder = dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
+                                  manual_dir=str(tmp_path / "manual"))
+    want = {"train": 2, "val": 1, **({"train_aug": 3} if aug else {})}
+    assert {s: v.num_examples for s, v in builder.info.splits.items()} == want
+    assert builder.info.metadata["class_names"][15] == "person"
+    assert dataset.num_classes_of(builder) == 21
+    for split in want:
+        examples = read_split(builder, split)
+        assert len(examples) == want[split]
+        for ex in examples:
+            image_id = ex["image_id"].decode()
+            if split != "train_aug":
+                assert image_id in VOC_IDS[split]
+            # Palette indices (class ids), not colours; 255 survives.
+            mask = ex["segmentation"]
+            assert mask.shape == (*SIZES[image_id], 1) and mask.dtype == np.uint8
+            np.testing.assert_array_equal(mask[:, :, 0], class_map(image_id))
+            assert 255 in mask
+            with open(os.path.join(root, "JPEGImages", f"{image_id}.jpg"), "rb") as f:
+                assert ex["image"] == f.read()  # the JPEG, not re-encoded
+
+
+def test_voc_decoded_image_matches_the_jpeg(tmp_path):
+    root = write_voc(str(tmp_path / "manual"))
+    builder = dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
+                                  manual_dir=str(tmp_path / "manual"))
+    ex = next(iter(tfds.as_numpy(builder.as_dataset("val"))))
+    with Image.open(os.path.join(root, "JPEGImages", "2007_000033.jpg")) as im:
+        reference = np.asarray(im.convert("RGB"), np.int16)
+    assert ex["image"].shape == reference.shape
+    # TF decodes with a fast integer IDCT, PIL with the exact one: a few levels
+    # apart on noise; a wrong image or channel order is ~80 apart on average.
+    diff = np.abs(ex["image"].astype(np.int16) - reference)
+    assert diff.max() <= 8 and diff.mean() < 1.5
+
+
+def test_voc_train_aug_from_sbd_mat_files(tmp_path):
+    """SBD's own layout: train_aug = VOC train + SBD train/val - VOC val, VOC's
+    masks (with 255) where it has them, SBD's .mat masks elsewhere."""
+    io = pytest.importorskip("scipy.io")
+    manual = tmp_path / "manual"
+    root = write_voc(str(manual))
+    sbd = manual / "benchmark_RELEASE" / "dataset"
+    os.makedirs(sbd / "cls")
+    sbd_masks = {}
+    for i in (AUG_ONLY, "2007_000033", "2007_000032"):
+        sbd_masks[i] = np.minimum(class_map(i), 20)  # SBD has no ignore label
+        io.savemat(str(sbd / "cls" / f"{i}.mat"), {"GTcls": {
+            "Segmentation": sbd_masks[i], "CategoriesPresent": np.unique(sbd_masks[i])}})
+    (sbd / "train.txt").write_text(f"{AUG_ONLY}\n2007_000033\n")  # 33 is VOC val
+    (sbd / "val.txt").write_text("2007_000032\n")
+    assert os.path.isdir(root)
+    builder = dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
+                                  manual_dir=str(manual))
+    aug = {ex["image_id"].decode(): ex["segmentation"][:, :, 0]
+           for ex in read_split(builder, "train_aug")}
+    assert sorted(aug) == sorted([*VOC_IDS["train"], AUG_ONLY])
+    np.testing.assert_array_equal(aug[AUG_ONLY], sbd_masks[AUG_ONLY])
+    np.testing.assert_array_equal(aug["2007_000032"], class_map("2007_000032"))
+
+
+def prepare_voc_expecting(tmp_path, *match):
+    with pytest.raises(InputPipelineError) as e:
+        dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
+                            manual_dir=str(tmp_path / "manual"))
+    for m in match:
+        assert m in str(e.value)
+
+
+def test_voc_missing_jpeg_is_named(tmp_path):
+    root = write_voc(str(tmp_path / "manual"))
+    os.remove(os.path.join(root, "JPEGImages", "2007_000039.jpg"))
+    prepare_voc_expecting(tmp_path, "2007_000039.jpg", "missing", "train.txt")
+
+
+def test_voc_rgb_mask_is_refused(tmp_path):
+    root = write_voc(str(tmp_path / "manual"))
+    path = os.path.join(root, "SegmentationClass", "2007_000033.png")
+    with Image.open(path) as im:
+        im.convert("RGB").save(path)
+    prepare_voc_expecting(tmp_path, "2007_000033.png", "'RGB'", "palette")
+
+
+def test_voc_size_mismatch_and_val_in_train_aug(tmp_path):
+    root = write_voc(str(tmp_path / "manual"))
+    mask = Image.fromarray(np.zeros((5, 5), np.uint8), mode="P")
+    mask.save(os.path.join(root, "SegmentationClass", "2007_000032.png"))
+    prepare_voc_expecting(tmp_path, "2007_000032.png", "5x5", "20x24")
+
+    root = write_voc(str(tmp_path / "manual"), aug=True)
+    with open(os.path.join(root, "ImageSets/Segmentation/train_aug.txt"), "a") as f:
+        f.write("2007_000033\n")
+    prepare_voc_expecting(tmp_path, "train_aug.txt", "val images", "2007_000033")
+
+
+def test_voc_without_files_says_how(tmp_path):
+    with pytest.raises(InputPipelineError, match="never downloaded.*--manual_dir"):
+        dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"))
+    prepare_voc_expecting(tmp_path, "manual", "does not exist", "VOCdevkit/VOC2012")
+    os.makedirs(tmp_path / "manual" / "VOC2012")  # extracted elsewhere
+    prepare_voc_expecting(tmp_path, "found no JPEGImages", "VOCdevkit/VOC2012")
+
+
+# COCO: keypoints are x, y, v triples in pixels; v=0 (unlabelled) has x=y=0.
+COCO_SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13],
+                 [6, 7], [6, 8], [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3],
+                 [2, 4], [3, 5], [4, 6], [5, 7]]
+COCO_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear",
+              "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+              "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+              "right_knee", "left_ankle", "right_ankle"]
+
+
+def person(ann_id, image_id, bbox, rng, crowd=False):
+    if crowd:
+        kp = [0] * 51
+    else:
+        v = rng.integers(0, 3, 17)
+        v[:3] = [0, 1, 2]
+        xy = rng.uniform(1, 10, (17, 2)).round(2) * (v[:, None] > 0)
+        kp = np.concatenate([xy, v[:, None]], 1).ravel().tolist()
+    return {"id": ann_id, "image_id": image_id, "category_id": 1, "bbox": bbox,
+            "keypoints": kp, "num_keypoints": int(np.sum(np.array(kp[2::3]) > 0)),
+            "area": float(bbox[2] * bbox[3] * 0.7), "iscrowd": int(crowd),
+            "segmentation": [[0, 0, 1, 1, 1, 0]]}
+
+
+def write_coco(manual: str) -> dict:
+    rng = np.random.default_rng(0)
+    jsons = {}
+    images = {"train2017": {7: (20, 30), 8: (16, 12)},
+              "val2017": {101: (24, 24), 102: (16, 20), 103: (10, 10)}}
+    anns = {"train2017": [person(1, 7, [2.5, 3.0, 10.0, 12.0], rng),
+                          person(2, 7, [0.0, 0.0, 30.0, 20.0], rng, crowd=True)],
+            # 102 has nobody; 101's second box pokes past the right border.
+            "val2017": [person(3, 101, [1.0, 2.0, 5.0, 6.0], rng),
+                        person(4, 101, [20.0, 4.0, 4.5, 8.0], rng),
+                        person(5, 103, [1.0, 1.0, 2.0, 2.0], rng)]}
+    os.makedirs(os.path.join(manual, "annotations"), exist_ok=True)
+    for folder, sizes in images.items():
+        os.makedirs(os.path.join(manual, folder))
+        records = []
+        for image_id, (h, w) in sizes.items():
+            name = f"{image_id:012d}.jpg"
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+                os.path.join(manual, folder, name))
+            records.append({"id": image_id, "file_name": name, "height": h, "width": w})
+        data = {"images": records, "annotations": anns[folder],
+                "categories": [{"id": 1, "name": "person", "supercategory": "person",
+                                "keypoints": COCO_NAMES, "skeleton": COCO_SKELETON}]}
+        with open(os.path.join(manual, "annotations",
+                               f"person_keypoints_{folder}.json"), "w") as f:
+            json.dump(data, f)
+        jsons[folder] = data
+    return jsons
+
+
+def test_coco_boxes_keypoints_and_metadata(tmp_path):
+    jsons = write_coco(str(tmp_path / "manual"))
+    builder = dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds"),
+                                  manual_dir=str(tmp_path / "manual"))
+    meta = builder.info.metadata
+    assert meta["keypoint_names"] == COCO_NAMES
+    assert meta["flip_pairs"] == [[i, i + 1] for i in range(1, 17, 2)]
+    assert meta["skeleton"] == [[a - 1, b - 1] for a, b in COCO_SKELETON]
+    for split, folder in (("train", "train2017"), ("val", "val2017")):
+        data = jsons[folder]
+        sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
+        with_people = sorted({a["image_id"] for a in data["annotations"]})
+        examples = {int(ex["image_id"]): ex for ex in read_split(builder, split)}
+        assert sorted(examples) == with_people
+        for image_id, ex in examples.items():
+            h, w = sizes[image_id]
+            assert (ex["height"], ex["width"]) == (h, w)
+            anns = [a for a in data["annotations"] if a["image_id"] == image_id]
+            obj = ex["objects"]
+            np.testing.assert_array_equal(obj["id"], [a["id"] for a in anns])
+            x, y, bw, bh = np.array([a["bbox"] for a in anns], np.float64).T
+            box = np.clip(np.stack([y / h, x / w, (y + bh) / h, (x + bw) / w], 1), 0, 1)
+            np.testing.assert_allclose(obj["bbox"], box, rtol=1e-6)
+            kp = np.array([a["keypoints"] for a in anns], np.float64).reshape(-1, 17, 3)
+            np.testing.assert_allclose(obj["keypoints"][..., 0], kp[..., 1] / h, rtol=1e-6)
+            np.testing.assert_allclose(obj["keypoints"][..., 1], kp[..., 0] / w, rtol=1e-6)
+            np.testing.assert_array_equal(obj["keypoints"][..., 2], kp[..., 2])
+            np.testing.assert_array_equal(obj["num_keypoints"],
+                                          [a["num_keypoints"] for a in anns])
+            np.testing.assert_allclose(obj["area"], [a["area"] for a in anns], rtol=1e-6)
+            np.testing.assert_array_equal(obj["iscrowd"], [a["iscrowd"] for a in anns])
+            # Back in original pixels (what keypoint AP needs): COCO's x, y.
+            labelled = kp[..., 2] > 0
+            np.testing.assert_allclose(obj["keypoints"][..., 1][labelled] * w,
+                                       kp[..., 0][labelled], atol=1e-4)
+    val = {int(ex["image_id"]): ex for ex in read_split(builder, "val")}
+    assert val[101]["objects"]["bbox"][1, 3] == 1.0  # clipped at the border
+    train = {int(ex["image_id"]): ex for ex in read_split(builder, "train")}
+    assert train[7]["objects"]["iscrowd"].tolist() == [False, True]
+    assert set(train[7]["objects"]["keypoints"][0, :3, 2]) == {0, 1, 2}
+
+
+def test_coco_all_images_keeps_images_without_people(tmp_path):
+    # In TFDS's default manual folder, found without being named (as the trainer does).
+    write_coco(str(tmp_path / "tfds" / "downloads" / "manual" / "coco"))
+    builder = dataset.get_builder("coco_keypoints/all_images",
+                                  data_dir=str(tmp_path / "tfds"))
+    assert builder.info.splits["train"].num_examples == 2
+    val = {int(ex["image_id"]): ex for ex in read_split(builder, "val")}
+    assert sorted(val) == [101, 102, 103]
+    assert val[102]["objects"]["bbox"].shape == (0, 4)
+    assert val[102]["objects"]["keypoints"].shape == (0, 17, 3)
+
+
+def test_coco_missing_json_or_image_is_named(tmp_path):
+    manual = str(tmp_path / "manual")
+    write_coco(manual)
+    os.remove(os.path.join(manual, "val2017", "000000000103.jpg"))
+    with pytest.raises(InputPipelineError, match=r"val2017/000000000103\.jpg"):
+        dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds"),
+                            manual_dir=manual)
+    os.remove(os.path.join(manual, "annotations", "person_keypoints_train2017.json"))
+    with pytest.raises(InputPipelineError, match="person_keypoints_train2017.json"):
+        dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds"),
+                            manual_dir=manual)
+
+
+def test_prepare_tool_writes_both_from_manual_dirs(tmp_path, monkeypatch, capsys):
+    from input_pipeline import prepare
+
+    write_voc(str(tmp_path / "voc"), aug=True)
+    write_coco(str(tmp_path / "coco"))
+    for name, manual in (("voc2012_segmentation", "voc"), ("coco_keypoints", "coco")):
+        monkeypatch.setattr("sys.argv", ["prepare", "--dataset", name, "--data_dir",
+                                         str(tmp_path / "tfds"), "--manual_dir",
+                                         str(tmp_path / manual)])
+        prepare.main()
+    out = capsys.readouterr().out
+    assert "split train_aug: 3 examples" in out and "classes: 21" in out
+    assert "split val: 2 examples" in out and "keypoints: 17" in out
+
+
+def test_coco_grey_jpeg_decodes_to_rgb_and_bad_files_are_named(tmp_path):
+    manual = tmp_path / "manual"
+    write_coco(str(manual))
+    # COCO has greyscale JPEGs; they must decode with 3 channels like the rest.
+    grey = np.random.default_rng(1).integers(0, 255, (24, 24), dtype=np.uint8)
+    Image.fromarray(grey, mode="L").save(manual / "val2017" / "000000000101.jpg")
+    builder = dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds"),
+                                  manual_dir=str(manual))
+    ex = {int(e["image_id"]): e for e in tfds.as_numpy(builder.as_dataset("val"))}[101]
+    assert ex["image"].shape == (24, 24, 3)
+    with Image.open(manual / "val2017" / "000000000101.jpg") as im:
+        assert im.mode == "L"
+        reference = np.asarray(im, np.int16)
+    assert np.abs(ex["image"][..., 0].astype(np.int16) - reference).mean() < 1.5
+    assert (ex["image"][..., 0] == ex["image"][..., 2]).all()
+
+    Image.fromarray(grey[:20]).save(manual / "val2017" / "000000000101.jpg")
+    with pytest.raises(InputPipelineError, match=r"000000000101\.jpg is 20x24.*24x24"):
+        dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds2"),
+                            manual_dir=str(manual))
+    path = manual / "annotations" / "person_keypoints_val2017.json"
+    data = json.loads(path.read_text())
+    del data["categories"][0]["keypoints"]  # e.g. instances_val2017.json
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputPipelineError,
+                       match=r"person_keypoints_val2017\.json is not a COCO person_keypoints"):
+        dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds3"),
+                            manual_dir=str(manual))
