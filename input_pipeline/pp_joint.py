@@ -181,6 +181,18 @@ def _resize_map(m: tf.Tensor, size, method: str, antialias: bool, label: bool) -
     return out if out.dtype == m.dtype else cast_back(out, m.dtype)
 
 
+def _resize_unless_there(m: tf.Tensor, size: tuple[int, int], method: str,
+                         antialias: bool, label: bool) -> tf.Tensor:
+    # JPEGs often come at the target size already: skip the float round trip.
+    if m.shape[:2].is_fully_defined():
+        if tuple(m.shape[:2]) == size:
+            return m
+        return _resize_map(m, size, method, antialias, label)
+    return tf.cond(tf.reduce_all(tf.shape(m)[:2] == size),
+                   lambda: tf.ensure_shape(m, (*size, None)),
+                   lambda: _resize_map(m, size, method, antialias, label))
+
+
 def random_crop(ctx: PPContext, size, keys: _Keys = None, *, key: str | None = None,
                 label_keys: _Keys = ("segmentation",), boxes: str | None = None,
                 keypoints: str | None = None) -> Op:
@@ -240,9 +252,13 @@ def inception_crop(ctx: PPContext, size, area_min: float = 5, area_max: float = 
 
 def flip_lr(ctx: PPContext, keys: _Keys = None, *, key: str | None = None,
             keypoint_pairs: Sequence[Sequence[int]] = (), boxes: str | None = None,
-            keypoints: str | None = None) -> Op:
-    """Flips every key left-right with probability 1/2 (one draw for all)."""
-    t = _targets(keys, key, (), boxes, keypoints)
+            keypoints: str | None = None, label_keys: _Keys = ("segmentation",)) -> Op:
+    """Flips every key left-right with probability 1/2 (one draw for all).
+
+    `label_keys` is accepted so all joint ops take the same arguments; a flip
+    treats label maps as it treats images.
+    """
+    t = _targets(keys, key, label_keys, boxes, keypoints)
     swap = _pair_permutation(keypoint_pairs)
 
     def op(data: Example) -> Example:
@@ -295,12 +311,8 @@ def resize(ctx: PPContext, size, method: str = "bilinear", antialias: bool = Fal
         maps, checks = _maps(data, t, "resize")
         with tf.control_dependencies(checks):
             for k, m in zip(t.keys, maps):
-                # JPEGs often come at the target size already: skip the float round trip.
-                data[k] = tf.cond(
-                    tf.reduce_all(tf.shape(m)[:2] == (h, w)),
-                    lambda m=m: tf.ensure_shape(m, (h, w, None)),
-                    lambda m=m, k=k: _resize_map(m, (h, w), method, antialias,
-                                                 t.is_label(k, m)))
+                data[k] = _resize_unless_there(m, (h, w), method, antialias,
+                                               t.is_label(k, m))
         return data
     return op
 
