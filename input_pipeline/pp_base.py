@@ -19,6 +19,9 @@ from input_pipeline.keys import SEED_KEY
 
 Example = dict[str, Any]
 Op = Callable[[Example], Example]
+# What an `in_key_out_key` op is written as: one tensor (and, `with_data`, the
+# example) in, the result out.
+TensorFn = Callable[..., Any]
 
 
 @dataclasses.dataclass(frozen=True)

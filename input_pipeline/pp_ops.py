@@ -19,27 +19,28 @@ import tensorflow as tf
 
 from big_vision_like.registry import Registry
 from input_pipeline import pp_joint
-from input_pipeline.pp_base import Example, Op, OpFactory, PPContext, in_key_out_key
+from input_pipeline.pp_base import Example, Op, OpFactory, PPContext, TensorFn, in_key_out_key
 from input_pipeline.synthetic_jft import taxonomy
 
 __all__ = ["Example", "Op", "OpFactory", "PPContext", "default_registry"]
 
 
 @in_key_out_key("image")
-def decode(ctx: PPContext, channels: int = 3):
+def decode(ctx: PPContext, channels: int = 3) -> TensorFn:
     return lambda img: tf.io.decode_image(img, channels=channels, expand_animations=False)
 
 
 @in_key_out_key("image")
 def value_range(ctx: PPContext, vmin: float = -1, vmax: float = 1,
-                in_min: float = 0, in_max: float = 255):
+                in_min: float = 0, in_max: float = 255) -> TensorFn:
     def fn(img):
         return vmin + (tf.cast(img, tf.float32) - in_min) * ((vmax - vmin) / (in_max - in_min))
     return fn
 
 
 @in_key_out_key("labels")
-def multi_hot(ctx: PPContext, num_classes: int | None = None, fill_ancestors: bool = True):
+def multi_hot(ctx: PPContext, num_classes: int | None = None,
+              fill_ancestors: bool = True) -> TensorFn:
     """Class ids -> multi-hot float vector, ancestors switched on.
 
     Ancestors come from the context's hierarchy; a label id outside
@@ -77,7 +78,7 @@ def multi_hot(ctx: PPContext, num_classes: int | None = None, fill_ancestors: bo
 
 @in_key_out_key("label", "labels")
 def onehot(ctx: PPContext, num_classes: int | None = None, on: float = 1.0,
-           off: float = 0.0):
+           off: float = 0.0) -> TensorFn:
     """A single class id -> one-hot vector (single-label datasets)."""
     n = num_classes or ctx.num_classes
     if n is None:
@@ -95,14 +96,14 @@ def onehot(ctx: PPContext, num_classes: int | None = None, on: float = 1.0,
 
 
 @in_key_out_key("objects", "label")
-def object_label(ctx: PPContext, index: int = 0):
+def object_label(ctx: PPContext, index: int = 0) -> TensorFn:
     """The true class of one annotated object (`objects/label[index]`) as a
     single label: turns a detection-style dataset into a classification one."""
     return lambda objects: tf.cast(objects["label"][index], tf.int64)
 
 
 @in_key_out_key("objects", "label")
-def object_count(ctx: PPContext, max: int = 3, min: int = 1):
+def object_count(ctx: PPContext, max: int = 3, min: int = 1) -> TensorFn:
     """The number of annotated objects, clipped to [min, max], as class id count - min
     (classes: min, ..., max-or-more): a target the object labels do not name."""
     def fn(objects):
@@ -113,7 +114,7 @@ def object_count(ctx: PPContext, max: int = 3, min: int = 1):
 
 @in_key_out_key("segmentation", with_data=True)
 def semantic_from_instances(ctx: PPContext, level: str = "family",
-                            labels: str = "objects/label"):
+                            labels: str = "objects/label") -> TensorFn:
     """synthetic_jft's instance map -> semantic classes of `level`.
 
     The map holds object index + 1 (0: background) and `labels` (a '/'-path)
