@@ -5,174 +5,42 @@ preprocessing string and returns a function from an example dict to an
 example dict. Random ops draw from the example's `_seed` (stateless, so a
 given seed and example position always give the same crop or flip,
 whatever the parallelism).
+
+Single-tensor ops are written with `in_key_out_key` (pp_base): they take
+`key=` (input) and `key_result=` (output) without plumbing of their own.
+The geometric ops (resize, crops, flip, pad_to) live in `pp_joint`: they take
+`keys=(...)` and move a label map, boxes and keypoints with the image.
 """
 
 from __future__ import annotations
-
-import dataclasses
-from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from big_vision_like.registry import Registry
-from input_pipeline.hierarchy import LabelHierarchy
-from input_pipeline.keys import SEED_KEY
+from input_pipeline import pp_joint
+from input_pipeline.pp_base import Example, Op, OpFactory, PPContext, TensorFn, in_key_out_key
+from input_pipeline.synthetic_jft import taxonomy
 
-Example = dict[str, tf.Tensor]
-Op = Callable[[Example], Example]
-
-
-@dataclasses.dataclass(frozen=True)
-class PPContext:
-    """What ops may need beyond their arguments: the dataset's classes."""
-
-    num_classes: int | None = None
-    hierarchy: LabelHierarchy | None = None
+__all__ = ["Example", "Op", "OpFactory", "PPContext", "default_registry"]
 
 
-@dataclasses.dataclass(frozen=True)
-class OpFactory:
-    build: Callable[..., Op]
-    # Decoding ops are where a corrupt record fails; the pipeline can skip
-    # and count failures there without hiding errors of later ops.
-    decodes: bool = False
+@in_key_out_key("image")
+def decode(ctx: PPContext, channels: int = 3) -> TensorFn:
+    return lambda img: tf.io.decode_image(img, channels=channels, expand_animations=False)
 
 
-def _take_seed(data: Example) -> tf.Tensor:
-    """A fresh stateless seed for one random op; advances the example's seed."""
-    seeds = tf.random.experimental.stateless_split(data[SEED_KEY], num=2)
-    data[SEED_KEY] = seeds[0]
-    return seeds[1]
-
-
-def _hw(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int) and not isinstance(size, bool):
-        return size, size
-    if (isinstance(size, (tuple, list)) and len(size) == 2
-            and all(isinstance(x, int) and not isinstance(x, bool) for x in size)):
-        return int(size[0]), int(size[1])
-    raise ValueError(f"size={size!r}: give pixels, an int or (height, width).")
-
-
-def _fits(img: tf.Tensor, h: int, w: int, op: str) -> list:
-    """Control dependencies that fail with the op's name when the crop is larger than
-    the image (TF's own message reads like a corrupt record)."""
-    shape = tf.shape(img)
-    return [tf.debugging.assert_greater_equal(
-        shape[:2], tf.constant([h, w]),
-        message=f"{op}({h}, {w}): the crop is larger than the image; resize the image "
-                "first (e.g. resize or resize_small before the crop) or crop less")]
-
-
-def decode(ctx: PPContext, channels: int = 3, key: str = "image") -> Op:
-    def op(data):
-        data[key] = tf.io.decode_image(data[key], channels=channels,
-                                       expand_animations=False)
-        return data
-    return op
-
-
-def resize(ctx: PPContext, size, method: str = "bilinear", antialias: bool = False,
-           key: str = "image") -> Op:
-    h, w = _hw(size)
-
-    def op(data):
-        img = data[key]
-        # JPEGs often come at the target size already: skip the float round trip.
-        data[key] = tf.cond(
-            tf.reduce_all(tf.shape(img)[:2] == (h, w)),
-            lambda: tf.ensure_shape(img, (h, w, None)),
-            lambda: _cast_back(tf.image.resize(img, (h, w), method=method,
-                                               antialias=antialias), img.dtype))
-        return data
-    return op
-
-
-def resize_small(ctx: PPContext, smaller_size: int, method: str = "bilinear",
-                 antialias: bool = False, key: str = "image") -> Op:
-    """Resizes so the shorter side is `smaller_size`, keeping the aspect ratio."""
-    def op(data):
-        img = data[key]
-        shape = tf.cast(tf.shape(img)[:2], tf.float32)
-        scale = smaller_size / tf.reduce_min(shape)
-        new = tf.cast(tf.round(shape * scale), tf.int32)
-        data[key] = _cast_back(tf.image.resize(img, new, method=method,
-                                               antialias=antialias), img.dtype)
-        return data
-    return op
-
-
-def _cast_back(img: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
-    if dtype == tf.uint8:
-        return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
-    return tf.cast(img, dtype)
-
-
-def random_crop(ctx: PPContext, size, key: str = "image") -> Op:
-    h, w = _hw(size)
-
-    def op(data):
-        img = data[key]
-        with tf.control_dependencies(_fits(img, h, w, "random_crop")):
-            data[key] = tf.image.stateless_random_crop(
-                img, (h, w, tf.shape(img)[-1]), seed=_take_seed(data))
-        return data
-    return op
-
-
-def central_crop(ctx: PPContext, size, key: str = "image") -> Op:
-    h, w = _hw(size)
-
-    def op(data):
-        img = data[key]
-        top = (tf.shape(img)[0] - h) // 2
-        left = (tf.shape(img)[1] - w) // 2
-        with tf.control_dependencies(_fits(img, h, w, "central_crop")):
-            data[key] = tf.ensure_shape(img[top:top + h, left:left + w], (h, w, None))
-        return data
-    return op
-
-
-def flip_lr(ctx: PPContext, key: str = "image") -> Op:
-    def op(data):
-        data[key] = tf.image.stateless_random_flip_left_right(
-            data[key], seed=_take_seed(data))
-        return data
-    return op
-
-
-def inception_crop(ctx: PPContext, size, area_min: float = 5, area_max: float = 100,
-                   method: str = "bilinear", antialias: bool = False,
-                   key: str = "image") -> Op:
-    """Random area/aspect crop (Inception-style), resized to `size`."""
-    h, w = _hw(size)
-
-    def op(data):
-        img = data[key]
-        begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-            tf.shape(img), tf.zeros([0, 0, 4], tf.float32), seed=_take_seed(data),
-            area_range=(area_min / 100, area_max / 100),
-            min_object_covered=0, use_image_if_no_bounding_boxes=True)
-        crop = tf.slice(img, begin, crop_size)
-        data[key] = _cast_back(tf.image.resize(crop, (h, w), method=method,
-                                               antialias=antialias), img.dtype)
-        return data
-    return op
-
-
+@in_key_out_key("image")
 def value_range(ctx: PPContext, vmin: float = -1, vmax: float = 1,
-                in_min: float = 0, in_max: float = 255, key: str = "image") -> Op:
-    def op(data):
-        img = tf.cast(data[key], tf.float32)
-        data[key] = vmin + (img - in_min) * ((vmax - vmin) / (in_max - in_min))
-        return data
-    return op
+                in_min: float = 0, in_max: float = 255) -> TensorFn:
+    def fn(img):
+        return vmin + (tf.cast(img, tf.float32) - in_min) * ((vmax - vmin) / (in_max - in_min))
+    return fn
 
 
+@in_key_out_key("labels")
 def multi_hot(ctx: PPContext, num_classes: int | None = None,
-              fill_ancestors: bool = True, key: str = "labels",
-              key_result: str | None = None) -> Op:
+              fill_ancestors: bool = True) -> TensorFn:
     """Class ids -> multi-hot float vector, ancestors switched on.
 
     Ancestors come from the context's hierarchy; a label id outside
@@ -191,8 +59,8 @@ def multi_hot(ctx: PPContext, num_classes: int | None = None,
         table = tf.RaggedTensor.from_row_lengths(
             np.concatenate(anc).astype(np.int64), [len(a) for a in anc])
 
-    def op(data):
-        ids = tf.cast(tf.reshape(data[key], [-1]), tf.int64)
+    def fn(labels):
+        ids = tf.cast(tf.reshape(labels, [-1]), tf.int64)
         checks = [tf.debugging.assert_non_negative(
                       ids, message="label id out of range (negative)"),
                   tf.debugging.assert_less(
@@ -204,46 +72,74 @@ def multi_hot(ctx: PPContext, num_classes: int | None = None,
         if table is not None:
             ids = tf.gather(table, ids).flat_values
         hot = tf.scatter_nd(ids[:, None], tf.ones_like(ids, tf.float32), [n])
-        data[key_result or key] = tf.minimum(hot, 1.0)
-        return data
-    return op
+        return tf.minimum(hot, 1.0)
+    return fn
 
 
-def onehot(ctx: PPContext, num_classes: int | None = None, key: str = "label",
-           key_result: str = "labels", on: float = 1.0, off: float = 0.0) -> Op:
+@in_key_out_key("label", "labels")
+def onehot(ctx: PPContext, num_classes: int | None = None, on: float = 1.0,
+           off: float = 0.0) -> TensorFn:
     """A single class id -> one-hot vector (single-label datasets)."""
     n = num_classes or ctx.num_classes
+    if n is None:
+        raise ValueError("onehot: num_classes is unknown; give onehot(N) "
+                         "in the preprocessing string.")
 
-    def op(data):
-        label = tf.cast(data[key], tf.int64)
+    def fn(label):
+        label = tf.cast(label, tf.int64)
         check = tf.debugging.assert_less(
             label, tf.constant(n, tf.int64),
             message=f"label id out of range: ids must be < num_classes={n}")
         with tf.control_dependencies([check]):
-            data[key_result] = tf.one_hot(label, n, on, off)
-        return data
-    return op
+            return tf.one_hot(label, n, on, off)
+    return fn
 
 
-def object_label(ctx: PPContext, index: int = 0, key: str = "objects",
-                 key_result: str = "label") -> Op:
+@in_key_out_key("objects", "label")
+def object_label(ctx: PPContext, index: int = 0) -> TensorFn:
     """The true class of one annotated object (`objects/label[index]`) as a
     single label: turns a detection-style dataset into a classification one."""
-    def op(data):
-        data[key_result] = tf.cast(data[key]["label"][index], tf.int64)
-        return data
-    return op
+    return lambda objects: tf.cast(objects["label"][index], tf.int64)
 
 
-def object_count(ctx: PPContext, max: int = 3, min: int = 1, key: str = "objects",
-                 key_result: str = "label") -> Op:
+@in_key_out_key("objects", "label")
+def object_count(ctx: PPContext, max: int = 3, min: int = 1) -> TensorFn:
     """The number of annotated objects, clipped to [min, max], as class id count - min
     (classes: min, ..., max-or-more): a target the object labels do not name."""
-    def op(data):
-        n = tf.shape(data[key]["label"], out_type=tf.int64)[0]
-        data[key_result] = tf.clip_by_value(n, min, max) - min
-        return data
-    return op
+    def fn(objects):
+        n = tf.shape(objects["label"], out_type=tf.int64)[0]
+        return tf.clip_by_value(n, min, max) - min
+    return fn
+
+
+@in_key_out_key("segmentation", with_data=True)
+def semantic_from_instances(ctx: PPContext, level: str = "family",
+                            labels: str = "objects/label") -> TensorFn:
+    """synthetic_jft's instance map -> semantic classes of `level`.
+
+    The map holds object index + 1 (0: background) and `labels` (a '/'-path)
+    each object's leaf class; the result is 0 for background and
+    1 + the index of the object's shape family (or shape) for its pixels, as
+    `taxonomy.semantic_classes` says; 255 (ignore, e.g. padding) stays 255.
+    `taxonomy.num_semantic_classes(level)` gives the class count without TF.
+    """
+    names = ctx.hierarchy.class_names if ctx.hierarchy is not None else None
+    if names is None:
+        raise ValueError("semantic_from_instances: the context has no class names; "
+                         "it needs the synthetic_jft hierarchy from the builder's "
+                         "metadata (PPContext(hierarchy=dataset.hierarchy_of(builder))).")
+    table = tf.constant(taxonomy.semantic_classes(names, level), tf.int32)
+
+    def fn(instances, data):
+        leaf = tf.cast(pp_joint.get_path(data, labels), tf.int32)
+        # Index 0 is the background, 1..N the objects, then ignore for the rest.
+        per_index = tf.concat([[0], tf.gather(table, leaf)], axis=0)
+        ids = tf.cast(instances, tf.int32)
+        known = ids < tf.shape(per_index)[0]
+        out = tf.where(known, tf.gather(per_index, tf.where(known, ids, 0)),
+                       pp_joint.IGNORE_LABEL)
+        return tf.cast(out, instances.dtype)
+    return fn
 
 
 def keep(ctx: PPContext, *keys: str) -> Op:
@@ -269,8 +165,7 @@ def default_registry() -> Registry[OpFactory]:
     """A fresh registry of the standard ops."""
     reg: Registry[OpFactory] = Registry("preprocessing op")
     reg.register("decode", OpFactory(decode, decodes=True))
-    for fn in (resize, resize_small, random_crop, central_crop, flip_lr,
-               inception_crop, value_range, multi_hot, onehot, object_label, object_count, keep,
-               rename):
+    for fn in (*pp_joint.JOINT_OPS, value_range, multi_hot, onehot, object_label,
+               object_count, semantic_from_instances, keep, rename):
         reg.register(fn.__name__, OpFactory(fn))
     return reg

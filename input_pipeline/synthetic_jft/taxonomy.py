@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -173,3 +174,41 @@ def _lookalikes(shape: np.ndarray, colour: np.ndarray,
         # Deterministic choice that spreads confusions over the candidates.
         out[i] = candidates[i % len(candidates)]
     return out
+
+
+# --- Semantic segmentation classes (the offline segmentation task). ---
+
+SEMANTIC_LEVELS: dict[str, tuple[str, ...]] = {"family": tuple(FAMILIES), "shape": SHAPES}
+
+
+def num_semantic_classes(level: str = "family") -> int:
+    """Classes of the semantic label map at `level`: background + one per family
+    (or shape). The same for every taxonomy size: configs set num_classes
+    from it without building the dataset or importing TensorFlow."""
+    return 1 + len(_level(level))
+
+
+def semantic_classes(class_names: Sequence[str], level: str = "family") -> np.ndarray:
+    """Per class id, its semantic class at `level`: 1 + the index of its family
+    (or shape) in FAMILIES (SHAPES); 0 is the background.
+
+    Read from the class names ('family/shape/colour/texture'), which every
+    level of the hierarchy carries. A class above `level` (a family when
+    level='shape') gets 255, the ignore label: objects are leaves, never it.
+    """
+    order = {n: i for i, n in enumerate(_level(level))}
+    depth = 0 if level == "family" else 1
+    out = np.zeros(len(class_names), np.int32)
+    for c, name in enumerate(class_names):
+        parts = str(name).split("/")
+        if parts[0] not in FAMILIES or (len(parts) > depth and parts[depth] not in order):
+            raise ValueError(f"class {c} {name!r} names no {level} of synthetic_jft; "
+                             "semantic classes need synthetic_jft's class names.")
+        out[c] = 1 + order[parts[depth]] if len(parts) > depth else 255
+    return out
+
+
+def _level(level: str) -> tuple[str, ...]:
+    if level not in SEMANTIC_LEVELS:
+        raise ValueError(f"level={level!r}: use one of {sorted(SEMANTIC_LEVELS)}.")
+    return SEMANTIC_LEVELS[level]
