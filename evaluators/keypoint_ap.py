@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.common import EvalContext, collect_predictions
+from input_pipeline.pp_spec import parse_pp_spec
 
 # COCO's 17 person keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips,
 # knees, ankles), from pycocotools' Params.setKpParams.
@@ -190,6 +191,22 @@ def keypoint_ap(images: Sequence[ImageKeypoints], sigmas: Sequence[float] = COCO
     return out
 
 
+def with_detections(pp: str, detections: str) -> str:
+    """The pp string with `detections=` set in its pose_crop_eval op (person boxes
+    from a COCO results JSON instead of the ground truth)."""
+    ops = parse_pp_spec(pp)
+    if not any(name == "pose_crop_eval" for name, _, _ in ops):
+        raise ValueError(f"detections={detections!r} needs a pose_crop_eval op in the "
+                         f"evaluator's pp string ({pp!r}).")
+    parts = []
+    for name, args, kwargs in ops:
+        if name == "pose_crop_eval":
+            kwargs = {**kwargs, "detections": detections}
+        given = [*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())]
+        parts.append(f"{name}({', '.join(given)})")
+    return "|".join(parts)
+
+
 def images_from_predictions(got: dict[str, np.ndarray], sigmas: Sequence[float],
                             nms_threshold: float) -> list[ImageKeypoints]:
     """Per-image records from `collect_predictions` of a pose task: valid person crops,
@@ -213,7 +230,8 @@ def images_from_predictions(got: dict[str, np.ndarray], sigmas: Sequence[float],
 
 
 class KeypointApEvaluator:
-    """config: data, pp (a pose_crop_eval pp string), batch_size, sigmas (one per
+    """config: data, pp (a pose_crop_eval pp string), detections (optional COCO results
+    JSON of person boxes, looked up by image id), batch_size, sigmas (one per
     keypoint; default COCO's 17), nms_threshold (OKS above which the lower-scoring of
     two person instances of an image is dropped), pred. Yields keypoint AP, AP50,
     AP75, AP_medium, AP_large and AR."""
@@ -226,7 +244,8 @@ class KeypointApEvaluator:
 
     def run(self, variables: Any) -> Iterator[tuple[str, float]]:
         cfg = self.config
-        got = collect_predictions(self.ctx, variables, cfg.data, cfg.pp, cfg.get("batch_size"),
+        pp = with_detections(cfg.pp, cfg.detections) if cfg.get("detections") else cfg.pp
+        got = collect_predictions(self.ctx, variables, cfg.data, pp, cfg.get("batch_size"),
                                   keys=self.KEYS, outputs=("keypoints", "instance_scores"),
                                   pred=cfg.get("pred", "predict"))
         sigmas = tuple(cfg.get("sigmas") or COCO_SIGMAS)

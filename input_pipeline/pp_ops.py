@@ -269,6 +269,10 @@ def default_registry() -> Registry[OpFactory]:
     """A fresh registry of the standard ops."""
     reg: Registry[OpFactory] = Registry("preprocessing op")
     reg.register("decode", OpFactory(decode, decodes=True))
+    from input_pipeline import pp_pose
+
+    reg.register("pose_crop_train", OpFactory(pp_pose.pose_crop_train))
+    reg.register("pose_crop_eval", OpFactory(pp_pose.pose_crop_eval))
     for fn in (resize, resize_small, random_crop, central_crop, flip_lr,
                inception_crop, value_range, multi_hot, onehot, object_label, object_count, keep,
                rename):

@@ -49,7 +49,7 @@ def loss_terms(heatmaps: jax.Array, offsets: jax.Array, keypoints: jax.Array,
     each labelled keypoint's disk and divided by the disk's pixel count, then averaged
     over the K keypoints. Unlabelled (v=0) keypoints contribute nothing.
     """
-    b, h, w, k = heatmaps.shape
+    _, h, w, k = heatmaps.shape
     disks, offset_t, visible = targets(keypoints, (h, w), crop_hw, radius)
     vis = visible.astype(jnp.float32)[:, None, None]  # [B, 1, 1, K]
     xent = optax.sigmoid_binary_cross_entropy(heatmaps, disks) * vis
