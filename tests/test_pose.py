@@ -5,6 +5,7 @@ and a tiny training run through the one loop."""
 import contextlib
 import io
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -230,10 +231,11 @@ def test_pose_body_has_the_classification_paths():
     x = jnp.zeros((1, 32, 32, 3))
     shapes = lambda v: {jax.tree_util.keystr(p): a.shape
                         for p, a in jax.tree_util.tree_leaves_with_path(v)}
-    got = shapes(jax.eval_shape(pose.init, jax.random.key(0), x))
+    variables = jax.eval_shape(pose.init, jax.random.key(0), x)
+    got = shapes(variables)
     want = shapes(jax.eval_shape(cls.init, jax.random.key(0), x))
     assert {k: v for k, v in got.items() if "keypoint_outputs" not in k} == want
-    out, _ = pose.apply(pose.init(jax.random.key(0), x), x)
+    out, _ = jax.eval_shape(pose.apply, variables, x)
     assert out["heatmaps"].shape == (1, 32, 32, 5) and out["offsets"].shape == (1, 32, 32,
                                                                                  5, 2)
 
@@ -330,12 +332,22 @@ def test_eval_crops_every_person_and_reads_detections(tmp_path):
 # --- through the one training loop --------------------------------------------------
 
 @pytest.mark.slow
-def test_tiny_pose_run_reports_keypoint_ap(tiny_builder, tmp_path):
+def test_tiny_pose_run_from_a_classification_body_reports_keypoint_ap(
+        tiny_builder, pretrained_tiny, tmp_path):
     config = pose_synthetic.get_config("tiny")
     config.input.data.data_dir = data_dir_of(tiny_builder)
     config.input.shuffle_buffer = 100
     config.log_steps = 1
+    # The pre-trained classification ResNet's body loads into the pose model as is.
+    config.init_from.checkpoint = os.path.join(pretrained_tiny[0], "checkpoints", "8")
     trainer.train(config, str(tmp_path))
+    report = (tmp_path / "init_from_report.txt").read_text().splitlines()
+    assert "loaded: params/conv1/kernel" in report
+    assert "loaded: batch_stats/conv5_block2/bn2/var" in report
+    assert "kept fresh (not in checkpoint): params/keypoint_outputs/kernel" in report
+    assert not [line for line in report if line.startswith("unused")]
+    assert not [line for line in report if "not in checkpoint" in line
+                and "keypoint_outputs" not in line]
     rows = list(read_metrics(str(tmp_path)))
     last = {k: v for row in rows for k, v in row.items()}
     assert np.isfinite(last["train/loss"]) and last["train/heatmap_loss"] > 0

@@ -27,4 +27,6 @@ def get_config() -> ml_collections.ConfigDict:
     return pose_config(PoseTarget(
         data="coco_keypoints", train_split="train", test_split="validation",
         crop=(353, 257), radius=32.0, sigmas=COCO_SIGMAS, flip_pairs=COCO_FLIP_PAIRS,
-        depth=101, total_steps=450_000, lr_drop_step=250_000))
+        depth=101, total_steps=450_000, lr_drop_step=250_000,
+        # 20 crops of 353x257 per image: a small evaluation batch bounds host memory.
+        eval_batch_size=8))
