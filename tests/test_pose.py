@@ -211,6 +211,43 @@ def test_decoding_recovers_keypoints_from_perfect_outputs():
     assert (got[..., 2] > 0.98).all()
 
 
+def numpy_votes(heat, off, crop_hw, radius):
+    """Float64 loops: each pixel's probability splatted bilinearly where it points."""
+    h, w, k = heat.shape
+    votes = np.zeros((h, w, k))
+    for y in range(h):
+        for x in range(w):
+            for j in range(k):
+                ty = ((y + .5) * crop_hw[0] / h + radius * off[y, x, j, 0]) * h / crop_hw[0]
+                tx = ((x + .5) * crop_hw[1] / w + radius * off[y, x, j, 1]) * w / crop_hw[1]
+                ty, tx = ty - .5, tx - .5
+                p = 1 / (1 + np.exp(-heat[y, x, j]))
+                for yy in (int(np.floor(ty)), int(np.floor(ty)) + 1):
+                    for xx in (int(np.floor(tx)), int(np.floor(tx)) + 1):
+                        if 0 <= yy < h and 0 <= xx < w:
+                            votes[yy, xx, j] += p * (1 - abs(ty - yy)) * (1 - abs(tx - xx))
+    return votes / (np.pi * radius ** 2 * (h / crop_hw[0]) * (w / crop_hw[1]))
+
+
+def test_hough_votes_match_numpy_and_recover_keypoints():
+    rng = np.random.default_rng(4)
+    heat = rng.normal(size=(1, 10, 8, 2)).astype(np.float32)
+    off = rng.normal(0, .8, (1, 10, 8, 2, 2)).astype(np.float32)
+    got = pose_decode.hough_votes(jnp.asarray(heat), jnp.asarray(off), (20, 16), 3.0)
+    np.testing.assert_allclose(np.asarray(got)[0], numpy_votes(heat[0], off[0], (20, 16),
+                                                               3.0), rtol=1e-4, atol=1e-7)
+    crop_hw, radius = (40, 32), 4.0
+    kp = np.concatenate([rng.uniform(.05, .95, (3, 5, 2)), np.ones((3, 5, 1))], -1)
+    disks, offsets, _ = pose_decode.targets(jnp.asarray(kp, jnp.float32), crop_hw, crop_hw,
+                                            radius)
+    heat = jnp.where(disks > 0, 4.0, -8.0)
+    dec = np.asarray(jax.jit(pose_decode.decode_hough, static_argnums=(2, 3))(
+        heat, offsets, crop_hw, radius))
+    # Votes land on the keypoint: the winning pixel is the nearest one.
+    np.testing.assert_allclose(dec[..., :2], kp[..., :2], atol=0.5 / 32 + 1e-6)
+    assert (dec[..., 2] > 0.98).all()
+
+
 def test_oks_nms_removes_a_duplicate_and_keeps_a_distinct_person():
     rng = np.random.default_rng(3)
     a = rng.uniform(100, 200, (17, 2))
@@ -330,7 +367,8 @@ def test_eval_crops_every_person_and_reads_detections(tmp_path):
     assert "pose_crop_eval((24, 16), max_objects=3, detections='d.json')" in pp
 
 
-def test_perfect_crop_outputs_map_back_to_the_image_and_score_ap_one():
+@pytest.mark.parametrize("decoder,atol", [("argmax", 1e-3), ("hough", 1.0)])
+def test_perfect_crop_outputs_map_back_to_the_image_and_score_ap_one(decoder, atol):
     """pose_crop_eval -> predict (decode, crop -> image pixels) -> OKS-NMS -> AP."""
     import tensorflow as tf
 
@@ -350,11 +388,11 @@ def test_perfect_crop_outputs_map_back_to_the_image_and_score_ap_one():
     disks, offsets, _ = pose_decode.targets(jnp.asarray(in_crop), crop_hw, crop_hw, radius)
     d2 = -((offsets * radius) ** 2).sum(-1)
     heat = jnp.where(disks > 0, 5.0 + d2 / radius ** 2, -8.0)
-    task = PoseTask(model=None, radius=radius)
+    task = PoseTask(model=None, radius=radius, decoder=decoder)
     got = task.predict_fns()["predict"]({"heatmaps": heat, "offsets": offsets}, batch)
     labelled = batch["gt_keypoints"][0, :2, :, 2] > 0
     np.testing.assert_allclose(np.asarray(got["keypoints"])[0, :2, :, :2][labelled],
-                               batch["gt_keypoints"][0, :2, :, :2][labelled], atol=1e-3)
+                               batch["gt_keypoints"][0, :2, :, :2][labelled], atol=atol)
     got = {**{k: np.asarray(v) for k, v in got.items()},
            **{k: batch[k] for k in ("image_id", "pose_valid", "pose_windows",
                                     "gt_keypoints", "gt_boxes", "gt_areas", "gt_iscrowd",

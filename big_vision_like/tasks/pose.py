@@ -11,7 +11,8 @@ keypoint, offsets to it) are built on the device inside the loss:
 
 Evaluation batches hold every person of an image (`pose_crop_eval`): `image`
 [B, M, H, W, 3], `pose_windows` [B, M, 4] (the crops in image pixels). The
-`predict` function decodes keypoints (argmax plus offset), maps them back to
+`predict` function decodes keypoints (`pose.decoder`: 'hough', G-RMI's offset
+voting, or 'argmax', the best heatmap pixel plus its offset), maps them back to
 image pixels and scores each instance by its mean keypoint score; the
 `keypoint_ap` evaluator applies OKS-NMS and COCO's keypoint AP.
 """
@@ -34,13 +35,18 @@ class PoseTask(Task):
     batch_keys = ("image", "keypoints")
 
     def __init__(self, model: nn.Module, radius: float, heatmap_weight: float = 4.0,
-                 offset_weight: float = 1.0, huber_delta: float = 1.0, load: Any = None):
+                 offset_weight: float = 1.0, huber_delta: float = 1.0, load: Any = None,
+                 decoder: str = "argmax"):
         if radius <= 0:
             raise ValueError(f"pose.radius={radius}: give the disk radius in pixels of the "
                              "input crop (G-RMI: 32 at 353x257).")
         self.model, self.radius, self.load = model, float(radius), load
         self.heatmap_weight, self.offset_weight = heatmap_weight, offset_weight
         self.huber_delta = huber_delta
+        if decoder not in pose_decode.DECODERS:
+            raise ValueError(f"pose.decoder={decoder!r}: use one of "
+                             f"{sorted(pose_decode.DECODERS)}.")
+        self.decode = pose_decode.DECODERS[decoder]
 
     @classmethod
     def from_config(cls, config: Any, ctx: TaskContext) -> PoseTask:
@@ -53,7 +59,8 @@ class PoseTask(Task):
         model, entry = models.build(cfg, ctx.models, num_keypoints=pose["num_keypoints"],
                                     frozen=config.get("frozen") or None)
         return cls(model, pose["radius"], pose.get("heatmap_weight", 4.0),
-                   pose.get("offset_weight", 1.0), pose.get("huber_delta", 1.0), entry.load)
+                   pose.get("offset_weight", 1.0), pose.get("huber_delta", 1.0), entry.load,
+                   pose.get("decoder", "argmax"))
 
     def model_inputs(self, batch: Batch, train: bool) -> tuple[tuple, dict]:
         images = batch["image"]
@@ -79,8 +86,8 @@ class PoseTask(Task):
     def predict_fns(self) -> dict[str, PredictFn]:
         def predict(out: Outputs, batch: Batch) -> dict[str, jax.Array]:
             images = batch["image"]
-            kp = pose_decode.decode(out["heatmaps"], out["offsets"],
-                                    tuple(images.shape[-3:-1]), self.radius)
+            kp = self.decode(out["heatmaps"], out["offsets"], tuple(images.shape[-3:-1]),
+                             self.radius)
             if images.ndim == 5:
                 kp = kp.reshape(*images.shape[:2], *kp.shape[1:])
             if "pose_windows" in batch:  # crop -> image pixels

@@ -74,6 +74,53 @@ def decode(heatmaps: jax.Array, offsets: jax.Array, crop_hw: tuple[int, int],
     return jnp.concatenate([loc, score[..., None]], axis=-1)
 
 
+def hough_votes(heatmaps: jax.Array, offsets: jax.Array, crop_hw: tuple[int, int],
+                radius: float) -> jax.Array:
+    """G-RMI's voting: every pixel casts its heatmap probability at the point its offset
+    names, split bilinearly over the four map pixels around it; [..., H, W, K] sums,
+    divided by pi R^2 (in map pixels)."""
+    *lead, h, w, k = heatmaps.shape
+    n = int(np.prod(lead)) if lead else 1
+    prob = jax.nn.sigmoid(heatmaps).reshape(n, h * w, k)
+    sy, sx = h / crop_hw[0], w / crop_hw[1]
+    scale = jnp.asarray((sy, sx), jnp.float32)
+    centres = pixel_centres((h, w), crop_hw).reshape(1, h * w, 1, 2)
+    target = (centres + radius * offsets.reshape(n, h * w, k, 2)) * scale - 0.5
+    base = jnp.floor(target)
+    frac = target - base
+    base = base.astype(jnp.int32)
+    votes = jnp.zeros((n, k, h, w), jnp.float32)
+    bi = jnp.arange(n)[:, None, None]
+    ki = jnp.arange(k)[None, None, :]
+    for dy in (0, 1):
+        for dx in (0, 1):
+            y, x = base[..., 0] + dy, base[..., 1] + dx
+            wgt = (frac[..., 0] if dy else 1 - frac[..., 0]) * \
+                (frac[..., 1] if dx else 1 - frac[..., 1])
+            inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+            votes = votes.at[bi, ki, jnp.clip(y, 0, h - 1), jnp.clip(x, 0, w - 1)].add(
+                jnp.where(inside, wgt * prob, 0.0))
+    area = np.pi * radius ** 2 * sy * sx
+    return jnp.moveaxis(votes, 1, -1).reshape(*lead, h, w, k) / area
+
+
+def decode_hough(heatmaps: jax.Array, offsets: jax.Array, crop_hw: tuple[int, int],
+                 radius: float) -> jax.Array:
+    """[..., K, 3] (y, x normalised to the crop, score): the pixel with the most votes;
+    score = the heatmap's probability there."""
+    *lead, h, w, k = heatmaps.shape
+    votes = hough_votes(heatmaps, offsets, crop_hw, radius).reshape(*lead, h * w, k)
+    best = jnp.argmax(votes, axis=-2)
+    flat = heatmaps.reshape(*lead, h * w, k)
+    score = jax.nn.sigmoid(jnp.take_along_axis(flat, best[..., None, :], -2)[..., 0, :])
+    loc = pixel_centres((h, w), crop_hw).reshape(h * w, 2)[best]
+    loc = loc / jnp.asarray(crop_hw, jnp.float32)
+    return jnp.concatenate([loc, score[..., None]], axis=-1)
+
+
+DECODERS = {"argmax": decode, "hough": decode_hough}
+
+
 def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray,
             sigmas: Sequence[float], threshold: float) -> np.ndarray:
     """Indices of the instances kept, best first: an instance whose OKS to a better

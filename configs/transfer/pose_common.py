@@ -61,7 +61,7 @@ def pose_config(t: PoseTarget) -> ml_collections.ConfigDict:
 
     num_keypoints = len(t.sigmas)
     c.pose = dict(num_keypoints=num_keypoints, radius=t.radius, heatmap_weight=4.0,
-                  offset_weight=1.0, huber_delta=1.0, sigmas=tuple(t.sigmas),
+                  offset_weight=1.0, huber_delta=1.0, decoder="hough", sigmas=tuple(t.sigmas),
                   flip_pairs=tuple(t.flip_pairs))
     c.model = dict(name="pose_resnet", depth=t.depth, width=t.width, output_stride=8,
                    upsample=True, dtype="float32")

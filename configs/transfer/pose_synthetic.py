@@ -23,7 +23,7 @@ def target(size: str = "demo") -> PoseTarget:
     common = dict(train_split="train", crop=(32, 32), radius=3.0, sigmas=SIGMAS,
                   flip_pairs=(), depth=18, width=0.25, max_objects=4, base_lr=0.05)
     if size == "tiny":
-        return PoseTarget(data="synthetic_jft/tiny", test_split="test[:64]", total_steps=4,
+        return PoseTarget(data="synthetic_jft/tiny", test_split="test[:32]", total_steps=4,
                           lr_drop_step=3, batch_size=16, eval_batch_size=16, **common)
     return PoseTarget(data="synthetic_jft/demo", test_split="test", total_steps=3000,
                       lr_drop_step=2000, batch_size=64, eval_batch_size=64, **common)
