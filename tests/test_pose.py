@@ -353,7 +353,8 @@ def test_eval_crops_every_person_and_reads_detections(tmp_path):
     path = tmp_path / "dets.json"
     path.write_text(json.dumps(dets))
     op = pp_pose.pose_crop_eval(None, (24, 16), max_objects=3, detections=str(path))
-    out = op(dot_example(tf))
+    # Inside tf.data, as the pipeline runs it (the lookup table is captured).
+    out = next(iter(tf.data.Dataset.from_tensors(dot_example(tf)).map(op)))
     np.testing.assert_array_equal(out["pose_valid"].numpy(), [True, True, False])
     np.testing.assert_allclose(out["pose_box_scores"].numpy(), [.9, .4, 0])
     win = out["pose_windows"].numpy()[1]  # the y 10..30, x 30..42 box, extended
