@@ -14,6 +14,7 @@ from big_vision_like.registry import Registry
 def default_registry() -> Registry:
     from evaluators.classification import ClassificationEvaluator
     from evaluators.fewshot import FewShotEvaluator
+    from evaluators.keypoint_ap import KeypointApEvaluator
     from evaluators.linear_probe import LinearProbeEvaluator
     from evaluators.loss import LossEvaluator
     from evaluators.map_at_k import MapAtKEvaluator
@@ -24,4 +25,5 @@ def default_registry() -> Registry:
     reg.register("classification", ClassificationEvaluator)
     reg.register("fewshot", FewShotEvaluator)
     reg.register("linear_probe", LinearProbeEvaluator)
+    reg.register("keypoint_ap", KeypointApEvaluator)
     return reg

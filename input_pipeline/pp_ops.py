@@ -165,6 +165,10 @@ def default_registry() -> Registry[OpFactory]:
     """A fresh registry of the standard ops."""
     reg: Registry[OpFactory] = Registry("preprocessing op")
     reg.register("decode", OpFactory(decode, decodes=True))
+    from input_pipeline import pp_pose
+
+    reg.register("pose_crop_train", OpFactory(pp_pose.pose_crop_train))
+    reg.register("pose_crop_eval", OpFactory(pp_pose.pose_crop_eval))
     for fn in (*pp_joint.JOINT_OPS, value_range, multi_hot, onehot, object_label,
                object_count, semantic_from_instances, keep, rename):
         reg.register(fn.__name__, OpFactory(fn))

@@ -35,7 +35,12 @@ def test_config_has_the_common_fields_and_builds_its_model(name):
     model = trainer.build_task(c, mesh_lib.make_mesh(1, 8), 600).model
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0),
                                                   jnp.zeros((1, *c.input.image_shape))))
-    assert variables["params"]["head"]["kernel"].shape[1] % 8 == 0
+    params = variables["params"]
+    if c.get("task") == "pose":  # a per-keypoint heatmap and offset head, not classes
+        assert params["keypoint_outputs"]["kernel"].shape[-1] == 3 * c.pose.num_keypoints
+        assert len(c.evals.test.sigmas) == c.pose.num_keypoints
+    else:
+        assert params["head"]["kernel"].shape[1] % 8 == 0
 
 
 def test_jft_recipe_translates_the_paper_schedule_into_examples():
@@ -149,6 +154,9 @@ def _geometry(spec: str) -> tuple[tuple | None, tuple]:
             out = size
         elif name == "inception_crop":
             return ("random scale",), size
+        elif name in ("pose_crop_train", "pose_crop_eval"):
+            # The person box and its context fix the scale.
+            resize, out = ("person box", kwargs.get("context", 1.25)), size
     return resize, out
 
 

@@ -25,10 +25,11 @@ class ModelEntry(NamedTuple):
 
 
 def default_registry() -> Registry[ModelEntry]:
-    from big_vision_like.models import resnet
+    from big_vision_like.models import pose_resnet, resnet
 
     reg: Registry[ModelEntry] = Registry("model")
     reg.register("resnet", ModelEntry(resnet.ResNet, resnet.load))
+    reg.register("pose_resnet", ModelEntry(pose_resnet.PoseResNet, resnet.load))
     return reg
 
 

@@ -11,7 +11,9 @@ from big_vision_like.registry import Registry
 
 def default_registry() -> Registry:
     from big_vision_like.tasks.classification import ClassificationTask
+    from big_vision_like.tasks.pose import PoseTask
 
     reg: Registry = Registry("task")
     reg.register("classification", ClassificationTask)
+    reg.register("pose", PoseTask)
     return reg
