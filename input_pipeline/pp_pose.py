@@ -71,7 +71,7 @@ def _objects(data: Example, key: str) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     objs = data[key]
     boxes = tf.reshape(tf.cast(objs["bbox"], tf.float32), [-1, 4])
     kps = tf.cast(objs["keypoints"], tf.float32)
-    crowd = (tf.cast(objs["is_crowd"], tf.bool) if "is_crowd" in objs
+    crowd = (tf.cast(objs["iscrowd"], tf.bool) if "iscrowd" in objs
              else tf.zeros(tf.shape(boxes)[:1], tf.bool))
     return boxes, kps, crowd
 

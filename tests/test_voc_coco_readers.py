@@ -351,3 +351,41 @@ def test_coco_grey_jpeg_decodes_to_rgb_and_bad_files_are_named(tmp_path):
                        match=r"person_keypoints_val2017\.json is not a COCO person_keypoints"):
         dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds3"),
                             manual_dir=str(manual))
+
+
+def test_coco_examples_feed_the_pose_configs_pp(tmp_path):
+    """The reader and the pose task meet here: the COCO config's own pp strings
+    crop the non-crowd persons, flag the crowd one, and keep keypoints in
+    original pixels for keypoint AP."""
+    import tensorflow as tf
+
+    from configs.transfer import pose_coco_resnet101
+    from input_pipeline import preprocess
+    from input_pipeline.keys import SEED_KEY
+    from input_pipeline.pp_ops import PPContext, default_registry
+
+    jsons = write_coco(str(tmp_path / "manual"))
+    builder = dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds"),
+                                  manual_dir=str(tmp_path / "manual"))
+    assert dataset.num_classes_of(builder) == 1  # person
+    config = pose_coco_resnet101.get_config()
+    ctx = PPContext(num_classes=1)
+    train_pp = preprocess.build_preprocess(config.input.pp, default_registry(), ctx)
+    eval_pp = preprocess.build_preprocess(config.evals.test.pp, default_registry(), ctx)
+    ds = builder.as_dataset(split="train", decoders=dataset.images_undecoded(builder))
+    (ex,) = [e for e in ds if int(e["image_id"]) == 7]
+    ex = dict(ex, **{SEED_KEY: tf.constant([0, 3], tf.int64)})
+    out = eval_pp.rest(eval_pp.decode_stage(dict(ex)))
+    assert out["pose_valid"].numpy().sum() == 1  # the crowd region is not a person
+    assert out["gt_iscrowd"].numpy()[:2].tolist() == [False, True]
+    ann = jsons["train2017"]["annotations"][0]
+    kp = np.array(ann["keypoints"], np.float64).reshape(17, 3)
+    labelled = kp[:, 2] > 0
+    got = out["gt_keypoints"].numpy()[0]
+    np.testing.assert_allclose(got[labelled][:, [1, 0]], kp[labelled, :2], atol=1e-3)
+    train = train_pp.rest(train_pp.decode_stage(dict(ex)))
+    assert tuple(train["image"].shape) == tuple(config.input.image_shape)
+    assert train["keypoints"].shape == (17, 3)
+    # Only the non-crowd person can be picked (the crowd has no keypoints); those
+    # of its keypoints that the crop cuts off lose their label.
+    assert 0 < (train["keypoints"].numpy()[:, 2] > 0).sum() <= labelled.sum()

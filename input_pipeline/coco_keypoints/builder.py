@@ -123,6 +123,7 @@ class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
                 }),
             }),
             metadata=tfds.core.MetadataDict(
+                class_names=["person"],  # the one category of person_keypoints
                 keypoint_names=list(KEYPOINT_NAMES),
                 skeleton=[list(p) for p in SKELETON],
                 flip_pairs=[list(p) for p in flip_pairs()]),
