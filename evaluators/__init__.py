@@ -17,6 +17,7 @@ def default_registry() -> Registry:
     from evaluators.linear_probe import LinearProbeEvaluator
     from evaluators.loss import LossEvaluator
     from evaluators.map_at_k import MapAtKEvaluator
+    from evaluators.miou import MeanIoUEvaluator
 
     reg: Registry = Registry("evaluator")
     reg.register("loss", LossEvaluator)
@@ -24,4 +25,5 @@ def default_registry() -> Registry:
     reg.register("classification", ClassificationEvaluator)
     reg.register("fewshot", FewShotEvaluator)
     reg.register("linear_probe", LinearProbeEvaluator)
+    reg.register("miou", MeanIoUEvaluator)
     return reg

@@ -35,6 +35,10 @@ def test_config_has_the_common_fields_and_builds_its_model(name):
     model = trainer.build_task(c, mesh_lib.make_mesh(1, 8), 600).model
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0),
                                                   jnp.zeros((1, *c.input.image_shape))))
+    if c.get("task") == "segmentation":  # per-pixel scores from every ASPP branch
+        branches = variables["params"]["aspp"].values()
+        assert {b["kernel"].shape[-1] for b in branches} == {c.model.num_classes}
+        return
     assert variables["params"]["head"]["kernel"].shape[1] % 8 == 0
 
 

@@ -25,10 +25,12 @@ class ModelEntry(NamedTuple):
 
 
 def default_registry() -> Registry[ModelEntry]:
-    from big_vision_like.models import resnet
+    from big_vision_like.models import deeplab, resnet
 
     reg: Registry[ModelEntry] = Registry("model")
     reg.register("resnet", ModelEntry(resnet.ResNet, resnet.load))
+    # The body is the ResNet's, at the same paths: the same checkpoint surgery.
+    reg.register("deeplab", ModelEntry(deeplab.DeepLab, resnet.load))
     return reg
 
 

@@ -11,7 +11,9 @@ from big_vision_like.registry import Registry
 
 def default_registry() -> Registry:
     from big_vision_like.tasks.classification import ClassificationTask
+    from big_vision_like.tasks.segmentation import SegmentationTask
 
     reg: Registry = Registry("task")
     reg.register("classification", ClassificationTask)
+    reg.register("segmentation", SegmentationTask)
     return reg
