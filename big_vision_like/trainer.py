@@ -78,7 +78,7 @@ class _Data:
         self.config, self.mesh = config, mesh
         inp = config.input
         self.builder = dataset.get_builder(inp.data.name, inp.data.get("data_dir"))
-        self.num_classes = dataset.num_classes_of(self.builder)
+        self.num_classes = dataset.num_classes_of(self.builder)  # None: dense labels only
         self.pp_ctx = PPContext(num_classes=self.num_classes,
                                 hierarchy=load_hierarchy(inp.get("hierarchy", "dataset"),
                                                          self.builder))
@@ -128,6 +128,9 @@ class _Data:
         name = data_cfg.get("name") or self.config.input.data.name
         return name, self.builder if name == self.config.input.data.name else \
             dataset.get_builder(name, data_cfg.get("data_dir"))
+
+    def metadata(self, data_cfg) -> dict[str, Any]:
+        return dict(self._eval_builder(data_cfg)[1].info.metadata or {})
 
     def check_eval_input(self, data_cfg, pp_spec: str) -> None:
         """The dataset, split and pp string an evaluator will read, checked before the
@@ -326,6 +329,7 @@ def _build_evaluators(config, task, mesh, shardings, data, durations):
     ctx = EvalContext(mesh=mesh, predict_fns=predict_fns, batch_loss=jitted(batch_loss),
                       eval_batches=data.eval_batches,
                       train_label_frequencies=data.train_label_frequencies,
+                      dataset_metadata=data.metadata,
                       batch_size=config.get("eval_batch_size") or config.batch_size)
     registry = evaluators.default_registry()
     out = {}

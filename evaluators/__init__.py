@@ -18,6 +18,7 @@ def default_registry() -> Registry:
     from evaluators.linear_probe import LinearProbeEvaluator
     from evaluators.loss import LossEvaluator
     from evaluators.map_at_k import MapAtKEvaluator
+    from evaluators.miou import MeanIoUEvaluator
 
     reg: Registry = Registry("evaluator")
     reg.register("loss", LossEvaluator)
@@ -26,4 +27,5 @@ def default_registry() -> Registry:
     reg.register("fewshot", FewShotEvaluator)
     reg.register("linear_probe", LinearProbeEvaluator)
     reg.register("keypoint_ap", KeypointApEvaluator)
+    reg.register("miou", MeanIoUEvaluator)
     return reg

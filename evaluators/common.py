@@ -28,6 +28,8 @@ class EvalContext:
     batch_size: int
     # Per-class frequency of (hierarchy-filled) labels in the training split.
     train_label_frequencies: Callable[[], np.ndarray] | None = None
+    # The metadata of the dataset a `data` config reads (class names, ...).
+    dataset_metadata: Callable[[Any], Mapping[str, Any]] | None = None
 
     def predict_fn(self, name: str) -> Callable[[Any, dict], dict[str, jax.Array]]:
         if name not in self.predict_fns:

@@ -146,15 +146,16 @@ def _config_hint(name: str) -> str | None:
             f"{', '.join(f'{family}/{c}' for c in configs)}.")
 
 
-def num_classes_of(builder: tfds.core.DatasetBuilder, key: str | None = None) -> int:
+def num_classes_of(builder: tfds.core.DatasetBuilder, key: str | None = None) -> int | None:
     """Classes of `key`; by default 'labels' (multi-label) or else 'label'
-    (single), or else, for a dataset without label features (segmentation),
-    the metadata's `class_names`."""
+    (single), or else, for a dataset without label features (segmentation,
+    keypoints), the metadata's `class_names`; None where nothing says."""
     features = builder.info.features
     if key is None:
         key = "labels" if "labels" in features else "label"
-        if key not in features and "class_names" in (builder.info.metadata or {}):
-            return len(builder.info.metadata["class_names"])
+        if key not in features:
+            names = (builder.info.metadata or {}).get("class_names")
+            return len(names) if names is not None else None
     feature = features[key]
     feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel)
     return int(feature.num_classes)

@@ -39,6 +39,9 @@ def test_config_has_the_common_fields_and_builds_its_model(name):
     if c.get("task") == "pose":  # a per-keypoint heatmap and offset head, not classes
         assert params["keypoint_outputs"]["kernel"].shape[-1] == 3 * c.pose.num_keypoints
         assert len(c.evals.test.sigmas) == c.pose.num_keypoints
+    elif c.get("task") == "segmentation":  # per-pixel scores from every ASPP branch
+        assert {b["kernel"].shape[-1] for b in params["aspp"].values()} == {
+            c.model.num_classes}
     else:
         assert params["head"]["kernel"].shape[1] % 8 == 0
 

@@ -1,0 +1,91 @@
+"""What the semantic segmentation configs share (paper Sec. 5.3): DeepLab-ASPP-L on
+the pre-trained ResNet body, per-pixel softmax, SGD with momentum, 'poly' decay.
+
+Examples carry `image` and a label map `segmentation` ([H, W, 1] class ids,
+255 = ignore). `input.label_pp` is the seam where a dataset's label map
+becomes class ids: ops run right after the image is decoded, and both the
+training and the evaluation pp strings follow it (set it from the shell,
+`--config.input.label_pp=...`). Images and label maps are resized to the
+input size (label maps by nearest neighbour, so ids stay ids).
+
+The body's variables have the classification ResNet's paths, so
+`init_from.checkpoint` loads a pre-training checkpoint; the classification
+head and the fresh ASPP branches are skipped ('^(head|aspp)/').
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+from configs.common import set_mesh_and_sharding, set_recovery_fields, set_transfer_fields
+
+DECODE_LABEL_MAP = "decode(channels=1, key='segmentation')"
+
+
+@dataclasses.dataclass(frozen=True)
+class SegTarget:
+    """One segmentation target: its data, classes and schedule."""
+
+    data: str  # TFDS name
+    train_split: str
+    test_split: str
+    image_size: int
+    num_classes: int  # background included
+    label_pp: str  # ops that leave class ids in 'segmentation' (decoding it first)
+    model: dict  # the body: name='deeplab' fields other than num_classes
+    total_steps: int
+    batch_size: int
+    base_lr: float = 1e-3
+    weight_decay: float = 5e-4
+    class_names: tuple[str, ...] | None = None  # None: the dataset's metadata, else ids
+    eval_every_steps: int = 10 ** 9  # evaluators also run once at the end
+    eval_batch_size: int = 8
+
+
+def deeplab_config(t: SegTarget) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.batch_size = t.batch_size
+    c.total_steps = t.total_steps
+    c.total_epochs = placeholder(float)
+    c.total_examples = placeholder(int)
+    c.log_steps = 50
+    c.log_every_seconds = 30.0
+    c.ckpt_steps = 2000
+    c.keep_ckpts = 2
+    set_mesh_and_sharding(c)
+
+    s = t.image_size
+    c.input = ml_collections.ConfigDict()
+    c.input.data = dict(name=t.data, split=t.train_split, data_dir=placeholder(str))
+    c.input.image_shape = (s, s, 3)
+    c.input.label_pp = t.label_pp
+    # References, not copies: a new label_pp from the shell reaches both strings.
+    pp = ("decode|" + c.input.get_ref("label_pp")
+          + f"|resize({s})|resize({s}, method='nearest', key='segmentation')"
+          "|value_range(-1, 1)|keep('image', 'segmentation')")
+    c.input.pp = pp  # no augmentation, as the paper
+    c.input.hierarchy = "none"
+    c.input.shuffle_buffer = 2_000
+    c.input.skip_corrupt = True
+    c.input.prefetch = 2
+
+    c.task = "segmentation"
+    c.model = dict(name="deeplab", num_classes=t.num_classes, **t.model)
+    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=t.weight_decay,
+                       grad_clip_norm=placeholder(float))
+    c.schedule = dict(name="poly", base_lr=t.base_lr, power=0.9, end_lr=0.0)
+    set_transfer_fields(c)
+    c.task = "segmentation"
+    set_recovery_fields(c)
+    c.init_from.skip = "^(head|aspp)/"
+
+    c.evals = ml_collections.ConfigDict()
+    c.evals.test = dict(type="miou", data=dict(split=t.test_split), pp=pp,
+                        every_steps=t.eval_every_steps,
+                        class_names=t.class_names or placeholder(tuple))
+    c.eval_batch_size = t.eval_batch_size
+    return c

@@ -1,0 +1,155 @@
+"""Mean intersection-over-union of semantic segmentation (paper Sec. 5.3, Table 12).
+
+One exact, padded pass over a split: the predict function's full-resolution
+logits are turned into class ids and counted into a confusion matrix on the
+devices (a jitted update; logits never leave them). Pixels labelled
+IGNORE_LABEL (255) and the padding examples (`_mask` False) are not counted.
+
+Yields `miou` (mean over the classes that occur in the labels or the
+predictions), `pixel_accuracy`, and one `iou/<class name>` per class (names
+from the config's `class_names`, else the dataset's metadata
+`segmentation_class_names`, else its `class_names` when there is one per
+class, else the class id); a class that occurs nowhere gives NaN.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from big_vision_like.tasks.segmentation import IGNORE_LABEL, LABEL_KEY
+from evaluators.common import EvalContext, to_host
+from input_pipeline.keys import MASK_KEY
+
+# Device counts are int32 (JAX's default); they move to int64 on the host
+# before they could overflow.
+_INT32_MAX = 2 ** 31 - 1
+
+
+def confusion_update(counts: jax.Array, logits: jax.Array, labels: jax.Array,
+                     mask: jax.Array | None) -> jax.Array:
+    """counts [C + 1, C] plus this batch's (true class, predicted class) pixel counts.
+
+    Row C counts labelled pixels whose label is not a class id (>= C, < 0): a
+    mismatch between the data and model.num_classes, reported as an error.
+    """
+    num_classes = logits.shape[-1]
+    if labels.ndim == logits.ndim:
+        labels = labels[..., 0]
+    labels = labels.astype(jnp.int32)
+    valid = labels != IGNORE_LABEL
+    if mask is not None:
+        valid &= mask.astype(bool)[:, None, None]
+    labels = jnp.where((labels >= 0) & (labels < num_classes), labels, num_classes)
+    pred = logits.argmax(-1).astype(jnp.int32)
+    index = (labels * num_classes + pred).ravel()
+    flat = jnp.zeros(((num_classes + 1) * num_classes,), jnp.int32)
+    flat = flat.at[index].add(valid.ravel().astype(jnp.int32))
+    return counts + flat.reshape(num_classes + 1, num_classes)
+
+
+def scores(confusion: np.ndarray) -> dict[str, Any]:
+    """{'iou': per-class IoU (NaN where a class occurs nowhere), 'miou', 'pixel_accuracy'}
+    of a [C, C] (true, predicted) confusion matrix."""
+    confusion = confusion.astype(np.float64)
+    tp = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+    total = confusion.sum()
+    return {"iou": iou,
+            "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+            "pixel_accuracy": float(tp.sum() / total) if total else float("nan")}
+
+
+def metric_names(num_classes: int, class_names: Sequence[str] | None) -> list[str]:
+    if class_names is None or len(class_names) != num_classes:
+        return [str(i) for i in range(num_classes)]
+    names = [re.sub(r"[^A-Za-z0-9_.-]+", "_", str(n)) for n in class_names]
+    # Two names that read the same once cleaned keep their ids apart.
+    return names if len(set(names)) == len(names) else [f"{i}_{n}" for i, n in
+                                                        enumerate(names)]
+
+
+class MeanIoUEvaluator:
+    """config: data, pp (keeping 'image' and 'segmentation'), batch_size, pred (a
+    predict function giving full-resolution 'logits'; default 'predict'),
+    class_names (optional)."""
+
+    def __init__(self, config, context: EvalContext):
+        self.config, self.ctx = config, context
+        self._update = jax.jit(confusion_update, donate_argnums=0)
+
+    def _zeros(self, shape: tuple[int, ...]) -> jax.Array:
+        # Replicated over the whole mesh: a global array on every process.
+        return jax.device_put(np.zeros(shape, np.int32), NamedSharding(self.ctx.mesh, P()))
+
+    def _class_names(self, num_classes: int) -> Sequence[str] | None:
+        if self.config.get("class_names"):
+            names = list(self.config.class_names)
+            if len(names) != num_classes:
+                raise ValueError(f"miou: class_names has {len(names)} names but the model "
+                                 f"predicts {num_classes} classes; give one per class.")
+            return names
+        meta = self.ctx.dataset_metadata(self.config.data) if self.ctx.dataset_metadata \
+            else {}
+        for key in ("segmentation_class_names", "class_names"):
+            names = (meta or {}).get(key)
+            if names is not None and len(names) == num_classes:
+                return list(names)
+        return None
+
+    def confusion(self, variables) -> np.ndarray:
+        """The [C, C] (true, predicted) pixel counts of one pass, int64."""
+        predict = self.ctx.predict_fn(self.config.get("pred", "predict"))
+        total: np.ndarray | None = None
+        counts, pending = None, 0
+        for batch in self.ctx.eval_batches(self.config.data, self.config.pp,
+                                           self.config.get("batch_size") or self.ctx.batch_size):
+            if LABEL_KEY not in batch:
+                raise KeyError(f"miou: evaluation batches have no {LABEL_KEY!r}; keep it in "
+                               f"the evaluator's pp string (keep('image', '{LABEL_KEY}')).")
+            out = predict(variables, batch)
+            if "logits" not in out:
+                raise KeyError(f"miou: predict function gives {sorted(out)}, not 'logits'; "
+                               "choose one that does with pred=... .")
+            logits, labels = out["logits"], batch[LABEL_KEY]
+            if logits.shape[:3] != labels.shape[:3]:
+                raise ValueError(f"miou: logits {logits.shape[:3]} and labels "
+                                 f"{labels.shape[:3]} differ; the predict function must "
+                                 "give logits at the label maps' resolution.")
+            if counts is None:
+                c = logits.shape[-1]
+                total = np.zeros((c + 1, c), np.int64)
+                counts = self._zeros((c + 1, c))
+            pixels = int(np.prod(labels.shape[:3]))
+            if pending + pixels > _INT32_MAX:
+                total += to_host(counts)
+                counts, pending = self._zeros(counts.shape), 0
+            counts = self._update(counts, logits, labels, batch.get(MASK_KEY))
+            pending += pixels
+        if counts is None:
+            raise ValueError("miou: the evaluation split gave no batches.")
+        total += to_host(counts)
+        unknown = int(total[-1].sum())
+        if unknown:
+            raise ValueError(f"miou: {unknown} labelled pixels have a label outside 0..."
+                             f"{total.shape[1] - 1} (and not {IGNORE_LABEL}, the ignore "
+                             "label); make model.num_classes match the dataset's classes.")
+        return total[:-1]
+
+    def run(self, variables) -> Iterator[tuple[str, float]]:
+        confusion = self.confusion(variables)
+        s = scores(confusion)
+        yield "miou", s["miou"]
+        yield "pixel_accuracy", s["pixel_accuracy"]
+        names = metric_names(len(s["iou"]), self._class_names(len(s["iou"])))
+        for name, value in zip(names, s["iou"]):
+            yield f"iou/{name}", float(value)
