@@ -389,3 +389,32 @@ def test_coco_examples_feed_the_pose_configs_pp(tmp_path):
     # Only the non-crowd person can be picked (the crowd has no keypoints); those
     # of its keypoints that the crop cuts off lose their label.
     assert 0 < (train["keypoints"].numpy()[:, 2] > 0).sum() <= labelled.sum()
+
+
+def test_voc_examples_feed_the_deeplab_configs_pp(tmp_path):
+    """The reader and the segmentation task meet here: the VOC config's splits
+    exist and its pp string pads image and class map to 513 px, the map with 255."""
+    import tensorflow as tf
+
+    from configs.transfer import deeplab_voc12_resnet101
+    from input_pipeline import preprocess
+    from input_pipeline.pp_ops import PPContext, default_registry
+
+    write_voc(str(tmp_path / "manual"))
+    builder = dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
+                                  manual_dir=str(tmp_path / "manual"))
+    config = deeplab_voc12_resnet101.get_config()
+    assert {config.input.data.split, config.evals.test.data.split} <= set(builder.info.splits)
+    assert config.model.num_classes == dataset.num_classes_of(builder)
+    pp = preprocess.build_preprocess(config.evals.test.pp, default_registry(),
+                                     PPContext(num_classes=21))
+    ds = builder.as_dataset(split="train", decoders=dataset.images_undecoded(builder))
+    for ex in ds:
+        out = pp.rest(pp.decode_stage(dict(ex)))
+        image_id = ex["image_id"].numpy().decode()
+        h, w = SIZES[image_id]
+        seg = out["segmentation"].numpy()[..., 0]
+        assert out["image"].shape == (513, 513, 3) and seg.shape == (513, 513)
+        np.testing.assert_array_equal(seg[:h, :w], class_map(image_id))
+        assert (seg[h:] == 255).all() and (seg[:, w:] == 255).all()
+        assert tf.reduce_all(out["image"][h:] == out["image"][-1, -1]).numpy()

@@ -5,8 +5,9 @@ Examples carry `image` and a label map `segmentation` ([H, W, 1] class ids,
 255 = ignore). `input.label_pp` is the seam where a dataset's label map
 becomes class ids: ops run right after the image is decoded, and both the
 training and the evaluation pp strings follow it (set it from the shell,
-`--config.input.label_pp=...`). Images and label maps are resized to the
-input size (label maps by nearest neighbour, so ids stay ids).
+`--config.input.label_pp=...`). `input.fit_pp` then brings image and label
+map together to the input size: resized (label maps by nearest neighbour, so
+ids stay ids) or, for VOC as DeepLab does, padded (label maps with 255).
 
 The body's variables have the classification ResNet's paths, so
 `init_from.checkpoint` loads a pre-training checkpoint; the classification
@@ -43,6 +44,8 @@ class SegTarget:
     class_names: tuple[str, ...] | None = None  # None: the dataset's metadata, else ids
     eval_every_steps: int = 10 ** 9  # evaluators also run once at the end
     eval_batch_size: int = 8
+    fit_pp: str | None = None  # None: resize image and label map to image_size
+    hierarchy: str = "none"  # 'dataset' where label_pp needs the class names
 
 
 def deeplab_config(t: SegTarget) -> ml_collections.ConfigDict:
@@ -63,12 +66,12 @@ def deeplab_config(t: SegTarget) -> ml_collections.ConfigDict:
     c.input.data = dict(name=t.data, split=t.train_split, data_dir=placeholder(str))
     c.input.image_shape = (s, s, 3)
     c.input.label_pp = t.label_pp
-    # References, not copies: a new label_pp from the shell reaches both strings.
-    pp = ("decode|" + c.input.get_ref("label_pp")
-          + f"|resize({s})|resize({s}, method='nearest', key='segmentation')"
-          "|value_range(-1, 1)|keep('image', 'segmentation')")
+    c.input.fit_pp = t.fit_pp or f"resize({s}, keys=('image', 'segmentation'))"
+    # References, not copies: a new label_pp or fit_pp from the shell reaches both.
+    pp = ("decode|" + c.input.get_ref("label_pp") + "|" + c.input.get_ref("fit_pp")
+          + "|value_range(-1, 1)|keep('image', 'segmentation')")
     c.input.pp = pp  # no augmentation, as the paper
-    c.input.hierarchy = "none"
+    c.input.hierarchy = t.hierarchy
     c.input.shuffle_buffer = 2_000
     c.input.skip_corrupt = True
     c.input.prefetch = 2

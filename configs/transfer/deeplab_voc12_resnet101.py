@@ -4,7 +4,7 @@ JFT-300M ResNet-101 (paper Table 12: mean IoU and IoU per class).
 Paper: DeepLab-ASPP-L (four 3x3 atrous branches, rates 6/12/18/24, summed)
 on ResNet-101 at output stride 8; 513x513 inputs, batch 6, SGD with momentum
 0.9, learning rate 1e-3 with 'poly' decay (power 0.9), weight decay 5e-4,
-30k iterations, no data augmentation; mean IoU on `validation`.
+30k iterations, no data augmentation; mean IoU on `val`.
 
     python -m big_vision_like.train --config configs/transfer/deeplab_voc12_resnet101.py \
         --workdir workdirs/voc_deeplab --config.input.data.data_dir=<tfds dir> \
@@ -12,8 +12,9 @@ on ResNet-101 at output stride 8; 513x513 inputs, batch 6, SGD with momentum
 
 Weight decay applies to every convolution kernel, body and ASPP alike (not
 to batch-norm parameters or biases, as everywhere in this project).
-Images and label maps are resized to 513x513 (label maps by nearest
-neighbour); DeepLab pads them to 513 instead. Another dataset name or split
+Images (at most 500 px a side) and label maps are padded to 513x513 as
+DeepLab does, label maps with the ignore label 255, images with mid-grey
+(0 after value_range), so no pixel is resampled. Another dataset name or split
 (e.g. the 10,582-image 'train_aug' set): --config.input.data.name=...,
 --config.input.data.split=..., --config.evals.test.data.split=...; another
 label encoding: --config.input.label_pp=....
@@ -23,6 +24,7 @@ import ml_collections
 
 from configs.transfer.deeplab_common import DECODE_LABEL_MAP, SegTarget, deeplab_config
 
+KEYS = ("image", "segmentation")
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
                "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -30,9 +32,10 @@ VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "
 
 def get_config() -> ml_collections.ConfigDict:
     return deeplab_config(SegTarget(
-        data="voc2012_segmentation", train_split="train", test_split="validation",
+        data="voc2012_segmentation", train_split="train", test_split="val",
         image_size=513, num_classes=len(VOC_CLASSES), label_pp=DECODE_LABEL_MAP,
         model=dict(depth=101, width=1.0, output_stride=8, rates=(6, 12, 18, 24),
                    dtype="bfloat16"),
         total_steps=30_000, batch_size=6, base_lr=1e-3, weight_decay=5e-4,
-        class_names=VOC_CLASSES, eval_every_steps=10_000, eval_batch_size=8))
+        class_names=VOC_CLASSES, eval_every_steps=10_000, eval_batch_size=8,
+        fit_pp=(f"pad_to(513, keys={KEYS}, fill=128)|central_crop(513, keys={KEYS})")))
