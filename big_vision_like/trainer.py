@@ -210,10 +210,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
                      data_state)
     elif config.get("init_from") and config.init_from.get("checkpoint"):
         state = _init_from(state, task, config.init_from, workdir if is_main else None)
-    elif total_steps == 0 and not (config.get("init_from") or {}).get("checkpoint"):
-        raise ValueError("total_steps=0 trains nothing and there is no checkpoint to "
-                         "evaluate (none in the workdir, no init_from.checkpoint): give "
-                         "a positive total_steps/_epochs/_examples.")
+    if total_steps == 0:  # e.g. the random-features baseline of the transfer study
+        logging.warning("total_steps=0: nothing is trained; the evaluators run once on the "
+                        "model as restored or initialised.")
     if is_main:  # only now: a resume that does not fit leaves the run's config as it was
         write_config(config, workdir)
 

@@ -261,13 +261,9 @@ def test_a_batch_size_below_one_is_a_config_error(tiny_builder, tmp_path, field,
     assert not (tmp_path / "checkpoints").exists()
 
 
-@pytest.mark.parametrize("value, message", [
-    (-1, r"total_steps=-1"),
-    (0, r"total_steps=0 trains nothing and there is no checkpoint to evaluate")])
-def test_a_run_with_nothing_to_train_or_evaluate_is_a_config_error(tiny_builder, tmp_path,
-                                                                   value, message):
-    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0], total_steps=value)
-    with pytest.raises(ValueError, match=message):
+def test_a_negative_total_steps_is_a_config_error(tiny_builder, tmp_path):
+    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0], total_steps=-1)
+    with pytest.raises(ValueError, match=r"total_steps=-1"):
         trainer.train(config, str(tmp_path))
     assert not (tmp_path / "metrics.jsonl").exists()
 

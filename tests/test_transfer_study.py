@@ -35,3 +35,27 @@ def test_transfer_study_fills_every_row(tiny_builder, pretrained_tiny, tmp_path)
     assert "kept fresh (skip pattern): params/head/kernel" in report
     assert "loaded: params/conv5_block2/conv2/kernel" in report
     assert not (tmp_path / "object_count" / "scratch" / "init_from_report.txt").exists()
+
+
+@pytest.mark.slow
+def test_dense_study_compares_scratch_and_pretrained_on_both_targets(tiny_builder,
+                                                                     pretrained_tiny, tmp_path):
+    from big_vision_like.tools import dense_study
+
+    checkpoint = os.path.join(pretrained_tiny[0], "checkpoints", "8")
+    results = dense_study.run_study(str(tmp_path), data_dir_of(tiny_builder), checkpoint,
+                                    size="tiny", total_steps=2)
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    text = (tmp_path / "results.md").read_text()
+    for target, (_, metrics) in dense_study.TARGETS.items():
+        res = results["targets"][target]
+        assert res["steps"] == 2 and set(res["test"]) == set(dense_study.SETTINGS)
+        for got in res["test"].values():
+            assert set(got) == set(metrics) and all(-1 <= v <= 1 for v in got.values())
+        assert f"| {target} (2 steps) | " + " | ".join(metrics) + " |" in text
+        # Fine-tuning started from the pre-trained body; scratch did not.
+        report = (tmp_path / target / "finetune" / "init_from_report.txt").read_text()
+        assert "loaded: params/conv5_block2/conv2/kernel" in report
+        assert not (tmp_path / target / "scratch" / "init_from_report.txt").exists()
+    with pytest.raises(ValueError, match="unknown targets"):
+        dense_study.run_study(str(tmp_path), None, checkpoint, targets=("depth",))

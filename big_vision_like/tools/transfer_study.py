@@ -18,8 +18,6 @@ results.md and results.json into the workdir and prints the tables.
 
 from __future__ import annotations
 
-import json
-import logging as pylogging
 import os
 import time
 from collections.abc import Sequence
@@ -27,9 +25,9 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
-from configs import demo
+from big_vision_like.tools.study_common import match_model, pretrained_checkpoint, study_main
 from configs.transfer import digits, object_count
 from configs.transfer.common import FROZEN_BODY
 from input_pipeline.keys import MASK_KEY
@@ -39,37 +37,6 @@ SETTINGS = ("scratch", "frozen", "finetune")
 SIZES = ("demo", "tiny")
 
 
-def pretrained_checkpoint(workdir: str, data_dir: str | None, given: str | None) -> str:
-    """The given checkpoint, or that of configs/demo.py trained in <workdir>/pretrain."""
-    from big_vision_like import trainer
-
-    if given:
-        if not os.path.isdir(given):
-            raise FileNotFoundError(f"--pretrained {given} does not exist; give a step "
-                                    "folder such as workdirs/demo/checkpoints/1500.")
-        return os.path.abspath(given)
-    config = demo.get_config()
-    config.input.data.data_dir = data_dir
-    pretrain_dir = os.path.join(workdir, "pretrain")
-    state = trainer.train(config, pretrain_dir)  # resumes; a finished run does nothing
-    return os.path.join(os.path.abspath(pretrain_dir), "checkpoints", str(int(state.step)))
-
-
-def _match_model(config: ml_collections.ConfigDict, checkpoint: str) -> None:
-    """Takes the pre-trained run's body (name, depth, width) from its config.json."""
-    path = os.path.join(checkpoint, os.pardir, os.pardir, "config.json")
-    if os.path.exists(path):
-        source = ml_collections.ConfigDict(_read_json(path)).get("model", {})
-        for key in ("name", "depth", "width"):
-            if key in source:
-                config.model[key] = source[key]
-
-
-def _read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
-
-
 def run_config(target: str, setting: str, size: str, data_dir: str | None,
                checkpoint: str, total_steps: int | None = None) -> ml_collections.ConfigDict:
     """The config of one run. setting: scratch | frozen | finetune (trained, evaluated
@@ -77,7 +44,7 @@ def run_config(target: str, setting: str, size: str, data_dir: str | None,
     and linear probe on the features)."""
     c = TARGETS[target].get_config(size)
     c.input.data.data_dir = data_dir
-    _match_model(c, checkpoint)
+    match_model(c, checkpoint)
     if total_steps is not None:
         c.total_steps = total_steps
         c.ckpt_steps = total_steps
@@ -149,31 +116,5 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
     return results
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where the study's runs and results go.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir (datasets are generated).")
-_PRETRAINED = flags.DEFINE_string(
-    "pretrained", None, "A pre-trained checkpoint step folder (<workdir>/checkpoints/<step>);"
-    " default: train configs/demo.py into <workdir>/pretrain.")
-_SIZE = flags.DEFINE_enum("size", "demo", SIZES, "demo: 64 px; tiny: 32 px, few steps "
-                          "(needs --pretrained from synthetic_jft/tiny).")
-_TARGETS = flags.DEFINE_list("targets", list(TARGETS), "Which targets.")
-_STEPS = flags.DEFINE_integer("total_steps", None, "Override every run's training steps.")
-
-
-def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    unknown = set(_TARGETS.value) - set(TARGETS)
-    if unknown:
-        raise app.UsageError(f"unknown targets {sorted(unknown)}; known: {list(TARGETS)}")
-    logging.set_verbosity(logging.INFO)
-    # orbax reports every save step at INFO; keep its warnings only.
-    logging.get_absl_handler().addFilter(
-        lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
-    run_study(_WORKDIR.value, _DATA_DIR.value, _PRETRAINED.value, _SIZE.value,
-              _TARGETS.value, _STEPS.value)
-
-
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["workdir"])
-    app.run(main)
+    study_main(run_study, TARGETS, SIZES)

@@ -1,0 +1,116 @@
+"""What pre-training buys on dense tasks, offline: segmentation and pose.
+
+    python -m big_vision_like.tools.dense_study --workdir workdirs/dense_study \
+        --data_dir data/tfds [--pretrained workdirs/demo/checkpoints/1500] \
+        [--targets segmentation,pose] [--total_steps N]
+
+For each target, with the same steps, schedule and seed, trains
+  - from a random initialisation (`scratch`),
+  - from the pre-trained ResNet body, all of it fine-tuned (`finetune`;
+    the task's new layers start fresh, as `init_from.skip` says),
+and reports the target's test metrics. Targets (paper sections 5.3 and 5.4,
+on synthetic_jft so they run anywhere):
+  segmentation  configs/transfer/deeplab_synthetic.py: DeepLab-ASPP-L,
+                background + 4 shape families, mean IoU on `test`;
+  pose          configs/transfer/pose_synthetic.py: 5 keypoints per object,
+                G-RMI heatmaps + offsets, keypoint AP on `test`.
+The pre-trained checkpoint is the one given, else configs/demo.py trained
+into <workdir>/pretrain (as the classification transfer study does). Every
+run is an ordinary trainer run in <workdir>/<target>/<setting>; a finished
+run is not repeated. Writes results.md and results.json into the workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+from absl import logging
+
+from big_vision_like.tools.study_common import match_model, pretrained_checkpoint, study_main
+from configs.transfer import deeplab_synthetic, pose_synthetic
+
+# target -> (config module, metrics reported, the first is the headline)
+TARGETS = {
+    "segmentation": (deeplab_synthetic, ("miou", "pixel_accuracy")),
+    "pose": (pose_synthetic, ("AP", "AP50", "AP75", "AR")),
+}
+SIZES = ("demo", "tiny")
+SETTINGS = {"scratch": "random initialisation",
+            "finetune": "pre-trained body, fine-tuned"}
+
+
+def run_config(target: str, setting: str, size: str, data_dir: str | None,
+               checkpoint: str, total_steps: int | None = None) -> ml_collections.ConfigDict:
+    c = TARGETS[target][0].get_config(size)
+    c.input.data.data_dir = data_dir
+    match_model(c, checkpoint, keys=("depth", "width"))  # the task keeps its model name
+    if total_steps is not None:
+        c.total_steps = total_steps
+    c.ckpt_steps = c.total_steps
+    if setting == "finetune":
+        c.init_from.checkpoint = checkpoint
+    elif setting != "scratch":
+        raise ValueError(f"unknown setting {setting!r}; known: {list(SETTINGS)}")
+    return c
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = []
+    for target, res in results["targets"].items():
+        metrics = TARGETS[target][1]
+        lines += [f"| {target} ({res['steps']} steps) | " + " | ".join(metrics) + " |",
+                  "|---|" + "---|" * len(metrics)]
+        for setting, name in SETTINGS.items():
+            got = res["test"].get(setting, {})
+            lines.append(f"| {name} | " + " | ".join(
+                f"{got[m]:.3f}" if m in got else "–" for m in metrics) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
+              size: str = "demo", targets: Sequence[str] = tuple(TARGETS),
+              total_steps: int | None = None) -> dict[str, Any]:
+    from big_vision_like import trainer
+
+    unknown = sorted(set(targets) - set(TARGETS))
+    if unknown:
+        raise ValueError(f"unknown targets {unknown}; known: {list(TARGETS)}")
+    if size != "demo" and not pretrained:
+        raise ValueError(f"size {size!r}: give a checkpoint pre-trained at that size.")
+    start = time.time()
+    os.makedirs(workdir, exist_ok=True)
+    checkpoint = pretrained_checkpoint(workdir, data_dir, pretrained)
+    results: dict[str, Any] = {"pretrained": checkpoint, "size": size, "targets": {},
+                               "seconds": {}}
+    for target in targets:
+        res: dict[str, Any] = {"test": {}}
+        for setting in SETTINGS:
+            config = run_config(target, setting, size, data_dir, checkpoint, total_steps)
+            run_dir = os.path.join(workdir, target, setting)
+            t0 = time.time()
+            logging.info("dense study: %s / %s in %s", target, setting, run_dir)
+            trainer.train(config, run_dir)
+            results["seconds"][f"{target}/{setting}"] = round(time.time() - t0, 1)
+            got = trainer.summary(run_dir)
+            res["test"][setting] = {m: got[f"test/{m}"] for m in TARGETS[target][1]
+                                    if f"test/{m}" in got}
+            res["steps"] = int(config.total_steps)
+        results["targets"][target] = res
+    results["seconds"]["total"] = round(time.time() - start, 1)
+    text = markdown(results)
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write(text)
+    print(text, flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    study_main(run_study, TARGETS, SIZES)

@@ -1,0 +1,76 @@
+"""What the transfer studies share: the pre-trained checkpoint they start from."""
+
+from __future__ import annotations
+
+import json
+import logging as pylogging
+import os
+from collections.abc import Callable, Mapping, Sequence
+
+import ml_collections
+from absl import app, flags, logging
+
+from configs import demo
+
+
+def pretrained_checkpoint(workdir: str, data_dir: str | None, given: str | None) -> str:
+    """The given checkpoint, or that of configs/demo.py trained in <workdir>/pretrain."""
+    from big_vision_like import trainer
+
+    if given:
+        if not os.path.isdir(given):
+            raise FileNotFoundError(f"--pretrained {given} does not exist; give a step "
+                                    "folder such as workdirs/demo/checkpoints/1500.")
+        return os.path.abspath(given)
+    config = demo.get_config()
+    config.input.data.data_dir = data_dir
+    pretrain_dir = os.path.join(workdir, "pretrain")
+    state = trainer.train(config, pretrain_dir)  # resumes; a finished run does nothing
+    return os.path.join(os.path.abspath(pretrain_dir), "checkpoints", str(int(state.step)))
+
+
+def match_model(config: ml_collections.ConfigDict, checkpoint: str,
+                keys: Sequence[str] = ("name", "depth", "width")) -> None:
+    """Takes the pre-trained run's body (`keys` of its model) from its config.json."""
+    path = os.path.join(checkpoint, os.pardir, os.pardir, "config.json")
+    if os.path.exists(path):
+        source = ml_collections.ConfigDict(_read_json(path)).get("model", {})
+        for key in keys:
+            if key in source:
+                config.model[key] = source[key]
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def study_main(run_study: Callable[..., object], targets: Mapping[str, object],
+               sizes: Sequence[str]) -> None:
+    """The command line of a study. Its flags are defined here, when a study runs
+    as a program, so that the study modules can be imported side by side."""
+    workdir = flags.DEFINE_string("workdir", None, "Where the study's runs and results go.")
+    data_dir = flags.DEFINE_string("data_dir", None,
+                                   "TFDS data_dir (datasets are generated).")
+    pretrained = flags.DEFINE_string(
+        "pretrained", None, "A pre-trained checkpoint step folder (<workdir>/checkpoints/"
+        "<step>); default: train configs/demo.py into <workdir>/pretrain.")
+    size = flags.DEFINE_enum("size", sizes[0], sizes, "demo: 64 px; tiny: 32 px, few steps "
+                             "(needs --pretrained from synthetic_jft/tiny).")
+    chosen = flags.DEFINE_list("targets", list(targets), "Which targets.")
+    steps = flags.DEFINE_integer("total_steps", None, "Override every run's training steps.")
+
+    def main(argv: Sequence[str]) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        unknown = set(chosen.value) - set(targets)
+        if unknown:
+            raise app.UsageError(f"unknown targets {sorted(unknown)}; known: {list(targets)}")
+        logging.set_verbosity(logging.INFO)
+        logging.get_absl_handler().addFilter(  # orbax logs every save at INFO
+            lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
+        run_study(workdir.value, data_dir.value, pretrained.value, size.value, chosen.value,
+                  steps.value)
+
+    flags.mark_flags_as_required(["workdir"])
+    app.run(main)
