@@ -39,3 +39,21 @@ def set_recovery_fields(c: ml_collections.ConfigDict) -> None:
     as the fallback a diverged run resumes from (big_vision_like/loss_watch.py).
     """
     c.loss_spike = dict(factor=3.0, window=100)
+
+
+def set_run_fields(c: ml_collections.ConfigDict, *, batch_size: int, total_steps: int,
+                   log_steps: int, log_every_seconds: float, ckpt_steps: int,
+                   keep_ckpts: int) -> None:
+    """Seed, batch, duration, logging and checkpoint fields, and the mesh, as the
+    transfer configs set them; total_epochs/_examples are there to be given from
+    the shell instead of total_steps."""
+    c.seed = 0
+    c.batch_size = batch_size
+    c.total_steps = total_steps
+    c.total_epochs = placeholder(float)
+    c.total_examples = placeholder(int)
+    c.log_steps = log_steps
+    c.log_every_seconds = log_every_seconds
+    c.ckpt_steps = ckpt_steps
+    c.keep_ckpts = keep_ckpts
+    set_mesh_and_sharding(c)

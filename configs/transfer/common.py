@@ -15,7 +15,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from configs import demo
-from configs.common import set_mesh_and_sharding, set_recovery_fields, set_transfer_fields
+from configs.common import set_recovery_fields, set_run_fields, set_transfer_fields
 
 FROZEN_BODY = "^(conv1|conv[2-5])"  # every stage: only the head trains
 
@@ -38,16 +38,9 @@ class Target:
 
 def transfer_config(t: Target) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.batch_size = t.batch_size
-    c.total_steps = t.total_steps
-    c.total_epochs = placeholder(float)
-    c.total_examples = placeholder(int)
-    c.log_steps = 25
-    c.log_every_seconds = 10.0
-    c.ckpt_steps = t.total_steps  # only the end state: runs are short
-    c.keep_ckpts = 1
-    set_mesh_and_sharding(c)
+    # Only the end state is saved: runs are short.
+    set_run_fields(c, batch_size=t.batch_size, total_steps=t.total_steps, log_steps=25,
+                   log_every_seconds=10.0, ckpt_steps=t.total_steps, keep_ckpts=1)
 
     ops = lambda *parts: "|".join(p for p in parts if p)
     # The class count is the target's, not the dataset's (object counts of

@@ -21,7 +21,7 @@ import dataclasses
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_mesh_and_sharding, set_recovery_fields, set_transfer_fields
+from configs.common import set_recovery_fields, set_run_fields, set_transfer_fields
 
 DECODE_LABEL_MAP = "decode(channels=1, key='segmentation')"
 
@@ -50,16 +50,8 @@ class SegTarget:
 
 def deeplab_config(t: SegTarget) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.batch_size = t.batch_size
-    c.total_steps = t.total_steps
-    c.total_epochs = placeholder(float)
-    c.total_examples = placeholder(int)
-    c.log_steps = 50
-    c.log_every_seconds = 30.0
-    c.ckpt_steps = 2000
-    c.keep_ckpts = 2
-    set_mesh_and_sharding(c)
+    set_run_fields(c, batch_size=t.batch_size, total_steps=t.total_steps, log_steps=50,
+                   log_every_seconds=30.0, ckpt_steps=2000, keep_ckpts=2)
 
     s = t.image_size
     c.input = ml_collections.ConfigDict()

@@ -11,7 +11,7 @@ import dataclasses
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_mesh_and_sharding, set_recovery_fields, set_transfer_fields
+from configs.common import set_recovery_fields, set_run_fields, set_transfer_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,16 +36,9 @@ class PoseTarget:
 
 def pose_config(t: PoseTarget) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.batch_size = t.batch_size
-    c.total_steps = t.total_steps
-    c.total_epochs = placeholder(float)
-    c.total_examples = placeholder(int)
-    c.log_steps = 100
-    c.log_every_seconds = 10.0
-    c.ckpt_steps = max(1, min(10_000, t.total_steps))
-    c.keep_ckpts = 2
-    set_mesh_and_sharding(c)
+    set_run_fields(c, batch_size=t.batch_size, total_steps=t.total_steps, log_steps=100,
+                   log_every_seconds=10.0, ckpt_steps=max(1, min(10_000, t.total_steps)),
+                   keep_ckpts=2)
 
     h, w = t.crop
     flip = f", flip_pairs={tuple(t.flip_pairs)!r}" if t.flip_pairs else ""
