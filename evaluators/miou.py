@@ -24,9 +24,9 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from big_vision_like.tasks.segmentation import IGNORE_LABEL, LABEL_KEY
+from big_vision_like.tasks.segmentation import LABEL_KEY
 from evaluators.common import EvalContext, to_host
-from input_pipeline.keys import MASK_KEY
+from input_pipeline.keys import IGNORE_LABEL, MASK_KEY
 
 # Device counts are int32 (JAX's default); they move to int64 on the host
 # before they could overflow.

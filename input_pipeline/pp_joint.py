@@ -46,9 +46,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from input_pipeline.keys import IGNORE_LABEL
 from input_pipeline.pp_base import Example, Op, PPContext, cast_back, hw, take_seed
 
-IGNORE_LABEL = 255
 _Keys = str | Sequence[str] | None
 
 

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from big_vision_like.registry import Registry
 from input_pipeline import pp_joint
+from input_pipeline.keys import IGNORE_LABEL
 from input_pipeline.pp_base import Example, Op, OpFactory, PPContext, TensorFn, in_key_out_key
 from input_pipeline.synthetic_jft import taxonomy
 
@@ -137,7 +138,7 @@ def semantic_from_instances(ctx: PPContext, level: str = "family",
         ids = tf.cast(instances, tf.int32)
         known = ids < tf.shape(per_index)[0]
         out = tf.where(known, tf.gather(per_index, tf.where(known, ids, 0)),
-                       pp_joint.IGNORE_LABEL)
+                       IGNORE_LABEL)
         return tf.cast(out, instances.dtype)
     return fn
 

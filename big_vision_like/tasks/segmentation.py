@@ -24,9 +24,8 @@ from jax.sharding import PartitionSpec as P
 from big_vision_like import models
 from big_vision_like.mesh import DATA
 from big_vision_like.tasks.base import Batch, Outputs, PredictFn, Task, TaskContext
-from input_pipeline.keys import MASK_KEY
+from input_pipeline.keys import IGNORE_LABEL, MASK_KEY
 
-IGNORE_LABEL = 255
 LABEL_KEY = "segmentation"
 
 
@@ -91,8 +90,8 @@ class SegmentationTask(Task):
         if labels.shape[1:3] != logits.shape[1:3]:
             raise ValueError(f"segmentation labels are {labels.shape[1:3]} pixels but the "
                              f"logits {logits.shape[1:3]}: resize the label map with the "
-                             "image in the pp string (resize(..., method='nearest', "
-                             "key='segmentation')).")
+                             "image in the pp string (e.g. resize(S, keys=('image', "
+                             "'segmentation'))).")
         value, count = pixel_xent(logits, labels, batch.get(MASK_KEY))
         return value, {"labelled_pixels": count.astype(jnp.float32)}
 
