@@ -10,7 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Many tests compile the same tiny programs (the trainer rebuilds its jitted
 # step per run, and subprocess runs start cold): a persistent compilation
 # cache, fresh for each session and inherited by subprocesses, compiles each
-# once. It roughly halves the suite's time on 2 cores.
+# once (the suite grew from 269 to 348 tests while its CI time went from 15.0
+# to 17.5 min with the cache on).
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     import atexit
     import shutil
