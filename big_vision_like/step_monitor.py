@@ -23,7 +23,7 @@ class StepMonitor:
         self.log_steps, self.train_iter, self.watch = log_steps, train_iter, watch
         self.ckpt, self.config = ckpt, config
 
-    def check_and_log(self, step: int, metrics) -> None:
+    def check_and_log(self, step: int, metrics: dict[str, jax.Array]) -> None:
         loss = float(jax.device_get(metrics["train/loss"]))
         if not math.isfinite(loss) or not bool(jax.device_get(metrics["train/params_finite"])):
             raise self._diverged(step, f"train loss is {loss}" if not math.isfinite(loss)
