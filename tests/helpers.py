@@ -29,3 +29,21 @@ def tiny_config(data_dir, **overrides):
 
 def data_dir_of(builder) -> str:
     return builder.data_dir.split("/synthetic_jft")[0]
+
+
+def train_steps_on(mesh, task, tx, batch: dict, image_shape=(32, 32, 3), steps: int = 2):
+    """(state, metrics) after `steps` train steps of `task` on `batch`, sharded over
+    `mesh` as the trainer shards them: run on 2x4 and on one device to compare."""
+    import jax
+
+    from big_vision_like import mesh as mesh_lib
+    from big_vision_like import sharding, train_step
+
+    state, shardings = train_step.create_train_state(
+        task, tx, image_shape, jax.random.key(0), mesh, sharding.HEAD_SHARDED_RULES)
+    step = train_step.jit_train_step(train_step.make_train_step(task, tx, mesh), shardings,
+                                     mesh)
+    batch = jax.device_put(batch, mesh_lib.batch_sharding(mesh))
+    for _ in range(steps):
+        state, metrics = step(state, batch)
+    return state, metrics

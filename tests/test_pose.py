@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from big_vision_like import mesh as mesh_lib
-from big_vision_like import sharding, train_step, trainer
+from big_vision_like import trainer
 from big_vision_like.metrics import read_metrics
 from big_vision_like.models.pose_resnet import PoseResNet
 from big_vision_like.models.resnet import ResNet
@@ -22,7 +22,7 @@ from big_vision_like.tasks import pose_decode
 from big_vision_like.tasks.pose import PoseTask
 from configs.transfer import pose_synthetic
 from evaluators.keypoint_ap import COCO_SIGMAS, ImageKeypoints, keypoint_ap, with_detections
-from tests.helpers import data_dir_of
+from tests.helpers import data_dir_of, train_steps_on
 
 METRICS = ("AP", "AP50", "AP75", "AP_medium", "AP_large", "AR", "AR50", "AR75", "AR_medium",
            "AR_large")
@@ -279,19 +279,11 @@ def test_pose_body_has_the_classification_paths():
 
 def pose_step(mesh):
     task = PoseTask(PoseResNet(depth=18, width=0.25, num_keypoints=5), radius=3.0)
-    tx = optax.sgd(0.05, momentum=0.9)
-    state, shardings = train_step.create_train_state(
-        task, tx, (32, 32, 3), jax.random.key(0), mesh, sharding.HEAD_SHARDED_RULES)
-    step = train_step.jit_train_step(train_step.make_train_step(task, tx, mesh), shardings,
-                                     mesh)
     rng = np.random.default_rng(0)
     kp = np.concatenate([rng.uniform(0, 1, (8, 5, 2)), rng.integers(0, 2, (8, 5, 1))], -1)
-    batch = jax.device_put({"image": rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
-                            "keypoints": kp.astype(np.float32)},
-                           mesh_lib.batch_sharding(mesh))
-    for _ in range(2):
-        state, metrics = step(state, batch)
-    return state, metrics
+    batch = {"image": rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
+             "keypoints": kp.astype(np.float32)}
+    return train_steps_on(mesh, task, optax.sgd(0.05, momentum=0.9), batch)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import optax
 import pytest
 import sklearn.metrics
 
-from big_vision_like import init_from, sharding, train_step, trainer
+from big_vision_like import init_from, sharding, trainer
 from big_vision_like import mesh as mesh_lib
 from big_vision_like.models.deeplab import DeepLab, scaled_rates, upsample_align_corners
 from big_vision_like.models.resnet import ResNet
@@ -20,7 +20,7 @@ from configs.transfer import deeplab_synthetic
 from evaluators import miou
 from evaluators.common import EvalContext
 from input_pipeline.keys import MASK_KEY
-from tests.helpers import data_dir_of
+from tests.helpers import data_dir_of, train_steps_on
 
 C = 5
 
@@ -169,19 +169,12 @@ def test_loss_averages_over_labelled_pixels_of_real_examples():
 def _two_steps(mesh):
     task = SegmentationTask(tiny_deeplab(), C)
     tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(1e-2, momentum=0.9))
-    state, shardings = train_step.create_train_state(
-        task, tx, (32, 32, 3), jax.random.key(0), mesh, sharding.HEAD_SHARDED_RULES)
-    step = train_step.jit_train_step(train_step.make_train_step(task, tx, mesh), shardings,
-                                     mesh)
     rng = np.random.default_rng(0)
     labels = rng.integers(0, C, (8, 32, 32, 1))
     labels[rng.random(labels.shape) < 0.2] = IGNORE_LABEL
-    batch = jax.device_put({"image": rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
-                            "segmentation": labels.astype(np.uint8)},
-                           mesh_lib.batch_sharding(mesh))
-    for _ in range(2):
-        state, metrics = step(state, batch)
-    return state, metrics
+    batch = {"image": rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
+             "segmentation": labels.astype(np.uint8)}
+    return train_steps_on(mesh, task, tx, batch)
 
 
 @pytest.mark.slow
