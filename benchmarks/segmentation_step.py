@@ -14,7 +14,7 @@ at output stride 8.
 
     python -m benchmarks.segmentation_step --depth 101 --batch_size 2 --steps 2  # CPU
     python -m benchmarks.segmentation_step --batch_size 16 --steps 10 \
-        --dtype bfloat16                                                       # GPU
+        --dtype bfloat16 --mfu                                                 # GPU
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import jax
 import numpy as np
 import optax
 
-from benchmarks.train_step_throughput import DTYPES, framework
+from benchmarks.step_compare import add_mfu_flags, peak_flops, slowdowns, time_jobs
+from benchmarks.train_step_throughput import DTYPES
 from big_vision_like import mesh as mesh_lib
-from big_vision_like import sharding
 from big_vision_like.models.deeplab import DeepLab
 from big_vision_like.models.resnet import ResNet
 from big_vision_like.tasks.classification import ClassificationTask
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--json", default=None, help="write results here too")
+    add_mfu_flags(parser)
     args = parser.parse_args()
     dtype = DTYPES[args.dtype]
     mesh = mesh_lib.make_mesh(data=-1, model=1)
@@ -68,30 +69,16 @@ def main() -> None:
                                           "softmax_xent"), jobs["cls os32"][1])
     results = {"device": jax.devices()[0].device_kind, "devices": jax.device_count(),
                "dtype": args.dtype, "depth": args.depth, "image_size": s, "batch_size": b,
-               "steps": args.steps, "runs": {}}
-    for name in ("cls os32", "cls os8", "deeplab os8"):
-        task, batch = jobs[name]
-        try:
-            seconds = framework(task, tx, batch, (s, s, 3), mesh,
-                                sharding.HEAD_SHARDED_RULES, args.steps)
-        except Exception as e:  # e.g. out of memory: report it, keep the other rows
-            print(f"{name}: failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
-            continue
-        row = {"img_per_s": b / seconds, "step_ms": seconds * 1e3}
-        results["runs"][name] = row
-        print(json.dumps({"name": name, **row}), flush=True)
-
-    runs = results["runs"]
-    print(f"\ndevice: {results['device']} x{results['devices']}, {args.dtype}, ResNet-"
+               "steps": args.steps}
+    print(f"device: {results['device']} x{results['devices']}, {args.dtype}, ResNet-"
           f"{args.depth}, {s} px, global batch {b}, {args.steps} timed steps")
-    print(f"{'run':<14} {'img/s':>9} {'ms/step':>10}")
-    for name, r in runs.items():
-        print(f"{name:<14} {r['img_per_s']:>9.3f} {r['step_ms']:>10.1f}")
-    for base in ("cls os8", "cls os32"):
-        if "deeplab os8" in runs and base in runs:
-            ratio = runs[base]["img_per_s"] / runs["deeplab os8"]["img_per_s"]
-            results[f"step_time_deeplab_over_{base.replace(' ', '_')}"] = ratio
-            print(f"step time deeplab os8 / {base}: {ratio:.3f}")
+    order = ("cls os32", "cls os8", "deeplab os8")
+    results["runs"] = time_jobs({k: jobs[k] for k in order}, tx, (s, s, 3), mesh,
+                                args.steps, b, peak_flops(args, dtype))
+    # The old key names ("step_time_deeplab_over_cls_os8") stay readable.
+    for key, value in slowdowns(results["runs"], "deeplab os8", ("cls os8", "cls os32")
+                                ).items():
+        results[key.replace("deeplab_os8", "deeplab")] = value
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -60,8 +60,8 @@ def time_steps(step, state, batch, steps: int) -> tuple[float, object]:
     return (time.perf_counter() - start) / steps, state
 
 
-def model_flops(task, tx, image_shape, num_classes, batch_size) -> float:
-    """FLOPs of one train step, from XLA's cost analysis on the CPU backend.
+def step_flops(task, tx, batch: dict[str, np.ndarray]) -> float:
+    """FLOPs of one train step on `batch`, from XLA's cost analysis on the CPU backend.
 
     A GPU backend turns convolutions into library calls that its cost model
     does not count, so the framework's step is compiled for the host CPU
@@ -73,13 +73,12 @@ def model_flops(task, tx, image_shape, num_classes, batch_size) -> float:
     for b in (1, 2):
         compiled, _, _ = train_step.compile_abstract_step(
             task, tx, cpu_mesh, sharding.HEAD_SHARDED_RULES,
-            {"image": ((b, *image_shape), jnp.float32),
-             "labels": ((b, num_classes), jnp.float32)})
+            {k: ((b, *v.shape[1:]), v.dtype) for k, v in batch.items()})
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         flops.append(float(cost["flops"]))
     per_example, per_step = flops[1] - flops[0], 2 * flops[0] - flops[1]
-    return per_example * batch_size + per_step
+    return per_example * len(next(iter(batch.values()))) + per_step
 
 
 def framework(task, tx, batch, image_shape, mesh, rules, steps):
@@ -149,7 +148,7 @@ def main() -> None:
         tx = optax.sgd(0.1, momentum=0.9)
         seconds = framework(task, tx, batch, shape, mesh, sharding.HEAD_SHARDED_RULES,
                             args.steps)
-        flops = model_flops(task, tx, shape, num_classes, args.batch_size)
+        flops = step_flops(task, tx, batch)
         row = {"name": name, "img_per_s": args.batch_size / seconds,
                "step_ms": seconds * 1e3, "tflops_per_step": flops / 1e12,
                "mfu_vs_measured_peak": flops / seconds / peak}

@@ -102,32 +102,45 @@ class ResNet(nn.Module):
     dtype: Any = jnp.float32
     frozen: str | None = None  # regex over parameter paths, see the module docstring
 
-    @nn.compact
-    def __call__(self, images, train: bool = False):
+    def stem(self, images, train: bool):
+        """conv1 (7x7, stride 2) and its max pool: stride 4. Call inside a compact method."""
+        x = nn.Conv(int(64 * self.width), (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
+                    use_bias=False, dtype=self.dtype, name="conv1")(images.astype(self.dtype))
+        x = nn.relu(_norm(train, self.dtype, "conv1_bn", frozen=self.frozen)(x))
+        return x, nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
+
+    def stage(self, x, index: int, strides: int, dilation: int, train: bool):
+        """Stage `index` (0 for conv2 ... 3 for conv5), its first block strided."""
         if self.depth not in STAGES:
             raise ValueError(f"ResNet depth {self.depth} is not one of {sorted(STAGES)}.")
-        if self.output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, not {self.output_stride}.")
         block_cls = BottleneckBlock if self.depth >= 50 else BasicBlock
-        base = int(64 * self.width)
-        out: dict[str, jnp.ndarray] = {}
-        x = images.astype(self.dtype)
-        x = nn.Conv(base, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False,
-                    dtype=self.dtype, name="conv1")(x)
-        x = nn.relu(_norm(train, self.dtype, "conv1_bn", frozen=self.frozen)(x))
-        out["conv1"] = x
-        x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
-        stride, dilation = 4, 1
-        for i, blocks in enumerate(STAGES[self.depth]):
+        for j in range(STAGES[self.depth][index]):
+            x = block_cls(int(64 * self.width) * 2 ** index, strides=strides if j == 0 else 1,
+                          dilation=dilation, dtype=self.dtype, frozen=self.frozen,
+                          name=f"conv{index + 2}_block{j + 1}")(x, train)
+        return x
+
+    @staticmethod
+    def stage_plan(output_stride: int) -> list[tuple[int, int]]:
+        """(first-block stride, dilation) of conv2..conv5 for an output stride: past
+        it, stages are atrous instead of strided."""
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, not {output_stride}.")
+        plan, stride, dilation = [], 4, 1
+        for i in range(4):
             first_stride = 1 if i == 0 else 2
-            if first_stride == 2 and stride >= self.output_stride:
-                first_stride, dilation = 1, dilation * 2  # atrous instead of stride
+            if first_stride == 2 and stride >= output_stride:
+                first_stride, dilation = 1, dilation * 2
             stride *= first_stride
-            for j in range(blocks):
-                x = block_cls(base * 2 ** i, strides=first_stride if j == 0 else 1,
-                              dilation=dilation, dtype=self.dtype, frozen=self.frozen,
-                              name=f"conv{i + 2}_block{j + 1}")(x, train)
-            out[f"conv{i + 2}"] = x
+            plan.append((first_stride, dilation))
+        return plan
+
+    @nn.compact
+    def __call__(self, images, train: bool = False):
+        out: dict[str, jnp.ndarray] = {}
+        out["conv1"], x = self.stem(images, train)
+        for i, (strides, dilation) in enumerate(self.stage_plan(self.output_stride)):
+            x = out[f"conv{i + 2}"] = self.stage(x, i, strides, dilation, train)
         out["pre_logits"] = x.mean(axis=(1, 2)).astype(jnp.float32)
         if not self.num_classes:
             return None, out
