@@ -272,3 +272,41 @@ def test_voc2007_without_test_archive_and_bad_files_are_named(tmp_path):
     assert "000007.xml" in message and "missing" in message and "val.txt" in message
     os.remove(os.path.join(root, "ImageSets", "Main", "train.txt"))
     assert "train.txt" in error("f")
+
+
+def test_coco_and_voc_examples_feed_the_detection_eval_pp(tmp_path):
+    """Reader and pp meet: the dataset's own flags and ids reach the packed
+    targets, and the ground truth comes back in the stored (original) boxes."""
+    import tensorflow as tf
+
+    from input_pipeline import preprocess
+    from input_pipeline.keys import SEED_KEY
+    from input_pipeline.pp_ops import PPContext, default_registry
+
+    b = "boxes='objects/bbox'"
+    spec = (f"decode|resize_aspect(40, 64, {b})|pad_to(64, {b})|central_crop(64, {b})"
+            "|value_range(-1, 1)|detection_pack(4)")
+    pp = preprocess.build_preprocess(spec, default_registry(), PPContext())
+    write_coco(str(tmp_path / "coco"))
+    write_voc(str(tmp_path / "voc"))
+    flagged = 0
+    for name, manual, flag, gt_flag in (
+            ("coco_detection", "coco", "is_crowd", "gt_iscrowd"),
+            ("voc2007_detection", "voc", "is_difficult", "gt_difficult")):
+        builder = dataset.get_builder(name, data_dir=str(tmp_path / "tfds"),
+                                      manual_dir=str(tmp_path / manual))
+        ds = builder.as_dataset(split="train", decoders=dataset.images_undecoded(builder))
+        for ex in ds:
+            out = pp.rest(pp.decode_stage({**ex, SEED_KEY: tf.constant([0, 0], tf.int64)}))
+            obj = {k: v.numpy() for k, v in ex["objects"].items()}
+            k = len(obj["label"])
+            assert out["image"].shape == (64, 64, 3)
+            np.testing.assert_allclose(out["gt_boxes"][:k], obj["bbox"], atol=1e-6)
+            np.testing.assert_array_equal(out["gt_classes"][:k], obj["label"])
+            np.testing.assert_array_equal(out[gt_flag][:k], obj[flag])
+            flagged += int(obj[flag].sum())
+            np.testing.assert_allclose(out["gt_areas"][:k], obj["area"])
+            np.testing.assert_array_equal(out["orig_hw"], [ex["height"], ex["width"]])
+            image_id = ex["image_id"].numpy()
+            assert out["image_id"].numpy() == int(image_id)  # VOC's '000005' -> 5
+    assert flagged == 2  # COCO's crowd region and VOC's difficult chair
