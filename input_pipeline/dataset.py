@@ -39,7 +39,8 @@ from input_pipeline.preprocess import Preprocess
 PROJECT_BUILDERS = ("synthetic_jft", "sklearn_digits")
 # Builders of real datasets read from a folder the user extracted them into
 # (TFDS's manual_dir); they never download.
-LOCAL_BUILDERS = ("voc2012_segmentation", "coco_keypoints")
+LOCAL_BUILDERS = ("voc2012_segmentation", "coco_keypoints", "coco_detection",
+                  "voc2007_detection")
 # More undecodable records in a row than this is not corruption but data the
 # pipeline cannot read at all (wrong format or feature): stop, do not skip on.
 MAX_CONSECUTIVE_CORRUPT = 1000
@@ -86,9 +87,11 @@ def get_builder(name: str, data_dir: str | None = None,
     extracted files in `manual_dir` (default: TFDS's `<data_dir>/downloads/manual`
     when it exists). Other datasets must already be prepared in `data_dir`.
     """
+    import input_pipeline.coco_detection.builder
     import input_pipeline.coco_keypoints.builder
     import input_pipeline.sklearn_digits.builder
     import input_pipeline.synthetic_jft.builder
+    import input_pipeline.voc2007.builder
     import input_pipeline.voc2012.builder  # noqa: F401  (these register them)
 
     try:

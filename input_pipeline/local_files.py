@@ -9,8 +9,10 @@ into errors that name the file and say what to do.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 class LocalDataError(ValueError):
@@ -58,3 +60,27 @@ def require_files(paths: Iterable[str], what: str, fix: str) -> None:
                                           if len(missing) > 5 else "")
         raise LocalDataError(
             f"{what}: {len(missing)} of {len(paths)} files missing ({shown}). {fix}")
+
+
+def read_json(path: str, fix: str) -> Any:
+    """The parsed json file; an unreadable or truncated one is named with `fix`."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise LocalDataError(f"{path} cannot be read ({e}); {fix}") from None
+
+
+def check_image_size(path: str, height: int, width: int, source: str, fix: str) -> None:
+    """Raises when the image file is not the size its annotation (`source`) gives.
+
+    Normalised coordinates are pixel coordinates over that size: a mismatch
+    would shift every box silently. Reads the header only.
+    """
+    from PIL import Image  # only the readers of real datasets need it
+
+    with Image.open(path) as f:
+        if (f.height, f.width) != (height, width):
+            raise LocalDataError(
+                f"{path} is {f.height}x{f.width} but {source} says {height}x{width} "
+                f"(height x width); {fix}")

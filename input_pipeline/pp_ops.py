@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from big_vision_like.registry import Registry
-from input_pipeline import pp_joint
+from input_pipeline import pp_detection, pp_joint
 from input_pipeline.keys import IGNORE_LABEL
 from input_pipeline.pp_base import Example, Op, OpFactory, PPContext, TensorFn, in_key_out_key
 from input_pipeline.synthetic_jft import taxonomy
@@ -172,5 +172,7 @@ def default_registry() -> Registry[OpFactory]:
     reg.register("pose_crop_eval", OpFactory(pp_pose.pose_crop_eval))
     for fn in (*pp_joint.JOINT_OPS, value_range, multi_hot, onehot, object_label,
                object_count, semantic_from_instances, keep, rename):
+        reg.register(fn.__name__, OpFactory(fn))
+    for fn in pp_detection.DETECTION_OPS:
         reg.register(fn.__name__, OpFactory(fn))
     return reg

@@ -5,7 +5,8 @@
         --data_dir DIR --manual_dir FOLDER_WITH_VOCdevkit
 
 For the project's own builders this generates the data (no download); the
-real datasets (voc2012_segmentation, coco_keypoints) are written from the
+real datasets (voc2012_segmentation, coco_keypoints, coco_detection,
+voc2007_detection) are written from the
 extracted files in --manual_dir; for other TFDS datasets it reports on an
 already prepared copy.
 """

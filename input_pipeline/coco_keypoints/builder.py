@@ -26,15 +26,20 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 from collections.abc import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
-from input_pipeline.local_files import LocalDataError, find_root, manual_dir_of, require_files
+from input_pipeline.local_files import (
+    LocalDataError,
+    check_image_size,
+    find_root,
+    manual_dir_of,
+    read_json,
+    require_files,
+)
 
 KEYPOINT_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
@@ -159,12 +164,9 @@ class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
                            ) -> Iterator[tuple[int, dict]]:
         for im, path in zip(images, paths):
             h, w = int(im["height"]), int(im["width"])
-            with Image.open(path) as f:
-                if (f.height, f.width) != (h, w):
-                    raise LocalDataError(
-                        f"{path} is {f.height}x{f.width} but its annotation file says "
-                        f"{h}x{w} (height x width); the image and annotation files "
-                        "come from different releases: use COCO 2017's for both.")
+            check_image_size(path, h, w, "its annotation file",
+                             "the image and annotation files come from different "
+                             "releases: use COCO 2017's for both.")
             anns = by_image[im["id"]]
             yield int(im["id"]), {
                 "image": path,
@@ -188,12 +190,7 @@ class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
 
 def read_annotations(json_path: str) -> tuple[list[dict], dict[int, list[dict]]]:
     """(image records, person annotations by image id) of a COCO keypoints json."""
-    try:
-        with open(json_path) as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise LocalDataError(f"{json_path} cannot be read ({e}); extract it again "
-                             "from annotations_trainval2017.zip.") from None
+    data = read_json(json_path, "extract it again from annotations_trainval2017.zip.")
     try:
         person = next(c for c in data["categories"] if c["name"] == "person")
         if tuple(person["keypoints"]) != KEYPOINT_NAMES:

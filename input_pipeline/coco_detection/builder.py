@@ -1,0 +1,193 @@
+"""TFDS builder `coco_detection`: COCO 2017 object detection (instances) read
+from an extracted local copy (nothing is downloaded).
+
+Expected layout inside the manual folder (or its `coco/` subfolder):
+
+    annotations/instances_{train,val}2017.json
+    {train,val}2017/<12-digit id>.jpg
+
+Every image of the json is written, with or without objects: COCO's box AP
+on val2017 counts detections on all 5,000 images. Crowd regions are kept and
+marked (`is_crowd`); detection losses ignore them, COCO's AP matches
+detections to them without counting misses.
+
+Labels are 0-based and contiguous: label i is the i-th category in order of
+COCO category id (80 of the ids 1..90). `metadata['category_ids'][i]` is its
+COCO id, for writing results in COCO's json format.
+
+    import input_pipeline.coco_detection.builder  # registers it with TFDS
+    builder = tfds.builder("coco_detection", data_dir=...)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir="/path/to/extracted"))
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from input_pipeline.coco_keypoints.builder import ROOT_CANDIDATES, SPLITS, normalised_box
+from input_pipeline.local_files import (
+    LocalDataError,
+    check_image_size,
+    find_root,
+    manual_dir_of,
+    read_json,
+    require_files,
+)
+
+# COCO 2017's 80 categories in id order (ids 1..90 with gaps); the builder
+# takes the names from the json and checks they are these.
+CATEGORIES = (
+    (1, "person"), (2, "bicycle"), (3, "car"), (4, "motorcycle"), (5, "airplane"),
+    (6, "bus"), (7, "train"), (8, "truck"), (9, "boat"), (10, "traffic light"),
+    (11, "fire hydrant"), (13, "stop sign"), (14, "parking meter"), (15, "bench"),
+    (16, "bird"), (17, "cat"), (18, "dog"), (19, "horse"), (20, "sheep"), (21, "cow"),
+    (22, "elephant"), (23, "bear"), (24, "zebra"), (25, "giraffe"), (27, "backpack"),
+    (28, "umbrella"), (31, "handbag"), (32, "tie"), (33, "suitcase"), (34, "frisbee"),
+    (35, "skis"), (36, "snowboard"), (37, "sports ball"), (38, "kite"),
+    (39, "baseball bat"), (40, "baseball glove"), (41, "skateboard"), (42, "surfboard"),
+    (43, "tennis racket"), (44, "bottle"), (46, "wine glass"), (47, "cup"), (48, "fork"),
+    (49, "knife"), (50, "spoon"), (51, "bowl"), (52, "banana"), (53, "apple"),
+    (54, "sandwich"), (55, "orange"), (56, "broccoli"), (57, "carrot"), (58, "hot dog"),
+    (59, "pizza"), (60, "donut"), (61, "cake"), (62, "chair"), (63, "couch"),
+    (64, "potted plant"), (65, "bed"), (67, "dining table"), (70, "toilet"), (72, "tv"),
+    (73, "laptop"), (74, "mouse"), (75, "remote"), (76, "keyboard"), (77, "cell phone"),
+    (78, "microwave"), (79, "oven"), (80, "toaster"), (81, "sink"), (82, "refrigerator"),
+    (84, "book"), (85, "clock"), (86, "vase"), (87, "scissors"), (88, "teddy bear"),
+    (89, "hair drier"), (90, "toothbrush"))
+CATEGORY_IDS = tuple(i for i, _ in CATEGORIES)
+CLASS_NAMES = tuple(n for _, n in CATEGORIES)
+
+INSTRUCTIONS = """\
+Extract COCO 2017's annotations_trainval2017.zip, train2017.zip and
+val2017.zip into one folder and pass it as manual_dir (`python -m
+input_pipeline.prepare --dataset coco_detection --data_dir DIR --manual_dir
+FOLDER`); FOLDER must hold annotations/instances_train2017.json,
+annotations/instances_val2017.json, train2017/ and val2017/."""
+FIX = "extract it again from annotations_trainval2017.zip."
+
+
+class CocoDetection(tfds.core.GeneratorBasedBuilder):
+    """coco_detection: COCO 2017 instances (boxes) from a local copy."""
+
+    name = "coco_detection"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}  # noqa: RUF012 (TFDS API)
+    MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3),
+                                             encoding_format="jpeg"),
+                "image_id": np.int64,
+                "height": np.int32,  # original size: box AP is in its pixels
+                "width": np.int32,
+                "objects": tfds.features.Sequence({
+                    "id": np.int64,  # COCO annotation id
+                    "bbox": tfds.features.BBoxFeature(),
+                    "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+                    "area": np.float32,  # segment area in original pixels
+                    "is_crowd": np.bool_,
+                }),
+            }),
+            metadata=tfds.core.MetadataDict(class_names=list(CLASS_NAMES),
+                                            category_ids=list(CATEGORY_IDS)),
+            description=(
+                "COCO 2017 object detection. objects.bbox: [ymin, xmin, ymax, xmax] "
+                "normalised by the original height/width; objects.label: 0-based "
+                "index into metadata class_names, whose COCO category ids are "
+                "metadata category_ids; objects.area: COCO's segment area."),
+        )
+
+    def _split_generators(self, dl_manager) -> dict:
+        root = find_root(manual_dir_of(dl_manager, INSTRUCTIONS), ROOT_CANDIDATES,
+                         ("annotations",), self.name, INSTRUCTIONS)
+        out = {}
+        for split, folder in SPLITS.items():
+            path = os.path.join(root, "annotations", f"instances_{folder}.json")
+            require_files([path], f"{split} annotations", INSTRUCTIONS)
+            images, by_image = read_instances(path)
+            paths = [os.path.join(root, folder, im["file_name"]) for im in images]
+            require_files(paths, f"images of {os.path.basename(path)}",
+                          f"extract {folder}.zip into {os.path.join(root, folder)}.")
+            out[split] = self._generate_examples(images, paths, by_image)
+        return out
+
+    def _generate_examples(self, images: list[dict], paths: list[str],
+                           by_image: dict[int, list[dict]]
+                           ) -> Iterator[tuple[int, dict]]:
+        label_of = {c: i for i, c in enumerate(CATEGORY_IDS)}
+        for im, path in zip(images, paths):
+            h, w = int(im["height"]), int(im["width"])
+            check_image_size(path, h, w, "its annotation file",
+                             "the image and annotation files come from different "
+                             "releases: use COCO 2017's for both.")
+            anns = by_image[im["id"]]
+            yield int(im["id"]), {
+                "image": path,
+                "image_id": int(im["id"]),
+                "height": h,
+                "width": w,
+                "objects": {
+                    "id": np.array([a["id"] for a in anns], np.int64),
+                    "bbox": np.array([normalised_box(a["bbox"], h, w) for a in anns],
+                                     np.float32).reshape(-1, 4),
+                    "label": np.array([label_of[a["category_id"]] for a in anns],
+                                      np.int64),
+                    "area": np.array([a["area"] for a in anns], np.float32),
+                    "is_crowd": np.array([bool(a["iscrowd"]) for a in anns], np.bool_),
+                },
+            }
+
+
+def read_instances(json_path: str) -> tuple[list[dict], dict[int, list[dict]]]:
+    """(image records sorted by id, annotations by image id) of an instances json.
+
+    Checks what the examples are built from, so a wrong or damaged file fails
+    here with its name rather than as a KeyError deep inside TFDS.
+    """
+    data = read_json(json_path, FIX)
+    try:
+        categories = sorted((int(c["id"]), str(c["name"])) for c in data["categories"])
+        images = sorted(data["images"], key=lambda im: im["id"])
+        annotations = data["annotations"]
+        for a in annotations:
+            _require_keys(a, ("id", "image_id", "category_id", "area", "iscrowd"))
+            if len(a["bbox"]) != 4:
+                raise LocalDataError(f"{json_path}: annotation {a['id']} has bbox "
+                                     f"{a['bbox']}, not [x, y, width, height]; {FIX}")
+        for im in images:
+            _require_keys(im, ("id", "file_name", "height", "width"))
+    except (KeyError, TypeError) as e:
+        raise LocalDataError(
+            f"{json_path} is not a COCO instances file (missing {e}); use "
+            f"annotations/instances_*2017.json from annotations_trainval2017.zip."
+        ) from None
+    if tuple(categories) != CATEGORIES:
+        raise LocalDataError(
+            f"{json_path} has categories {categories[:3]}... ({len(categories)}), not "
+            f"COCO 2017's 80 ({CATEGORIES[:3]}...); use COCO 2017's instances files.")
+    known = {im["id"] for im in images}
+    by_image: dict[int, list[dict]] = collections.defaultdict(list)
+    for a in annotations:
+        if a["image_id"] not in known:
+            raise LocalDataError(f"{json_path}: annotation {a['id']} is of image "
+                                 f"{a['image_id']}, which the file does not list; {FIX}")
+        if a["category_id"] not in CATEGORY_IDS:
+            raise LocalDataError(f"{json_path}: annotation {a['id']} has category "
+                                 f"{a['category_id']}, which is not a COCO 2017 "
+                                 f"category; {FIX}")
+        by_image[a["image_id"]].append(a)
+    return images, by_image
+
+
+def _require_keys(record: dict, keys: tuple[str, ...]) -> None:
+    for k in keys:
+        if k not in record:
+            raise KeyError(k)

@@ -1,0 +1,312 @@
+"""coco_detection and voc2007_detection read the real datasets' layouts.
+
+Fixtures are tiny copies of the official layouts written here (JPEGs, a COCO
+instances json with COCO's 80 categories, VOC annotation xmls and
+ImageSets/Main lists); what the builders store is compared with a float64
+NumPy version of each dataset's box convention (COCO's [x, y, w, h]; VOC's
+1-based inclusive pixels, as TFDS's own voc builder reads them).
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from input_pipeline import dataset
+from input_pipeline.coco_detection.builder import CATEGORIES
+from input_pipeline.dataset import InputPipelineError
+
+# --- COCO instances ---------------------------------------------------------
+
+COCO_IMAGES = {"train2017": {9: (20, 30), 25: (16, 12)},
+               "val2017": {139: (24, 24), 285: (16, 20)}}
+
+
+def instance(ann_id, image_id, category_id, bbox, crowd=False):
+    return {"id": ann_id, "image_id": image_id, "category_id": category_id,
+            "bbox": bbox, "area": float(bbox[2] * bbox[3] * 0.6), "iscrowd": int(crowd),
+            "segmentation": ({"counts": [0, 4], "size": [4, 1]} if crowd
+                             else [[0, 0, 1, 1, 1, 0]])}
+
+
+COCO_ANNS = {
+    "train2017": [instance(1, 9, 1, [2.5, 3.0, 10.0, 12.0]),
+                  instance(2, 9, 90, [0.0, 0.0, 30.0, 20.0], crowd=True),
+                  instance(3, 25, 13, [1.0, 1.0, 4.0, 5.5])],
+    # 285 has no objects (kept: COCO's AP counts detections on it); the second
+    # box of 139 pokes past the right border.
+    "val2017": [instance(4, 139, 44, [1.0, 2.0, 5.0, 6.0]),
+                instance(5, 139, 18, [20.0, 4.0, 4.5, 8.0])],
+}
+
+
+def write_coco(manual: str) -> dict:
+    rng = np.random.default_rng(0)
+    categories = [{"id": i, "name": n, "supercategory": "x"} for i, n in CATEGORIES]
+    os.makedirs(os.path.join(manual, "annotations"), exist_ok=True)
+    jsons = {}
+    for folder, sizes in COCO_IMAGES.items():
+        os.makedirs(os.path.join(manual, folder))
+        records = []
+        for image_id, (h, w) in sizes.items():
+            name = f"{image_id:012d}.jpg"
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+                os.path.join(manual, folder, name))
+            records.append({"id": image_id, "file_name": name, "height": h, "width": w,
+                            "license": 1, "coco_url": "", "date_captured": ""})
+        # Categories in the file's own (shuffled) order: labels follow ids.
+        data = {"info": {}, "licenses": [], "images": records[::-1],
+                "annotations": COCO_ANNS[folder],
+                "categories": [categories[i] for i in rng.permutation(80)]}
+        with open(os.path.join(manual, "annotations", f"instances_{folder}.json"),
+                  "w") as f:
+            json.dump(data, f)
+        jsons[folder] = data
+    return jsons
+
+
+def read_split(builder, split: str) -> list[dict]:
+    decoders = {"image": tfds.decode.SkipDecoding()}
+    return list(tfds.as_numpy(builder.as_dataset(split, decoders=decoders)))
+
+
+def test_coco_boxes_labels_crowd_and_category_ids(tmp_path):
+    write_coco(str(tmp_path / "manual"))
+    builder = dataset.get_builder("coco_detection", data_dir=str(tmp_path / "tfds"),
+                                  manual_dir=str(tmp_path / "manual"))
+    meta = builder.info.metadata
+    assert meta["category_ids"] == sorted(i for i, _ in CATEGORIES)
+    assert len(meta["class_names"]) == 80 == dataset.num_classes_of(builder)
+    names = builder.info.features["objects"]["label"].names
+    assert names == meta["class_names"] and names[0] == "person" and names[-1] == "toothbrush"
+    for split, folder in (("train", "train2017"), ("val", "val2017")):
+        examples = {int(ex["image_id"]): ex for ex in read_split(builder, split)}
+        assert sorted(examples) == sorted(COCO_IMAGES[folder])  # empty images too
+        for image_id, ex in examples.items():
+            h, w = COCO_IMAGES[folder][image_id]
+            assert (ex["height"], ex["width"]) == (h, w)
+            anns = [a for a in COCO_ANNS[folder] if a["image_id"] == image_id]
+            obj = ex["objects"]
+            np.testing.assert_array_equal(obj["id"], [a["id"] for a in anns])
+            x, y, bw, bh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4).T
+            box = np.clip(np.stack([y / h, x / w, (y + bh) / h, (x + bw) / w], 1), 0, 1)
+            np.testing.assert_allclose(obj["bbox"], box.reshape(-1, 4), rtol=1e-6)
+            # Back to COCO's category ids through the metadata.
+            assert [meta["category_ids"][i] for i in obj["label"]] == [
+                a["category_id"] for a in anns]
+            np.testing.assert_allclose(obj["area"], [a["area"] for a in anns], rtol=1e-6)
+            np.testing.assert_array_equal(obj["is_crowd"], [a["iscrowd"] for a in anns])
+    train = {int(ex["image_id"]): ex for ex in read_split(builder, "train")}
+    assert train[9]["objects"]["is_crowd"].tolist() == [False, True]
+    assert train[9]["objects"]["label"].tolist() == [0, 79]  # ids 1 and 90
+    assert train[25]["objects"]["label"].tolist() == [11]  # id 13: 12 is unused
+    val = {int(ex["image_id"]): ex for ex in read_split(builder, "val")}
+    assert val[139]["objects"]["bbox"][1, 3] == 1.0  # clipped at the border
+    assert val[285]["objects"]["bbox"].shape == (0, 4)
+
+
+def coco_error(tmp_path, manual, name: str = "tfds") -> str:
+    with pytest.raises(InputPipelineError) as e:
+        dataset.get_builder("coco_detection", data_dir=str(tmp_path / name),
+                            manual_dir=str(manual))
+    return str(e.value)
+
+
+def test_coco_missing_and_malformed_files_are_named(tmp_path):
+    manual = tmp_path / "manual"
+    write_coco(str(manual))
+    os.remove(manual / "val2017" / "000000000285.jpg")
+    message = coco_error(tmp_path, manual, "a")
+    assert "val2017/000000000285.jpg" in message and "missing" in message
+
+    write_coco(str(tmp_path / "m2"))
+    path = tmp_path / "m2" / "annotations" / "instances_val2017.json"
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])  # truncated download
+    message = coco_error(tmp_path, tmp_path / "m2", "b")
+    assert "instances_val2017.json cannot be read" in message
+
+    data = json.loads(text)
+    data["annotations"][0]["category_id"] = 12  # not a COCO 2017 category
+    path.write_text(json.dumps(data))
+    message = coco_error(tmp_path, tmp_path / "m2", "c")
+    assert "instances_val2017.json" in message and "category 12" in message
+
+    data = json.loads(text)
+    del data["annotations"][1]["bbox"]
+    path.write_text(json.dumps(data))
+    message = coco_error(tmp_path, tmp_path / "m2", "d")
+    assert "instances_val2017.json is not a COCO instances file" in message
+    assert "'bbox'" in message
+
+    data = json.loads(text)
+    data["categories"] = data["categories"][:1]  # e.g. person_keypoints_val2017.json
+    path.write_text(json.dumps(data))
+    message = coco_error(tmp_path, tmp_path / "m2", "e")
+    assert "instances_val2017.json has categories" in message and "80" in message
+
+    os.remove(path)
+    message = coco_error(tmp_path, tmp_path / "m2", "f")
+    assert "instances_val2017.json" in message and "missing" in message
+
+
+# --- VOC 2007 ---------------------------------------------------------------
+
+# id -> (height, width, [(name, xmin, ymin, xmax, ymax, difficult, truncated)])
+VOC_ANNS = {
+    "000005": (20, 30, [("chair", 3, 4, 12, 15, 0, 0), ("chair", 1, 1, 30, 20, 1, 1)]),
+    "000007": (16, 24, [("car", 2, 3, 20, 14, 0, 1)]),
+    "000009": (18, 18, [("horse", 5, 6, 10, 17, 0, 0), ("person", 1, 2, 3, 4, 0, 0),
+                        ("tvmonitor", 7.0, 8.0, 9.0, 10.0, 0, 0)]),
+    "000001": (12, 14, [("dog", 4, 2, 14, 12, 1, 0)]),
+}
+VOC_SPLITS = {"train": ["000005", "000009"], "val": ["000007"],
+              "trainval": ["000005", "000007", "000009"], "test": ["000001"]}
+VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+               "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
+               "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+
+
+def voc_xml(image_id: str) -> str:
+    """An annotation as the VOC 2007 devkit writes it."""
+    h, w, objects = VOC_ANNS[image_id]
+    objs = "".join(
+        f"<object><name>{n}</name><pose>Unspecified</pose><truncated>{t}</truncated>"
+        f"<difficult>{d}</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+        f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+        for n, x0, y0, x1, y1, d, t in objects)
+    return (f"<annotation><folder>VOC2007</folder><filename>{image_id}.jpg</filename>"
+            "<source><database>The VOC2007 Database</database></source>"
+            f"<size><width>{w}</width><height>{h}</height><depth>3</depth></size>"
+            f"<segmented>0</segmented>{objs}</annotation>")
+
+
+def write_voc(manual: str, test: bool = True) -> str:
+    root = os.path.join(manual, "VOCdevkit", "VOC2007")
+    for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    rng = np.random.default_rng(0)
+    for image_id, (h, w, _) in VOC_ANNS.items():
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+            os.path.join(root, "JPEGImages", f"{image_id}.jpg"))
+        with open(os.path.join(root, "Annotations", f"{image_id}.xml"), "w") as f:
+            f.write(voc_xml(image_id))
+    for split, ids in VOC_SPLITS.items():
+        if split != "test" or test:
+            with open(os.path.join(root, "ImageSets", "Main", f"{split}.txt"), "w") as f:
+                f.write("\n".join(ids) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("folder_itself", [False, True])
+def test_voc2007_boxes_labels_flags_and_splits(tmp_path, folder_itself):
+    root = write_voc(str(tmp_path / "manual"))
+    builder = dataset.get_builder(
+        "voc2007_detection", data_dir=str(tmp_path / "tfds"),
+        manual_dir=root if folder_itself else str(tmp_path / "manual"))
+    assert builder.info.metadata["class_names"] == VOC_CLASSES
+    assert builder.info.features["objects"]["label"].names == VOC_CLASSES
+    assert {s: v.num_examples for s, v in builder.info.splits.items()} == {
+        s: len(ids) for s, ids in VOC_SPLITS.items()}
+    for split, ids in VOC_SPLITS.items():
+        examples = {ex["image_id"].decode(): ex for ex in read_split(builder, split)}
+        assert sorted(examples) == sorted(ids)
+        for image_id, ex in examples.items():
+            h, w, objects = VOC_ANNS[image_id]
+            assert (ex["height"], ex["width"]) == (h, w)
+            obj = ex["objects"]
+            _, x0, y0, x1, y1, d, t = (np.array(c) for c in zip(*objects))
+            x0, y0, x1, y1 = (np.asarray(v, np.float64) for v in (x0, y0, x1, y1))
+            # TFDS's voc: (ymin - 1) / h, (xmin - 1) / w, ymax / h, xmax / w.
+            want = np.stack([(y0 - 1) / h, (x0 - 1) / w, y1 / h, x1 / w], 1)
+            np.testing.assert_allclose(obj["bbox"], want, rtol=1e-6)
+            assert [VOC_CLASSES[i] for i in obj["label"]] == [o[0] for o in objects]
+            np.testing.assert_array_equal(obj["is_difficult"], d.astype(bool))
+            np.testing.assert_array_equal(obj["is_truncated"], t.astype(bool))
+            # In pixels: the normalised box's extent times the image size.
+            np.testing.assert_allclose(
+                obj["area"], (want[:, 2] - want[:, 0]) * h * (want[:, 3] - want[:, 1]) * w,
+                rtol=1e-5)
+    # The full-image 'difficult' chair covers the image exactly.
+    ex = {e["image_id"].decode(): e for e in read_split(builder, "train")}["000005"]
+    np.testing.assert_allclose(ex["objects"]["bbox"][1], [0, 0, 1, 1])
+
+
+def test_voc2007_without_test_archive_and_bad_files_are_named(tmp_path):
+    root = write_voc(str(tmp_path / "manual"), test=False)
+    builder = dataset.get_builder("voc2007_detection", data_dir=str(tmp_path / "tfds"),
+                                  manual_dir=str(tmp_path / "manual"))
+    assert sorted(builder.info.splits) == ["train", "trainval", "val"]
+
+    def error(name: str) -> str:
+        with pytest.raises(InputPipelineError) as e:
+            dataset.get_builder("voc2007_detection", data_dir=str(tmp_path / name),
+                                manual_dir=str(tmp_path / "manual"))
+        return str(e.value)
+
+    xml = os.path.join(root, "Annotations", "000007.xml")
+    good = voc_xml("000007")
+    with open(xml, "w") as f:
+        f.write(good.replace("<name>car</name>", "<name>truck</name>"))
+    message = error("a")
+    assert "000007.xml" in message and "'truck'" in message
+
+    with open(xml, "w") as f:
+        f.write(good[:100])
+    assert "000007.xml cannot be read" in error("b")
+
+    with open(xml, "w") as f:
+        f.write(good.replace("<xmax>20</xmax>", ""))
+    assert "000007.xml is not a VOC annotation" in error("c")
+
+    with open(xml, "w") as f:
+        f.write(good.replace("<height>16</height>", "<height>17</height>"))
+    message = error("d")
+    assert "000007.jpg is 16x24" in message and "000007.xml says 17x24" in message
+
+    os.remove(xml)
+    message = error("e")
+    assert "000007.xml" in message and "missing" in message and "val.txt" in message
+    os.remove(os.path.join(root, "ImageSets", "Main", "train.txt"))
+    assert "train.txt" in error("f")
+
+
+def test_coco_and_voc_examples_feed_the_detection_eval_pp(tmp_path):
+    """Reader and pp meet: the dataset's own flags and ids reach the packed
+    targets, and the ground truth comes back in the stored (original) boxes."""
+    import tensorflow as tf
+
+    from input_pipeline import preprocess
+    from input_pipeline.keys import SEED_KEY
+    from input_pipeline.pp_ops import PPContext, default_registry
+
+    b = "boxes='objects/bbox'"
+    spec = (f"decode|resize_aspect(40, 64, {b})|pad_to(64, {b})|central_crop(64, {b})"
+            "|value_range(-1, 1)|detection_pack(4)")
+    pp = preprocess.build_preprocess(spec, default_registry(), PPContext())
+    write_coco(str(tmp_path / "coco"))
+    write_voc(str(tmp_path / "voc"))
+    flagged = 0
+    for name, manual, flag, gt_flag in (
+            ("coco_detection", "coco", "is_crowd", "gt_iscrowd"),
+            ("voc2007_detection", "voc", "is_difficult", "gt_difficult")):
+        builder = dataset.get_builder(name, data_dir=str(tmp_path / "tfds"),
+                                      manual_dir=str(tmp_path / manual))
+        ds = builder.as_dataset(split="train", decoders=dataset.images_undecoded(builder))
+        for ex in ds:
+            out = pp.rest(pp.decode_stage({**ex, SEED_KEY: tf.constant([0, 0], tf.int64)}))
+            obj = {k: v.numpy() for k, v in ex["objects"].items()}
+            k = len(obj["label"])
+            assert out["image"].shape == (64, 64, 3)
+            np.testing.assert_allclose(out["gt_boxes"][:k], obj["bbox"], atol=1e-6)
+            np.testing.assert_array_equal(out["gt_classes"][:k], obj["label"])
+            np.testing.assert_array_equal(out[gt_flag][:k], obj[flag])
+            flagged += int(obj[flag].sum())
+            np.testing.assert_allclose(out["gt_areas"][:k], obj["area"])
+            np.testing.assert_array_equal(out["orig_hw"], [ex["height"], ex["width"]])
+            image_id = ex["image_id"].numpy()
+            assert out["image_id"].numpy() == int(image_id)  # VOC's '000005' -> 5
+    assert flagged == 2  # COCO's crowd region and VOC's difficult chair
