@@ -131,7 +131,7 @@ def test_nms_matches_greedy_reference(thr, max_out):
     kept_counts = []
     for seed in range(3):
         b, s = _nms_case(seed)
-        for score_thr in (-np.inf, 0.4):
+        for score_thr in (-np.inf, 0.375):  # 3/8 is a score: kept when equal
             want = _py_nms(b, s, thr, max_out, score_thr)
             kept_counts.append(len(_py_nms(b, s, thr, 10**6, score_thr)))
             idx, valid = f(b, s, thr, max_out, score_thr)
