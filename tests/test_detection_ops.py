@@ -241,11 +241,11 @@ def test_crop_and_resize_batched_by_vmap_and_grads_reach_features():
     got = np.asarray(f(imgs, np.stack([bx, bx[::-1]])))
     np.testing.assert_allclose(got[1], _np_crop_and_resize(-2 * img, bx[::-1], (4, 4)), atol=1e-5)
 
-    grad = jax.grad(lambda im: jnp.sum(roi_align.crop_and_resize(im, bx[:12], (4, 4)) ** 2))(
-        jnp.asarray(img))
+    sq = lambda im: jnp.sum(roi_align.crop_and_resize(im, bx[:12], (4, 4)) ** 2)
+    grad = jax.jit(jax.grad(sq))(jnp.asarray(img))
     assert np.all(np.isfinite(grad)) and np.abs(np.asarray(grad)).sum() > 0
     # Gradient of a linear function of the crop is the bilinear weight sum: check one entry.
-    lin = jax.grad(lambda im: jnp.sum(roi_align.crop_and_resize(im, bx[:1], (1, 1))))(
+    lin = jax.jit(jax.grad(lambda im: jnp.sum(roi_align.crop_and_resize(im, bx[:1], (1, 1)))))(
         jnp.asarray(img))
     np.testing.assert_allclose(np.asarray(lin).sum(), 3.0, rtol=1e-5)  # weights sum to 1 per C
 
@@ -343,3 +343,24 @@ def test_balanced_sample_counts_and_never_ignored(n_pos, n_neg, batch, frac):
         p = want / n
         tol = 5 * math.sqrt(p * (1 - p) / 400) + 1e-9
         assert np.all(np.abs(freq - p) <= tol), (cls, freq.min(), freq.max(), p)
+
+
+def test_multiclass_nms_and_match_under_vmap_equal_per_image():
+    rng = np.random.default_rng(7)
+    b = np.stack([_random_boxes(rng, 20, hi=40.0, min_size=5.0) for _ in range(4)]).reshape(
+        2, 10, 4, 4)
+    s = (rng.integers(0, 10, (2, 10, 4)) / 10).astype(np.float32)
+    batched = jax.jit(jax.vmap(lambda b, s: nms.multiclass_nms(b, s, 0.5, 3, 6)))(b, s)
+    iou = rng.uniform(0, 1, (2, 3, 9)).astype(np.float32)
+    valid = np.array([[True, False, True], [False, False, False]])
+    gt_b, lab_b = jax.vmap(lambda i, v: sampling.match(i, v, 0.6, 0.3, True))(iou, valid)
+    one_nms = jax.jit(lambda b, s: nms.multiclass_nms(b, s, 0.5, 3, 6))
+    one_match = jax.jit(lambda i, v: sampling.match(i, v, 0.6, 0.3, True))
+    for i in range(2):
+        single = one_nms(b[i], s[i])
+        for k in single:
+            np.testing.assert_array_equal(batched[k][i], single[k])
+        gt, lab = one_match(iou[i], valid[i])
+        np.testing.assert_array_equal(gt_b[i], gt)
+        np.testing.assert_array_equal(lab_b[i], lab)
+    assert np.all(np.asarray(lab_b[1]) == 0)  # the image without gt is all negative
