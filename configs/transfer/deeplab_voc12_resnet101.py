@@ -23,11 +23,9 @@ label encoding: --config.input.label_pp=....
 import ml_collections
 
 from configs.transfer.deeplab_common import DECODE_LABEL_MAP, SegTarget, deeplab_config
+from input_pipeline.class_names import VOC_SEGMENTATION_CLASSES as VOC_CLASSES
 
 KEYS = ("image", "segmentation")
-VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
-               "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
-               "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from input_pipeline.class_names import VOC_CLASSES as CLASS_NAMES
 from input_pipeline.local_files import (
     LocalDataError,
     check_image_size,
@@ -40,10 +41,6 @@ from input_pipeline.local_files import (
 )
 from input_pipeline.voc2012.builder import read_ids
 
-CLASS_NAMES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor")
 ROOT_CANDIDATES = (".", "VOC2007", "VOCdevkit/VOC2007")
 LISTS = "ImageSets/Main"
 SPLITS = ("train", "val", "trainval")

@@ -32,13 +32,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from input_pipeline.class_names import VOC_SEGMENTATION_CLASSES as CLASS_NAMES
 from input_pipeline.keys import IGNORE_LABEL
 from input_pipeline.local_files import LocalDataError, find_root, manual_dir_of, require_files
 
-CLASS_NAMES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
-    "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
-    "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 ROOT_CANDIDATES = (".", "VOC2012", "VOCdevkit/VOC2012")
 LISTS = "ImageSets/Segmentation"
 AUG_MASKS = "SegmentationClassAug"
