@@ -32,13 +32,16 @@ def test_config_has_the_common_fields_and_builds_its_model(name):
     c = importlib.import_module(f"configs.{name}").get_config()
     for field in REQUIRED:
         assert field in c
-    model = trainer.build_task(c, mesh_lib.make_mesh(1, 8), 600).model
-    variables = jax.eval_shape(lambda: model.init(jax.random.key(0),
-                                                  jnp.zeros((1, *c.input.image_shape))))
+    task = trainer.build_task(c, mesh_lib.make_mesh(1, 8), 600)
+    variables = jax.eval_shape(lambda: task.init(jax.random.key(0),
+                                                 tuple(c.input.image_shape)))
     params = variables["params"]
     if c.get("task") == "pose":  # a per-keypoint heatmap and offset head, not classes
         assert params["keypoint_outputs"]["kernel"].shape[-1] == 3 * c.pose.num_keypoints
         assert len(c.evals.test.sigmas) == c.pose.num_keypoints
+    elif c.get("task") == "detection":  # C + 1 scores (background) per proposal
+        assert params["box_classifier_logits"]["kernel"].shape[-1] == c.model.num_classes + 1
+        assert len(c.evals.test.class_names) == c.model.num_classes
     elif c.get("task") == "segmentation":  # per-pixel scores from every ASPP branch
         assert {b["kernel"].shape[-1] for b in params["aspp"].values()} == {
             c.model.num_classes}

@@ -25,13 +25,14 @@ class ModelEntry(NamedTuple):
 
 
 def default_registry() -> Registry[ModelEntry]:
-    from big_vision_like.models import deeplab, pose_resnet, resnet
+    from big_vision_like.models import deeplab, faster_rcnn, pose_resnet, resnet
 
     reg: Registry[ModelEntry] = Registry("model")
     reg.register("resnet", ModelEntry(resnet.ResNet, resnet.load))
     # Dense models keep the ResNet body at its paths: the same checkpoint surgery.
     reg.register("pose_resnet", ModelEntry(pose_resnet.PoseResNet, resnet.load))
     reg.register("deeplab", ModelEntry(deeplab.DeepLab, resnet.load))
+    reg.register("faster_rcnn", ModelEntry(faster_rcnn.FasterRCNN, resnet.load))
     return reg
 
 

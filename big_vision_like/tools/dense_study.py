@@ -1,19 +1,24 @@
-"""What pre-training buys on dense tasks, offline: segmentation and pose.
+"""What pre-training buys on dense tasks, offline: segmentation, pose, detection.
 
     python -m big_vision_like.tools.dense_study --workdir workdirs/dense_study \
         --data_dir data/tfds [--pretrained workdirs/demo/checkpoints/1500] \
-        [--targets segmentation,pose] [--total_steps N]
+        [--targets segmentation,pose,detection] [--total_steps N]
 
 For each target, with the same steps, schedule and seed, trains
   - from a random initialisation (`scratch`),
   - from the pre-trained ResNet body, all of it fine-tuned (`finetune`;
     the task's new layers start fresh, as `init_from.skip` says),
-and reports the target's test metrics. Targets (paper sections 5.3 and 5.4,
+  - for detection also from the pre-trained body with conv1-4 frozen
+    (`frozen`, Figure 4's red curve),
+and reports the target's test metrics. Targets (paper sections 5.2-5.4,
 on synthetic_jft so they run anywhere):
   segmentation  configs/transfer/deeplab_synthetic.py: DeepLab-ASPP-L,
                 background + 4 shape families, mean IoU on `test`;
   pose          configs/transfer/pose_synthetic.py: 5 keypoints per object,
-                G-RMI heatmaps + offsets, keypoint AP on `test`.
+                G-RMI heatmaps + offsets, keypoint AP on `test`;
+  detection     configs/transfer/faster_rcnn_synthetic.py: Faster R-CNN, the
+                4 shape families, COCO box AP on `test`; the table also gives
+                the AP of random boxes on the same images.
 The pre-trained checkpoint is the one given, else configs/demo.py trained
 into <workdir>/pretrain (as the classification transfer study does). Every
 run is an ordinary trainer run in <workdir>/<target>/<setting>; a finished
@@ -32,16 +37,21 @@ import ml_collections
 from absl import logging
 
 from big_vision_like.tools.study_common import match_model, pretrained_checkpoint, study_main
-from configs.transfer import deeplab_synthetic, pose_synthetic
+from configs.transfer import deeplab_synthetic, faster_rcnn_synthetic, pose_synthetic
+from configs.transfer.detection_common import FROZEN_CONV1_4
 
-# target -> (config module, metrics reported, the first is the headline)
+TWO = ("scratch", "finetune")
+# target -> (config module, metrics reported (the first is the headline), settings)
 TARGETS = {
-    "segmentation": (deeplab_synthetic, ("miou", "pixel_accuracy")),
-    "pose": (pose_synthetic, ("AP", "AP50", "AP75", "AR")),
+    "segmentation": (deeplab_synthetic, ("miou", "pixel_accuracy"), TWO),
+    "pose": (pose_synthetic, ("AP", "AP50", "AP75", "AR"), TWO),
+    "detection": (faster_rcnn_synthetic, ("AP", "AP50", "AP75", "AR100"),
+                  (*TWO, "frozen")),
 }
 SIZES = ("demo", "tiny")
 SETTINGS = {"scratch": "random initialisation",
-            "finetune": "pre-trained body, fine-tuned"}
+            "finetune": "pre-trained body, fine-tuned",
+            "frozen": "pre-trained body, conv1-4 frozen"}
 
 
 def run_config(target: str, setting: str, size: str, data_dir: str | None,
@@ -52,8 +62,10 @@ def run_config(target: str, setting: str, size: str, data_dir: str | None,
     if total_steps is not None:
         c.total_steps = total_steps
     c.ckpt_steps = c.total_steps
-    if setting == "finetune":
+    if setting in ("finetune", "frozen"):
         c.init_from.checkpoint = checkpoint
+        if setting == "frozen":
+            c.frozen = FROZEN_CONV1_4
     elif setting != "scratch":
         raise ValueError(f"unknown setting {setting!r}; known: {list(SETTINGS)}")
     return c
@@ -65,8 +77,8 @@ def markdown(results: dict[str, Any]) -> str:
         metrics = TARGETS[target][1]
         lines += [f"| {target} ({res['steps']} steps) | " + " | ".join(metrics) + " |",
                   "|---|" + "---|" * len(metrics)]
-        for setting, name in SETTINGS.items():
-            got = res["test"].get(setting, {})
+        for setting in TARGETS[target][2]:
+            name, got = SETTINGS[setting], res["test"].get(setting, {})
             lines.append(f"| {name} | " + " | ".join(
                 f"{got[m]:.3f}" if m in got else "–" for m in metrics) + " |")
         lines.append("")
@@ -90,7 +102,7 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
                                "seconds": {}}
     for target in targets:
         res: dict[str, Any] = {"test": {}}
-        for setting in SETTINGS:
+        for setting in TARGETS[target][2]:
             config = run_config(target, setting, size, data_dir, checkpoint, total_steps)
             run_dir = os.path.join(workdir, target, setting)
             t0 = time.time()
