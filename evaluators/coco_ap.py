@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from evaluators.coco_eval_core import accumulate, evaluate_image, mean_defined
@@ -145,7 +146,8 @@ def write_coco_results(path: str, image_ids: np.ndarray, boxes: np.ndarray,
     """Write detections as a COCO results JSON ([{image_id, category_id, bbox: [x, y,
     w, h] pixels, score}]); returns how many. One row per detection: image_ids [M],
     boxes [M, 4] (ymin, xmin, ymax, xmax) pixels, scores [M], classes [M] 0-based.
-    category_ids maps class -> dataset category id (COCO's ids are not contiguous);
+    category_ids maps class -> dataset category id (a list, or a mapping with int or
+    str keys; COCO's ids are not contiguous);
     None writes class + 1 (COCO's ids start at 1, so a one-class person detector
     writes COCO's person id 1)."""
     image_ids = np.asarray(image_ids).ravel()
@@ -162,7 +164,9 @@ def write_coco_results(path: str, image_ids: np.ndarray, boxes: np.ndarray,
             cat = c + 1
         else:
             try:
-                cat = int(category_ids[c])
+                # A config's mapping has string keys.
+                cat = int(category_ids[c] if not isinstance(category_ids, Mapping)
+                          or c in category_ids else category_ids[str(c)])
             except (IndexError, KeyError):
                 raise ValueError(f"write_coco_results: class {c} has no entry in "
                                  "category_ids; give a category id for every class.") from None
@@ -200,7 +204,8 @@ def collect_detections(ctx: EvalContext, variables: Any, cfg: Any,
     got = collect_predictions(ctx, variables, cfg.data, cfg.pp, cfg.get("batch_size"),
                               keys=keys, outputs=DETECTION_OUTPUTS,
                               pred=cfg.get("pred", "predict"))
-    if cfg.get("results_json"):
+    # Every process holds all predictions; one writes.
+    if cfg.get("results_json") and jax.process_index() == 0:
         images = images_from_predictions(got)
 
         def joined(field: str) -> np.ndarray:

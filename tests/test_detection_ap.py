@@ -141,8 +141,9 @@ def test_results_json_round_trips_into_the_pose_tasks_detections(tmp_path):
     np.testing.assert_allclose(got_scores[:2], [.9, .3], rtol=1e-6)
     np.testing.assert_allclose(got_boxes[:2], boxes[[1, 0]], atol=2e-3)
     assert int(np.asarray(dets.lookup(8)[2])) == 0
-    write_coco_results(path, ids, boxes, scores, classes, category_ids={0: 18, 1: 3})
-    assert [r["category_id"] for r in json.load(open(path))] == [18, 18, 3, 18, 18]
+    for mapping in ({0: 18, 1: 3}, ml_collections.ConfigDict({"0": 18, "1": 3})):
+        write_coco_results(path, ids, boxes, scores, classes, category_ids=mapping)
+        assert [r["category_id"] for r in json.load(open(path))] == [18, 18, 3, 18, 18]
     with pytest.raises(ValueError, match="class 1 has no entry in category_ids"):
         write_coco_results(path, ids, boxes, scores, classes, category_ids=[5])
 
@@ -243,9 +244,14 @@ def test_voc_ap_matches_the_devkit_rule():
 
 def test_voc_difficult_detections_are_neither_true_nor_false_and_plus_one_counts():
     gt = np.array([[10., 10., 19., 19.], [50., 50., 59., 59.]])
-    # The hard box's detection is ignored: one TP, no FP -> AP 1.
-    images = [ImageObjects(gt, [0, 0], [False, True], gt.copy(), [.9, .95], [0, 0])]
-    assert voc_ap(images)["per_class"] == [pytest.approx(1.0)]
+    # Two detections of the hard box rank first and are ignored (no TP, no FP), then
+    # a false positive, then the easy box: precision .5 at recall 1 -> AP .5 (it would
+    # be 1 if the hard box counted).
+    dt = np.concatenate([gt[[1, 1]], [[100., 100., 120., 120.]], gt[:1]])
+    images = [ImageObjects(gt, [0, 0], [False, True], dt, [.9, .8, .6, .5], [0, 0, 0, 0])]
+    assert voc_ap(images)["per_class"] == [pytest.approx(0.5)]
+    assert voc_ap([ImageObjects(gt[1:], [0], [True], dt, [.9, .8, .6, .5], [0] * 4)]
+                  )["per_class"] == [-1.0]
     # A 10-pixel box shifted 3 pixels: the devkit's IoU is 70/130 > .5; without the
     # +1 it would be 54/108 = .5, not above the threshold.
     shift = np.array([[0., 3., 0., 3.]])
