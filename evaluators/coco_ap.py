@@ -139,12 +139,24 @@ def coco_ap(images: Sequence[ImageBoxes], max_dets: Sequence[int] = MAX_DETS
     return out
 
 
+def _category_id(category_ids: Any, c: int) -> int:
+    if hasattr(category_ids, "keys"):
+        # A config's mapping has string keys.
+        keys = {str(k): k for k in category_ids.keys()}
+        if str(c) in keys:
+            return int(category_ids[keys[str(c)]])
+    elif 0 <= c < len(category_ids):
+        return int(category_ids[c])
+    raise ValueError(f"write_coco_results: class {c} has no entry in category_ids; give a "
+                     "category id for every class.")
+
+
 def write_coco_results(path: str, image_ids: np.ndarray, boxes: np.ndarray,
                        scores: np.ndarray, classes: np.ndarray,
                        category_ids: Sequence[int] | Mapping[int, int] | None = None
                        ) -> int:
     """Write detections as a COCO results JSON ([{image_id, category_id, bbox: [x, y,
-    w, h] pixels, score}]); returns how many. One row per detection: image_ids [M],
+    w, h] pixels to 1/1000, score}]); returns how many. One row per detection: image_ids [M],
     boxes [M, 4] (ymin, xmin, ymax, xmax) pixels, scores [M], classes [M] 0-based.
     category_ids maps class -> dataset category id (a list, or a mapping with int or
     str keys; COCO's ids are not contiguous);
@@ -160,16 +172,7 @@ def write_coco_results(path: str, image_ids: np.ndarray, boxes: np.ndarray,
     rows = []
     for img, box, s, c in zip(image_ids, _xywh(b), scores, classes):
         c = int(c)
-        if category_ids is None:
-            cat = c + 1
-        else:
-            try:
-                # A config's mapping has string keys.
-                cat = int(category_ids[c] if not isinstance(category_ids, Mapping)
-                          or c in category_ids else category_ids[str(c)])
-            except (IndexError, KeyError):
-                raise ValueError(f"write_coco_results: class {c} has no entry in "
-                                 "category_ids; give a category id for every class.") from None
+        cat = c + 1 if category_ids is None else _category_id(category_ids, c)
         rows.append({"image_id": int(img), "category_id": cat,
                      "bbox": [round(float(v), 3) for v in box], "score": float(s)})
     with open(path, "w") as f:
