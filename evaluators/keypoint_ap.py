@@ -4,7 +4,8 @@
 category: OKS with per-keypoint sigmas, ten OKS thresholds .50:.05:.95, area
 ranges all/medium/large, at most 20 detections per image, crowd ground truth
 and ground truth without labelled keypoints ignored (matched without counting),
-101-point interpolated precision. The tests check it against pycocotools, so
+101-point interpolated precision (matching and accumulation shared with box AP in
+`evaluators.coco_eval_core`). The tests check it against pycocotools, so
 runs need no pycocotools.
 
 Coordinates are (y, x) in image pixels, as everywhere in this project;
@@ -19,6 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.coco_eval_core import (
+    THRESHOLDS,
+    ImageResult,
+    accumulate,
+    evaluate_image,
+    mean_defined,
+)
 from evaluators.common import EvalContext, collect_predictions
 from input_pipeline.pp_spec import parse_pp_spec
 
@@ -27,8 +35,7 @@ from input_pipeline.pp_spec import parse_pp_spec
 COCO_SIGMAS = (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
                .89, .89)
 COCO_SIGMAS = tuple(s / 10.0 for s in COCO_SIGMAS)
-OKS_THRESHOLDS = np.linspace(.5, 0.95, 10)
-RECALL_POINTS = np.linspace(.0, 1.00, 101)
+OKS_THRESHOLDS = THRESHOLDS
 AREA_RANGES = {"all": (0.0, 1e10), "medium": (32.0 ** 2, 96.0 ** 2),
                "large": (96.0 ** 2, 1e10)}
 MAX_DETS = 20
@@ -77,93 +84,22 @@ def oks(dt: np.ndarray, gt: np.ndarray, gt_boxes: np.ndarray, gt_areas: np.ndarr
     return (np.exp(-e) * counted).sum(-1) / counted.sum(-1)
 
 
-def _match(image: ImageKeypoints, sigmas: np.ndarray, area_range: tuple[float, float]
-           ) -> dict[str, np.ndarray] | None:
-    """COCOeval.evaluateImg: greedy matching at every threshold."""
-    g, d = len(image.gt_keypoints), len(image.dt_keypoints)
-    if g == 0 and d == 0:
-        return None
-    k = len(sigmas)
+def _evaluate(image: ImageKeypoints, sigmas: np.ndarray, area_range: tuple[float, float]
+              ) -> ImageResult | None:
+    """COCOeval.evaluateImg with OKS; crowd ground truth and ground truth without
+    labelled keypoints are ignored whatever their area."""
+    g, d, k = len(image.gt_keypoints), len(image.dt_keypoints), len(sigmas)
     gt_kp = np.asarray(image.gt_keypoints, np.float64).reshape(g, k, 3)
+    dt_kp = np.asarray(image.dt_keypoints, np.float64).reshape(d, k, 2)
     areas = np.asarray(image.gt_areas, np.float64).reshape(g)
     crowd = np.asarray(image.gt_iscrowd, bool).reshape(g)
-    ignore = crowd | ~(gt_kp[..., 2] > 0).any(-1)
-    gt_ignore = ignore | (areas < area_range[0]) | (areas > area_range[1])
-    gt_order = np.argsort(gt_ignore, kind="mergesort")
-    dt_order = np.argsort(-np.asarray(image.dt_scores, np.float64), kind="mergesort")
-    dt_order = dt_order[:MAX_DETS]
-    dt_kp = np.asarray(image.dt_keypoints, np.float64).reshape(d, k, 2)[dt_order]
-    scores = np.asarray(image.dt_scores, np.float64)[dt_order]
-    gt_ignore, crowd = gt_ignore[gt_order], crowd[gt_order]
-    sims = oks(dt_kp, gt_kp[gt_order], np.asarray(image.gt_boxes).reshape(g, 4)[gt_order],
-               areas[gt_order], sigmas) if g and d else np.zeros((len(dt_kp), g))
-    t, nd = len(OKS_THRESHOLDS), len(dt_kp)
-    gt_matched = np.zeros((t, g), bool)
-    dt_matched = np.zeros((t, nd), bool)
-    dt_ignore = np.zeros((t, nd), bool)
-    for ti, thr in enumerate(OKS_THRESHOLDS):
-        for di in range(nd):
-            best, m = min(thr, 1 - 1e-10), -1
-            for gi in range(g):
-                if gt_matched[ti, gi] and not crowd[gi]:
-                    continue
-                # Ground truth is sorted real-first: once a real one matched,
-                # ignored ones cannot take its place.
-                if m > -1 and not gt_ignore[m] and gt_ignore[gi]:
-                    break
-                if sims[di, gi] < best:
-                    continue
-                best, m = sims[di, gi], gi
-            if m == -1:
-                continue
-            dt_ignore[ti, di] = gt_ignore[m]
-            dt_matched[ti, di] = True
-            gt_matched[ti, m] = True
+    sims = oks(dt_kp, gt_kp, np.asarray(image.gt_boxes).reshape(g, 4), areas, sigmas) \
+        if g and d else np.zeros((d, g))
     # Detections' areas are those of their keypoints' bounding box (COCO's loadRes).
-    extent = dt_kp.max(1) - dt_kp.min(1) if nd else np.zeros((0, 2))
-    dt_area = extent[:, 0] * extent[:, 1]
-    outside = (dt_area < area_range[0]) | (dt_area > area_range[1])
-    dt_ignore |= ~dt_matched & outside[None]
-    return {"scores": scores, "matched": dt_matched, "ignored": dt_ignore,
-            "gt_ignored": gt_ignore}
-
-
-def _accumulate(results: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """COCOeval.accumulate for one area range: (precision [T, R], recall [T]); -1 where
-    undefined."""
-    t = len(OKS_THRESHOLDS)
-    precision = -np.ones((t, len(RECALL_POINTS)))
-    recall = -np.ones(t)
-    if not results:
-        return precision, recall
-    scores = np.concatenate([r["scores"] for r in results])
-    order = np.argsort(-scores, kind="mergesort")
-    matched = np.concatenate([r["matched"] for r in results], axis=1)[:, order]
-    ignored = np.concatenate([r["ignored"] for r in results], axis=1)[:, order]
-    num_gt = int(np.count_nonzero(~np.concatenate([r["gt_ignored"] for r in results])))
-    if num_gt == 0:
-        return precision, recall
-    tp = np.cumsum(matched & ~ignored, axis=1).astype(np.float64)
-    fp = np.cumsum(~matched & ~ignored, axis=1).astype(np.float64)
-    for ti in range(t):
-        rc = tp[ti] / num_gt
-        pr = tp[ti] / (fp[ti] + tp[ti] + np.spacing(1))
-        recall[ti] = rc[-1] if len(rc) else 0
-        # Precision made monotone from the right (the interpolated envelope).
-        pr = np.maximum.accumulate(pr[::-1])[::-1] if len(pr) else pr
-        idx = np.searchsorted(rc, RECALL_POINTS, side="left")
-        q = np.zeros(len(RECALL_POINTS))
-        ok = idx < len(pr)
-        # pycocotools fills recall points up to the first one beyond reach.
-        stop = int(np.argmin(ok)) if not ok.all() else len(ok)
-        q[:stop] = pr[idx[:stop]]
-        precision[ti] = q
-    return precision, recall
-
-
-def _mean_defined(x: np.ndarray) -> float:
-    x = x[x > -1]
-    return float(x.mean()) if x.size else -1.0
+    extent = dt_kp.max(1) - dt_kp.min(1) if d else np.zeros((0, 2))
+    return evaluate_image(sims, image.dt_scores, extent[:, 0] * extent[:, 1], areas, crowd,
+                          crowd | ~(gt_kp[..., 2] > 0).any(-1), area_range, MAX_DETS,
+                          OKS_THRESHOLDS)
 
 
 def keypoint_ap(images: Sequence[ImageKeypoints], sigmas: Sequence[float] = COCO_SIGMAS
@@ -180,14 +116,14 @@ def keypoint_ap(images: Sequence[ImageKeypoints], sigmas: Sequence[float] = COCO
                              "keypoint.")
     out: dict[str, float] = {}
     for label, rng in AREA_RANGES.items():
-        results = [r for r in (_match(im, sigmas, rng) for im in images) if r is not None]
-        precision, recall = _accumulate(results)
+        precision, recall = accumulate([_evaluate(im, sigmas, rng) for im in images],
+                                       len(OKS_THRESHOLDS))
         suffix = "" if label == "all" else f"_{label}"
-        out[f"AP{suffix}"] = _mean_defined(precision)
-        out[f"AR{suffix}"] = _mean_defined(recall)
+        out[f"AP{suffix}"] = mean_defined(precision)
+        out[f"AR{suffix}"] = mean_defined(recall)
         if label == "all":
-            out["AP50"], out["AP75"] = (_mean_defined(precision[i]) for i in (0, 5))
-            out["AR50"], out["AR75"] = (_mean_defined(recall[i:i + 1]) for i in (0, 5))
+            out["AP50"], out["AP75"] = (mean_defined(precision[i]) for i in (0, 5))
+            out["AR50"], out["AR75"] = (mean_defined(recall[i:i + 1]) for i in (0, 5))
     return out
 
 
