@@ -53,6 +53,8 @@ def test_dense_study_compares_scratch_and_pretrained_on_every_target(tiny_builde
         for got in res["test"].values():
             assert set(got) == set(metrics) and all(-1 <= v <= 1 for v in got.values())
         assert f"| {target} (2 steps) | " + " | ".join(metrics) + " |" in text
+        assert ("chance" in res) == (target == "detection")
+        assert (dense_study.CHANCE in text) == ("chance" in results["targets"]["detection"])
         # Fine-tuning started from the pre-trained body; scratch did not.
         report = (tmp_path / target / "finetune" / "init_from_report.txt").read_text()
         assert "loaded: params/conv5_block2/conv2/kernel" in report

@@ -135,4 +135,25 @@ class DetectionTask(Task):
             scale = jnp.concatenate([hw, hw], -1)[:, None]
             return {"proposal_boxes": out["proposals"] / scale,
                     "proposal_valid": out["proposal_valid"]}
-        return {"predict": predict, "proposals": proposals}
+        return {"predict": predict, "proposals": proposals, "random_boxes": random_boxes}
+
+
+def random_boxes(out: Outputs, batch: Batch) -> dict[str, jax.Array]:
+    """The chance baseline in the `predict` layout: as many boxes as the model's
+    detection slots, centres uniform over the image, sides uniform in [0.05, 0.6]
+    of it, random classes and scores; seeded by `image_id`, so repeatable."""
+    b, d = out["detection_classes"].shape
+    num_classes = out["class_logits"].shape[-1] - 1
+    ids = batch["image_id"] if "image_id" in batch else jnp.arange(b)
+
+    def one(image_id):
+        k1, k2, k3, k4 = jax.random.split(jax.random.fold_in(jax.random.key(0), image_id), 4)
+        centre = jax.random.uniform(k1, (d, 2))
+        half = jax.random.uniform(k2, (d, 2), minval=0.05, maxval=0.6) / 2
+        boxes = jnp.clip(jnp.concatenate([centre - half, centre + half], -1), 0.0, 1.0)
+        return (boxes, jax.random.uniform(k3, (d,)),
+                jax.random.randint(k4, (d,), 0, num_classes))
+
+    boxes, scores, classes = jax.vmap(one)(ids.astype(jnp.int32))
+    return {"detection_boxes": boxes, "detection_scores": scores,
+            "detection_classes": classes, "detection_valid": jnp.ones((b, d), bool)}

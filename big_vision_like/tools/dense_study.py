@@ -52,6 +52,7 @@ SIZES = ("demo", "tiny")
 SETTINGS = {"scratch": "random initialisation",
             "finetune": "pre-trained body, fine-tuned",
             "frozen": "pre-trained body, conv1-4 frozen"}
+CHANCE = "random boxes (chance level, same images)"
 
 
 def run_config(target: str, setting: str, size: str, data_dir: str | None,
@@ -81,6 +82,10 @@ def markdown(results: dict[str, Any]) -> str:
             name, got = SETTINGS[setting], res["test"].get(setting, {})
             lines.append(f"| {name} | " + " | ".join(
                 f"{got[m]:.3f}" if m in got else "–" for m in metrics) + " |")
+        if res.get("chance"):
+            lines.append(f"| {CHANCE} | " + " | ".join(
+                f"{res['chance'][m]:.3f}" if m in res["chance"] else "–" for m in metrics)
+                + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -113,6 +118,10 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
             res["test"][setting] = {m: got[f"test/{m}"] for m in TARGETS[target][1]
                                     if f"test/{m}" in got}
             res["steps"] = int(config.total_steps)
+            chance = {m: got[f"random_boxes/{m}"] for m in TARGETS[target][1]
+                      if f"random_boxes/{m}" in got}
+            if chance:  # the same for every setting: it ignores the model
+                res["chance"] = chance
         results["targets"][target] = res
     results["seconds"]["total"] = round(time.time() - start, 1)
     text = markdown(results)

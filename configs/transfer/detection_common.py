@@ -50,6 +50,8 @@ class DetTarget:
     max_size: int = 1024
     max_objects: int = 100  # ground-truth boxes kept per image
     level: str | None = None  # synthetic_jft: the class level of its leaf labels
+    # 'dataset' where `level` needs the builder's class names (synthetic_jft)
+    hierarchy: str = "none"
     model: dict = dataclasses.field(default_factory=dict)  # FasterRCNN field overrides
     eval_batch_size: int = 8
 
@@ -65,7 +67,7 @@ def detection_config(t: DetTarget) -> ml_collections.ConfigDict:
     c.input.image_shape = (t.max_size, t.max_size, 3)
     c.input.pp = (f"{_resize_pp(t)}|flip_lr(boxes='objects/bbox')|{_pack_pp(t)}"
                   f"|keep({PACKED})")
-    c.input.hierarchy = "none"
+    c.input.hierarchy = t.hierarchy
     c.input.shuffle_buffer = 1_000
     c.input.skip_corrupt = True
     c.input.prefetch = 2

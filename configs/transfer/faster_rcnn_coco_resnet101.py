@@ -17,9 +17,9 @@ ids restored), which the pose task takes as person boxes.
 """
 
 import ml_collections
-from input_pipeline.class_names import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 
 from configs.transfer.detection_common import DetTarget, detection_config
+from input_pipeline.class_names import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -33,7 +33,7 @@ def target(size: str = "demo") -> DetTarget:
                  rpn_pre_nms=300, num_proposals=64, box_batch=32, add_gt_proposals=True,
                  max_per_class=20, max_detections=20)
     common = dict(train_split="fasteval", num_classes=len(CLASS_NAMES),
-                  class_names=CLASS_NAMES, evaluator="coco_ap", level=LEVEL,
+                  class_names=CLASS_NAMES, evaluator="coco_ap", level=LEVEL, hierarchy="dataset",
                   max_objects=8, lr_per_image=1e-3, **body)
     if size == "tiny":
         return DetTarget(data="synthetic_jft/tiny", test_split="test[:64]", batch_size=8,
@@ -49,4 +49,7 @@ def target(size: str = "demo") -> DetTarget:
 def get_config(size: str | None = None) -> ml_collections.ConfigDict:
     c = detection_config(target(size or "demo"))
     c.log_steps = 50
+    # The chance level the trained detector is read against: random boxes on the
+    # same test images (tasks/detection.random_boxes).
+    c.evals.random_boxes = {**c.evals.test.to_dict(), "pred": "random_boxes"}
     return c
