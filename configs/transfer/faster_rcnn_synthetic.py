@@ -41,7 +41,7 @@ def target(size: str = "demo") -> DetTarget:
                          model=dict(anchor_base_size=32.0, **small), eval_batch_size=16,
                          **common)
     return DetTarget(data="synthetic_jft/demo", test_split="test[:1000]", batch_size=16,
-                     images_total=16 * 600, images_lr_drop=16 * 450, min_size=128,
+                     images_total=16 * 400, images_lr_drop=16 * 300, min_size=128,
                      max_size=128, model=dict(anchor_base_size=64.0, **small),
                      eval_batch_size=50, **common)
 
