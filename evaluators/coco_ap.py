@@ -180,24 +180,30 @@ def write_coco_results(path: str, image_ids: np.ndarray, boxes: np.ndarray,
     return len(rows)
 
 
-def images_from_predictions(got: Mapping[str, np.ndarray]) -> list[ImageBoxes]:
-    """Per-image records in pixels from `collect_predictions` of a detection task
-    (boxes normalised to the original image, padding dropped)."""
-    images = []
+def image_records(got: Mapping[str, np.ndarray], gt_fields: Mapping[str, type]
+                  ) -> list[dict[str, np.ndarray]]:
+    """Per-image ground truth and detections from `collect_predictions` of a detection
+    task, boxes in pixels (they come normalised to the original image), padding
+    dropped; `gt_fields` names more per-object ground truth and its dtype."""
+    records = []
     for i in range(len(got["image_id"])):
         h, w = (float(v) for v in np.asarray(got["orig_hw"][i]).ravel()[:2])
         scale = np.array([h, w, h, w])
         gv = got["gt_valid"][i].astype(bool)
         dv = got["detection_valid"][i].astype(bool)
-        images.append(ImageBoxes(
-            gt_boxes=got["gt_boxes"][i][gv].astype(np.float64) * scale,
-            gt_classes=got["gt_classes"][i][gv].astype(np.int64),
-            gt_areas=got["gt_areas"][i][gv].astype(np.float64),
-            gt_iscrowd=got["gt_iscrowd"][i][gv].astype(bool),
-            dt_boxes=got["detection_boxes"][i][dv].astype(np.float64) * scale,
-            dt_scores=got["detection_scores"][i][dv].astype(np.float64),
-            dt_classes=got["detection_classes"][i][dv].astype(np.int64)))
-    return images
+        records.append({
+            "gt_boxes": got["gt_boxes"][i][gv].astype(np.float64) * scale,
+            "gt_classes": got["gt_classes"][i][gv].astype(np.int64),
+            "dt_boxes": got["detection_boxes"][i][dv].astype(np.float64) * scale,
+            "dt_scores": got["detection_scores"][i][dv].astype(np.float64),
+            "dt_classes": got["detection_classes"][i][dv].astype(np.int64),
+            **{k: got[k][i][gv].astype(t) for k, t in gt_fields.items()}})
+    return records
+
+
+def images_from_predictions(got: Mapping[str, np.ndarray]) -> list[ImageBoxes]:
+    return [ImageBoxes(**r) for r in image_records(
+        got, {"gt_areas": np.float64, "gt_iscrowd": bool})]
 
 
 def collect_detections(ctx: EvalContext, variables: Any, cfg: Any,

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.coco_ap import collect_detections
+from evaluators.coco_ap import collect_detections, image_records
 from evaluators.common import EvalContext
 
 IOU_THRESHOLD = 0.5
@@ -123,21 +123,7 @@ def voc_ap(images: Sequence[ImageObjects], num_classes: int | None = None
 
 
 def images_from_predictions(got: Mapping[str, np.ndarray]) -> list[ImageObjects]:
-    """Per-image records in pixels from `collect_predictions` of a detection task."""
-    images = []
-    for i in range(len(got["image_id"])):
-        h, w = (float(v) for v in np.asarray(got["orig_hw"][i]).ravel()[:2])
-        scale = np.array([h, w, h, w])
-        gv = got["gt_valid"][i].astype(bool)
-        dv = got["detection_valid"][i].astype(bool)
-        images.append(ImageObjects(
-            gt_boxes=got["gt_boxes"][i][gv].astype(np.float64) * scale,
-            gt_classes=got["gt_classes"][i][gv].astype(np.int64),
-            gt_difficult=got["gt_difficult"][i][gv].astype(bool),
-            dt_boxes=got["detection_boxes"][i][dv].astype(np.float64) * scale,
-            dt_scores=got["detection_scores"][i][dv].astype(np.float64),
-            dt_classes=got["detection_classes"][i][dv].astype(np.int64)))
-    return images
+    return [ImageObjects(**r) for r in image_records(got, {"gt_difficult": bool})]
 
 
 class VocApEvaluator:

@@ -69,6 +69,14 @@ def cast_back(img: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     return tf.cast(img, dtype)
 
 
+def pad_rows(x: tf.Tensor, n: int) -> tf.Tensor:
+    """The first `n` rows of x, zero-padded to exactly `n` (a static first dimension,
+    as batching needs for per-object fields)."""
+    x = x[:n]
+    pad = [[0, n - tf.shape(x)[0]]] + [[0, 0]] * (x.shape.rank - 1)
+    return tf.ensure_shape(tf.pad(x, pad), [n, *x.shape[1:]])
+
+
 def in_key_out_key(indefault: str = "image", outdefault: str | None = None,
                    with_data: bool = False) -> Callable[[Callable[..., Callable]],
                                                         Callable[..., Op]]:

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from input_pipeline import pp_joint
 from input_pipeline.keys import INDEX_KEY
-from input_pipeline.pp_base import Example, Op, PPContext
+from input_pipeline.pp_base import Example, Op, PPContext, pad_rows
 from input_pipeline.synthetic_jft import taxonomy
 
 # Where each dataset keeps its crowd / difficult flags (COCO keypoints and
@@ -80,13 +80,6 @@ def _flag(objects: dict, names: tuple[str, ...], n: tf.Tensor) -> tf.Tensor:
         if name in objects:
             return tf.cast(objects[name], tf.bool)
     return tf.zeros([n], tf.bool)
-
-
-def _pad(x: tf.Tensor, m: int) -> tf.Tensor:
-    """The first `m` rows of x, zero-padded to exactly `m`."""
-    x = x[:m]
-    pad = [[0, m - tf.shape(x)[0]]] + [[0, 0]] * (x.shape.rank - 1)
-    return tf.ensure_shape(tf.pad(x, pad), [m, *x.shape[1:]])
 
 
 def _image_id(data: Example, id_key: str) -> tf.Tensor:
@@ -165,11 +158,11 @@ def detection_pack(ctx: PPContext, max_objects: int = 100, key: str = "objects",
             areas = ((gt[:, 2] - gt[:, 0]) * size[0]) * ((gt[:, 3] - gt[:, 1]) * size[1])
 
         data.update({
-            "boxes": _pad(boxes, m), "classes": _pad(classes, m), "box_valid": valid,
-            "is_crowd": _pad(crowd, m), "difficult": _pad(difficult, m),
-            "gt_boxes": _pad(gt, m), "gt_classes": _pad(classes, m),
-            "gt_iscrowd": _pad(crowd, m), "gt_difficult": _pad(difficult, m),
-            "gt_areas": _pad(areas, m), "gt_valid": valid,
+            "boxes": pad_rows(boxes, m), "classes": pad_rows(classes, m), "box_valid": valid,
+            "is_crowd": pad_rows(crowd, m), "difficult": pad_rows(difficult, m),
+            "gt_boxes": pad_rows(gt, m), "gt_classes": pad_rows(classes, m),
+            "gt_iscrowd": pad_rows(crowd, m), "gt_difficult": pad_rows(difficult, m),
+            "gt_areas": pad_rows(areas, m), "gt_valid": valid,
             "image_id": _image_id(data, id_key),
             "image_hw": tf.cast(content, tf.int32), "orig_hw": tf.cast(orig, tf.int32),
         })

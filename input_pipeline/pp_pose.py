@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from input_pipeline.pp_base import Example, Op, PPContext, hw, take_seed
+from input_pipeline.pp_base import Example, Op, PPContext, hw, pad_rows, take_seed
 
 
 def _image_hw(img: tf.Tensor) -> tf.Tensor:
@@ -132,12 +132,6 @@ def pose_crop_train(ctx: PPContext, size, context: float = 1.25, key: str = "obj
     return op
 
 
-def _pad(x: tf.Tensor, n: int) -> tf.Tensor:
-    x = x[:n]
-    pad = [[0, n - tf.shape(x)[0]]] + [[0, 0]] * (len(x.shape) - 1)
-    return tf.ensure_shape(tf.pad(x, pad), [n, *x.shape[1:]])
-
-
 class Detections:
     """Person boxes of a COCO results JSON ([{image_id, category_id, bbox: [x, y, w,
     h] pixels, score}, ...]): per image the `max_objects` best, as lookup tables."""
@@ -213,7 +207,7 @@ def pose_crop_eval(ctx: PPContext, size, max_objects: int = 20, context: float =
             box_scores = tf.ones([count], tf.float32)
         else:
             people, box_scores, count = dets.lookup(data[image_id_key])
-        people = _pad(people, max_objects)
+        people = pad_rows(people, max_objects)
         valid = tf.range(max_objects) < count
         windows = person_windows(people, crop_hw, context)
         crops = crop_windows(img, windows, crop_hw)
@@ -226,11 +220,11 @@ def pose_crop_eval(ctx: PPContext, size, max_objects: int = 20, context: float =
         data["image"] = tf.ensure_shape(crops, (max_objects, *crop_hw, None))
         data["pose_windows"] = windows
         data["pose_valid"] = valid
-        data["pose_box_scores"] = _pad(tf.reshape(box_scores, [-1]), max_objects)
-        data["gt_keypoints"] = _pad(gt_kp, max_gt)
-        data["gt_boxes"] = _pad(boxes_px, max_gt)
-        data["gt_areas"] = _pad(area, max_gt)
-        data["gt_iscrowd"] = _pad(crowd, max_gt)
+        data["pose_box_scores"] = pad_rows(tf.reshape(box_scores, [-1]), max_objects)
+        data["gt_keypoints"] = pad_rows(gt_kp, max_gt)
+        data["gt_boxes"] = pad_rows(boxes_px, max_gt)
+        data["gt_areas"] = pad_rows(area, max_gt)
+        data["gt_iscrowd"] = pad_rows(crowd, max_gt)
         data["gt_valid"] = tf.range(max_gt) < n_gt
         data["image_id"] = tf.cast(data[image_id_key], tf.int64)
         return data
