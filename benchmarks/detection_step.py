@@ -17,14 +17,13 @@ crop-and-resize and conv5 on 256 crops (7x7) instead of one 1/32 map.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import jax
 import numpy as np
 import optax
 
-from benchmarks.step_compare import add_mfu_flags, peak_flops, slowdowns, time_jobs
+from benchmarks.step_compare import parse_flags, peak_flops, slowdowns, time_jobs
 from benchmarks.train_step_throughput import DTYPES
 from big_vision_like import mesh as mesh_lib
 from big_vision_like.models.faster_rcnn import FasterRCNN
@@ -44,16 +43,8 @@ def random_boxes(rng: np.random.Generator, b: int, g: int, c: int) -> dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--depth", type=int, default=101)
-    parser.add_argument("--image_size", type=int, default=1024, help="the padded input")
-    parser.add_argument("--batch_size", type=int, default=1, help="global batch")
-    parser.add_argument("--num_classes", type=int, default=80)
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--json", default=None, help="write results here too")
-    add_mfu_flags(parser)
-    args = parser.parse_args()
+    args = parse_flags(__doc__.splitlines()[0], image_size=1024, batch_size=1,
+                       num_classes=80)
     dtype = DTYPES[args.dtype]
     mesh = mesh_lib.make_mesh(data=-1, model=1)
     rng = np.random.default_rng(0)

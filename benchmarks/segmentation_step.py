@@ -19,14 +19,13 @@ at output stride 8.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import jax
 import numpy as np
 import optax
 
-from benchmarks.step_compare import add_mfu_flags, peak_flops, slowdowns, time_jobs
+from benchmarks.step_compare import parse_flags, peak_flops, slowdowns, time_jobs
 from benchmarks.train_step_throughput import DTYPES
 from big_vision_like import mesh as mesh_lib
 from big_vision_like.models.deeplab import DeepLab
@@ -36,16 +35,8 @@ from big_vision_like.tasks.segmentation import IGNORE_LABEL, SegmentationTask
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--depth", type=int, default=101)
-    parser.add_argument("--image_size", type=int, default=513)
-    parser.add_argument("--batch_size", type=int, default=2, help="global batch")
-    parser.add_argument("--num_classes", type=int, default=21)
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--json", default=None, help="write results here too")
-    add_mfu_flags(parser)
-    args = parser.parse_args()
+    args = parse_flags(__doc__.splitlines()[0], image_size=513, batch_size=2,
+                       num_classes=21)
     dtype = DTYPES[args.dtype]
     mesh = mesh_lib.make_mesh(data=-1, model=1)
     rng = np.random.default_rng(0)

@@ -3,10 +3,16 @@ their ratio is not moved by a shared machine's noise between runs."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
-from benchmarks.train_step_throughput import framework, measured_peak_flops, step_flops
+from benchmarks.train_step_throughput import (
+    DTYPES,
+    framework,
+    measured_peak_flops,
+    step_flops,
+)
 from big_vision_like import sharding
 
 
@@ -46,10 +52,21 @@ def peak_flops(args: Any, dtype: Any) -> float | None:
     return peak
 
 
-def add_mfu_flags(parser: Any) -> None:
+def parse_flags(description: str, image_size: int, batch_size: int, num_classes: int
+                ) -> argparse.Namespace:
+    """The flags every task-step comparison takes, with its own defaults."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--depth", type=int, default=101)
+    parser.add_argument("--image_size", type=int, default=image_size)
+    parser.add_argument("--batch_size", type=int, default=batch_size, help="global batch")
+    parser.add_argument("--num_classes", type=int, default=num_classes)
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--json", default=None, help="write results here too")
     parser.add_argument("--mfu", action="store_true",
                         help="also report MFU against a measured matmul peak")
     parser.add_argument("--matmul", type=int, default=8192, help="peak matmul size")
+    return parser.parse_args()
 
 
 def slowdowns(runs: dict[str, dict[str, float]], job: str, bases: tuple[str, ...]

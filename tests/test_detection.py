@@ -1,8 +1,7 @@
 """Faster R-CNN as a task: model outputs and targets, the loss against NumPy, the
-checkpoint surgery, a sharded step against one device, the offline config end to
-end."""
-
-import os
+checkpoint surgery, a sharded step against one device. The offline config runs
+end to end (scratch, fine-tuned, frozen conv1-4; coco_ap) in the dense study's
+test (tests/test_transfer_study.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -10,13 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from big_vision_like import init_from, sharding, trainer
+from big_vision_like import init_from, sharding
 from big_vision_like import mesh as mesh_lib
 from big_vision_like.models.faster_rcnn import FasterRCNN
 from big_vision_like.models.resnet import ResNet
 from big_vision_like.tasks.detection import DetectionTask
-from configs.transfer import faster_rcnn_synthetic
-from tests.helpers import data_dir_of, train_steps_on
+from tests.helpers import train_steps_on
 
 C = 3  # object classes
 SIZE = 64
@@ -165,20 +163,3 @@ def test_two_by_four_mesh_step_matches_one_device():
         for path, a in jax.tree_util.tree_leaves_with_path(tree8):
             np.testing.assert_allclose(np.asarray(a), np.asarray(flat1[path]), rtol=1e-4,
                                        atol=1e-5, err_msg=sharding.path_str(path))
-
-
-@pytest.mark.slow
-def test_tiny_config_trains_frozen_conv1_4_and_reports_coco_ap(
-        tiny_builder, pretrained_tiny, tmp_path):
-    c = faster_rcnn_synthetic.get_config("tiny")
-    c.input.data.data_dir = data_dir_of(tiny_builder)
-    c.init_from.checkpoint = os.path.join(pretrained_tiny[0], "checkpoints", "8")
-    c.frozen = "^(conv1|conv[2-4])"
-    c.evals.test.results_json = str(tmp_path / "detections.json")
-    trainer.train(c, str(tmp_path))
-    got = trainer.summary(str(tmp_path))
-    assert got["step"] == c.total_steps
-    assert 0.0 <= got["test/AP"] <= 1.0 and 0.0 <= got["test/AR100"] <= 1.0
-    assert (tmp_path / "detections.json").exists()
-    report = (tmp_path / "init_from_report.txt").read_text()
-    assert report.splitlines()[1].endswith(", unused 0"), report

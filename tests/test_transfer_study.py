@@ -3,8 +3,10 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
+from big_vision_like import init_from
 from big_vision_like.tools import study_report, transfer_study
 from tests.helpers import data_dir_of
 
@@ -59,5 +61,13 @@ def test_dense_study_compares_scratch_and_pretrained_on_every_target(tiny_builde
         report = (tmp_path / target / "finetune" / "init_from_report.txt").read_text()
         assert "loaded: params/conv5_block2/conv2/kernel" in report
         assert not (tmp_path / target / "scratch" / "init_from_report.txt").exists()
+    # Detection's frozen setting trained conv5 and the heads, not conv1-4.
+    before = init_from.load_variables(checkpoint)
+    after = init_from.load_variables(str(tmp_path / "detection" / "frozen" / "checkpoints" / "2"))
+    for path in ("params/conv1/kernel", "params/conv4_block2/conv2/kernel",
+                 "batch_stats/conv3_block1/bn1/mean"):
+        np.testing.assert_array_equal(after[path], before[path], err_msg=path)
+    assert not np.array_equal(after["params/conv5_block2/conv2/kernel"],
+                              before["params/conv5_block2/conv2/kernel"])
     with pytest.raises(ValueError, match="unknown targets"):
         dense_study.run_study(str(tmp_path), None, checkpoint, targets=("depth",))
