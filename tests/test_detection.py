@@ -123,6 +123,8 @@ def test_loss_matches_numpy_on_given_outputs_and_targets():
     assert float(value) == pytest.approx(per_image[0], rel=1e-5)
     assert set(aux) >= {"rpn_objectness_loss", "rpn_box_loss", "box_classes_loss",
                         "box_refinement_loss"}
+    with pytest.raises(ValueError, match="unknown terms .'rpn_boxes'"):
+        DetectionTask(tiny_rcnn(), loss_weights={"rpn_boxes": 1.0})
 
 
 def test_a_classification_checkpoint_loads_the_body():

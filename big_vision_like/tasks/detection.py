@@ -4,8 +4,9 @@ Batches (made by the `detection_pack` pp op) carry `image` [B, H, W, 3] padded
 to a fixed size, `image_hw` [B, 2] the valid part in pixels, and padded
 ground truth `boxes` [B, G, 4] (normalised to the padded input), `classes`
 [B, G] (0-based), `box_valid` [B, G]; `is_crowd` and `difficult` where the
-data has them. Crowd and difficult boxes are not training targets (anchors
-over them are simply not matched to them).
+data has them. Crowd and difficult boxes are not training targets: they are
+left out of the matching, so an anchor or proposal over one alone counts as
+background (Detectron instead ignores candidates inside crowd regions).
 
 The loss is the TF Object Detection API's (which the paper's detector used):
 
@@ -63,7 +64,12 @@ class DetectionTask(Task):
                  loss_weights: dict[str, float] | None = None):
         self.model, self.load = model, load
         self.loss_weights = {"rpn_objectness": 1.0, "rpn_box": 2.0, "box_classes": 1.0,
-                             "box_refinement": 2.0, **(loss_weights or {})}
+                             "box_refinement": 2.0}
+        unknown = sorted(set(loss_weights or {}) - set(self.loss_weights))
+        if unknown:
+            raise ValueError(f"detection.loss_weights: unknown terms {unknown}; the terms "
+                             f"are {sorted(self.loss_weights)}.")
+        self.loss_weights.update(loss_weights or {})
 
     @classmethod
     def from_config(cls, config: Any, ctx: TaskContext) -> DetectionTask:
