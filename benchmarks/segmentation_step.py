@@ -25,7 +25,13 @@ import jax
 import numpy as np
 import optax
 
-from benchmarks.step_compare import parse_flags, peak_flops, slowdowns, time_jobs
+from benchmarks.step_compare import (
+    parse_flags,
+    peak_flops,
+    selected,
+    slowdowns,
+    time_jobs,
+)
 from benchmarks.train_step_throughput import DTYPES
 from big_vision_like import mesh as mesh_lib
 from big_vision_like.models.deeplab import DeepLab
@@ -63,7 +69,7 @@ def main() -> None:
                "steps": args.steps}
     print(f"device: {results['device']} x{results['devices']}, {args.dtype}, ResNet-"
           f"{args.depth}, {s} px, global batch {b}, {args.steps} timed steps")
-    order = ("cls os32", "cls os8", "deeplab os8")
+    order = selected(("cls os32", "cls os8", "deeplab os8"), args.runs)
     results["runs"] = time_jobs({k: jobs[k] for k in order}, tx, (s, s, 3), mesh,
                                 args.steps, b, peak_flops(args, dtype))
     # The old key names ("step_time_deeplab_over_cls_os8") stay readable.

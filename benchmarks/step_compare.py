@@ -66,7 +66,21 @@ def parse_flags(description: str, image_size: int, batch_size: int, num_classes:
     parser.add_argument("--mfu", action="store_true",
                         help="also report MFU against a measured matmul peak")
     parser.add_argument("--matmul", type=int, default=8192, help="peak matmul size")
+    parser.add_argument("--runs", default=None,
+                        help="comma-separated job names to time (default: all); a "
+                             "slow-compiling row can then be measured on its own")
     return parser.parse_args()
+
+
+def selected(order: tuple[str, ...], runs: str | None) -> tuple[str, ...]:
+    """The jobs of `order` named by `--runs` (all of them without it)."""
+    if runs is None:
+        return order
+    names = tuple(r.strip() for r in runs.split(","))
+    unknown = sorted(set(names) - set(order))
+    if unknown:
+        raise SystemExit(f"--runs: unknown job(s) {unknown}; choose from {list(order)}")
+    return tuple(n for n in order if n in names)
 
 
 def slowdowns(runs: dict[str, dict[str, float]], job: str, bases: tuple[str, ...]

@@ -51,10 +51,21 @@ TORCH_RESULTS = {
              {"id": "r101_compile", "status": "running"}]}
 
 
-def test_gpu_suite_script_parses():
-    out = subprocess.run(["bash", "-n", "benchmarks/gpu_suite.sh"], capture_output=True,
+@pytest.mark.parametrize("script", ["gpu_suite.sh", "gpu_dense_suite.sh"])
+def test_gpu_suite_script_parses(script):
+    out = subprocess.run(["bash", "-n", f"benchmarks/{script}"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_step_compare_runs_selects_jobs_in_order():
+    from benchmarks.step_compare import selected
+
+    order = ("cls os32", "cls os8", "deeplab os8")
+    assert selected(order, None) == order
+    assert selected(order, "deeplab os8, cls os32") == ("cls os32", "deeplab os8")
+    with pytest.raises(SystemExit, match="unknown job.*deeplab"):
+        selected(order, "deeplab")
 
 
 def test_torch_baseline_imports_without_torch():
