@@ -126,8 +126,12 @@ class _Data:
 
     def _eval_builder(self, data_cfg):
         name = data_cfg.get("name") or self.config.input.data.name
-        return name, self.builder if name == self.config.input.data.name else \
-            dataset.get_builder(name, data_cfg.get("data_dir"))
+        if name == self.config.input.data.name:
+            return name, self.builder
+        # Another dataset (a transfer target) lives beside the training data
+        # unless the evaluator says otherwise.
+        data_dir = data_cfg.get("data_dir") or self.config.input.data.get("data_dir")
+        return name, dataset.get_builder(name, data_dir)
 
     def metadata(self, data_cfg) -> dict[str, Any]:
         return dict(self._eval_builder(data_cfg)[1].info.metadata or {})

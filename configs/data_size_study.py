@@ -1,0 +1,38 @@
+"""The demo's pre-training as one point of the data-size study (Section 4, Figure 4).
+
+The paper trained every random subset of JFT-300M (10M/30M/100M/300M) with the
+same recipe and read each at its 4th epoch; here every subset of
+synthetic_jft/demo trains 4 epochs of itself (steps scale with its size), and
+is measured at the end on the clean fasteval split (mAP@100) and by transfer
+on frozen features: a linear probe and 10-shot classification on real
+handwritten digits (sklearn_digits, which pre-training never saw).
+
+    python -m big_vision_like.train --config configs/data_size_study.py \
+        --workdir workdirs/size_0.25 --config.input.data.data_dir=data/tfds \
+        --config.input.data.subset_fraction=0.25
+
+`big_vision_like.tools.data_size_study` runs the whole sweep and fits the curve.
+"""
+
+import ml_collections
+
+from configs import demo
+
+EVERY = 10**9  # evaluators run once, at the end
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = demo.get_config()
+    c.total_epochs = 4.0
+    c.ckpt_steps = 250
+    c.keep_ckpts = 1
+    c.evals.fasteval.every_steps = EVERY
+    c.evals.fasteval.baseline = False
+    del c.evals["fasteval_loss"]
+    digits = "decode|resize(72)|central_crop(64)|value_range(-1, 1)|keep('image', 'label')"
+    features = dict(data_train=dict(name="sklearn_digits/64px", split="train"),
+                    data_test=dict(name="sklearn_digits/64px", split="test"),
+                    pp=digits, every_steps=EVERY)
+    c.evals.digits_probe = dict(type="linear_probe", l2=1e-3, **features)
+    c.evals.digits_fewshot = dict(type="fewshot", shots=(10,), seeds=3, **features)
+    return c
