@@ -34,6 +34,7 @@ from input_pipeline import record_files
 from input_pipeline.hierarchy import LabelHierarchy
 from input_pipeline.keys import INDEX_KEY, MASK_KEY, SEED_KEY
 from input_pipeline.preprocess import Preprocess
+from input_pipeline.subsets import DataSubset
 
 # Builders the project ships; generating them needs no download.
 PROJECT_BUILDERS = ("synthetic_jft", "sklearn_digits")
@@ -173,14 +174,17 @@ def hierarchy_of(builder: tfds.core.DatasetBuilder) -> LabelHierarchy | None:
                                      meta.get("class_names"))
 
 
-def _raw(builder, split: str, shuffle_seed: int | None
+def _raw(builder, split: str, shuffle_seed: int | None, subset: DataSubset | None = None
          ) -> tuple[tf.data.Dataset, tuple[str, ...]]:
     # Images stay encoded: decoding is a preprocessing op, where a corrupt
     # record can be skipped.
     decoders = images_undecoded(builder)
-    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, add_tfds_id=False)
+    with_ids = subset is not None and subset.needs_ids
+    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, add_tfds_id=with_ids)
     ds = builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
                             decoders=decoders, read_config=read_config)
+    if subset is not None:
+        ds = subset.apply(ds)
     return ds, _source_files(builder, split)
 
 
@@ -271,16 +275,20 @@ def _preprocess(ds: tf.data.Dataset, pp: Preprocess, skip_corrupt: bool):
 def train_dataset(builder, split: str, pp: Preprocess, local_batch_size: int,
                   seed: int, shard: HostShard | None = None,
                   shuffle_buffer: int = 10_000, skip_corrupt: bool = True,
-                  start_index: int = 0) -> tf.data.Dataset:
+                  start_index: int = 0, subset: DataSubset | None = None
+                  ) -> tf.data.Dataset:
     """Endless shuffled batches of this host's shard of `split`.
 
     The stream is a pure function of the seed: `start_index` (a
     `HostIterator.state()["next_index"]` saved in a checkpoint) resumes it
     exactly where that iterator stood, by skipping records before decoding.
+    `subset` (input_pipeline.subsets) keeps part of the records, before the
+    shuffle, so positions count kept records only.
     """
     hide_accelerators_from_tf()
     shard = shard or HostShard.current()
-    ds, files = _raw(builder, shard.split(split), shuffle_seed=seed + shard.index)
+    ds, files = _raw(builder, shard.split(split), shuffle_seed=seed + shard.index,
+                     subset=subset)
     ds = ds.shuffle(shuffle_buffer, seed=seed + shard.index,
                     reshuffle_each_iteration=True).repeat()
     ds = _with_index_and_seed(ds.skip(start_index), seed, shard, start=start_index)
