@@ -345,7 +345,8 @@ def _build_evaluators(config, task, mesh, shardings, data, durations):
     ctx = EvalContext(mesh=mesh, predict_fns=predict_fns, batch_loss=jitted(batch_loss),
                       eval_batches=data.eval_batches,
                       train_label_frequencies=data.train_label_frequencies,
-                      dataset_metadata=data.metadata,
+                      dataset_metadata=data.metadata, classes=data.subset.classes,
+                      all_classes=data.pp_ctx.num_classes,
                       batch_size=config.get("eval_batch_size") or config.batch_size)
     registry = evaluators.default_registry()
     out = {}

@@ -11,6 +11,7 @@ from ml_collections import config_flags
 
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import trainer
+from evaluators.map_at_k import load_class_weights
 from input_pipeline import dataset, preprocess, subsets
 from input_pipeline.dataset import HostShard
 from input_pipeline.keys import MASK_KEY
@@ -160,6 +161,14 @@ def test_classes_resolve_from_a_file_of_names_and_ids(tiny_builder, tmp_path):
     for spec, message in cases:
         with pytest.raises(subsets.SubsetError, match=message):
             subsets.resolve_classes(spec, n, names)
+    # mAP weights given per class of the whole label space follow the columns.
+    weights = tmp_path / "weights.txt"
+    np.savetxt(weights, np.arange(n) + 0.5)
+    got = load_class_weights(str(weights), 3, ((7, 12, 30), n))
+    np.testing.assert_array_equal(got, [7.5, 12.5, 30.5])
+    np.savetxt(weights, np.arange(n - 1) + 0.5)
+    with pytest.raises(ValueError, match=f"hold {n - 1} weights"):
+        load_class_weights(str(weights), 3, ((7, 12, 30), n))
     with pytest.raises(subsets.SubsetError, match="give a number in"):
         subsets.check_fraction(0.0)
     with pytest.raises(subsets.SubsetError, match="give a number in"):
