@@ -203,11 +203,14 @@ def test_trainer_data_and_head_follow_the_subsets(tiny_builder, raw_train, tmp_p
     caplog.set_level("INFO")
     mesh = mesh_lib.make_mesh(8, 1)
     data = trainer._Data(c, mesh)
-    ids, _, hit = _reference(tiny_builder, raw_train, classes)
+    ids, filled, hit = _reference(tiny_builder, raw_train, classes)
     in_data = np.isin(ids, _image_ids(tiny_builder, subsets.DataSubset(0.5, 0)))
     kept = int((in_data & hit).sum())
     # Epochs count the kept images; the start of a run says how many.
     assert data.train_examples == kept == data.subset_report.images_kept
+    # Label frequencies (mAP weights, the baseline) are over what is trained on.
+    np.testing.assert_allclose(data.train_label_frequencies(),
+                               filled[in_data & hit][:, list(classes)].mean(0))
     assert f"training on {kept} of the {len(ids)} examples" in caplog.text
     assert f"{kept} of {int(in_data.sum())} images" in caplog.text
 
