@@ -87,8 +87,8 @@ class _Data:
         self.pp_ctx = PPContext(num_classes=full, hierarchy=hierarchy, classes=classes)
         self.registry = default_registry()
         self.shard = dataset.HostShard.current()
-        self.subset_report = None if classes is None else subsets.class_report(
-            self.builder, inp.data.split, self.subset, hierarchy, full)
+        self.subset_report = None if classes is None else subsets.class_report_all_hosts(
+            self.builder, inp.data.split, self.subset, hierarchy, full, self.shard)
         self.train_examples = subsets.examples_per_epoch(
             self.builder, inp.data.split, self.subset, self.subset_report)
         if not self.subset.is_whole:

@@ -29,8 +29,8 @@ their images are not filtered (every image still ranks for every class, so
 mAP stays comparable with a run on all classes). Ancestors are those of
 `input.hierarchy`, as the training targets' (`multi_hot`). The trainer counts
 what is kept (`class_report`: images and positive image-label pairs) in one
-pass over the split's labels at the start (every record is read, no image
-decoded); that count is the epoch's size.
+pass over the split's labels at the start, each host over its shard (every
+record is read, no image decoded); that count is the epoch's size.
 """
 
 from __future__ import annotations
@@ -235,6 +235,16 @@ class SubsetReport:
     num_classes: int  # of the dataset
     classes_kept: int
 
+    def __add__(self, other: SubsetReport) -> SubsetReport:
+        """Reports of two disjoint parts (hosts' shards) -> the report of both."""
+        if (self.num_classes, self.classes_kept) != (other.num_classes, other.classes_kept):
+            raise ValueError("adding reports of different class subsets")
+        return dataclasses.replace(
+            self, images_total=self.images_total + other.images_total,
+            images_kept=self.images_kept + other.images_kept,
+            labels_total=self.labels_total + other.labels_total,
+            labels_kept=self.labels_kept + other.labels_kept)
+
     def line(self) -> str:
         pct = lambda a, b: f"{100 * a / max(b, 1):.1f}%"
         return (f"class subset: {self.classes_kept} of {self.num_classes} classes; "
@@ -245,8 +255,8 @@ class SubsetReport:
 
 def class_report(builder, split: str, subset: DataSubset,
                  hierarchy: LabelHierarchy | None, num_classes: int) -> SubsetReport:
-    """Counts what `subset` keeps of `split`: one pass over its labels (images
-    are not decoded)."""
+    """Counts what `subset` keeps of `split` (a host's part allowed): one pass
+    over its labels (images are not decoded)."""
     import tensorflow_datasets as tfds
 
     from input_pipeline.dataset import images_undecoded
@@ -277,6 +287,22 @@ def class_report(builder, split: str, subset: DataSubset,
         total += batch.sum(0)
     return SubsetReport(int(total[0]), int(total[1]), int(total[2]), int(total[3]),
                         num_classes, len(classes))
+
+
+def class_report_all_hosts(builder, split: str, subset: DataSubset,
+                           hierarchy: LabelHierarchy | None, num_classes: int,
+                           shard) -> SubsetReport:
+    """`class_report` of the whole split, each process counting its own shard
+    (`dataset.HostShard`) and the counts summed over processes."""
+    local = class_report(builder, shard.split(split), subset, hierarchy, num_classes)
+    if shard.count == 1:
+        return local
+    from jax.experimental import multihost_utils
+
+    fields = ("images_total", "images_kept", "labels_total", "labels_kept")
+    counts = np.array([getattr(local, f) for f in fields], np.int64)
+    total = np.asarray(multihost_utils.process_allgather(counts)).reshape(-1, 4).sum(0)
+    return dataclasses.replace(local, **{f: int(v) for f, v in zip(fields, total)})
 
 
 def examples_per_epoch(builder, split: str, subset: DataSubset,

@@ -141,6 +141,10 @@ def test_class_subset_keeps_exactly_the_images_with_a_chosen_label(tiny_builder,
         images_total=len(ids), images_kept=int(hit.sum()), labels_total=int(filled.sum()),
         labels_kept=int(filled[hit][:, list(classes)].sum()), num_classes=num_classes,
         classes_kept=len(classes))
+    # Hosts count their shards; the sum is the whole split's report.
+    halves = [subsets.class_report(tiny_builder, HostShard(i, 2).split("train"), subset,
+                                   hierarchy, num_classes) for i in range(2)]
+    assert halves[0] + halves[1] == report and 0 < halves[0].images_kept < report.images_kept
     # With a data-size subset too, the report counts within it.
     both = subsets.DataSubset(0.3, 0, subset.classes, subset.hits, subset.key)
     in_data = np.isin(ids, _image_ids(tiny_builder, subsets.DataSubset(0.3, 0)))
