@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 from absl import logging
 
 import evaluators
@@ -34,7 +35,7 @@ from big_vision_like.step_monitor import StepMonitor
 from big_vision_like.tasks.base import Task, TaskContext
 from big_vision_like.workdir_lock import hold_workdir
 from evaluators.common import EvalContext
-from input_pipeline import dataset, preprocess
+from input_pipeline import dataset, preprocess, subsets
 from input_pipeline.device import DevicePrefetcher
 from input_pipeline.hierarchy import LabelHierarchy
 from input_pipeline.keys import MASK_KEY
@@ -78,24 +79,39 @@ class _Data:
         self.config, self.mesh = config, mesh
         inp = config.input
         self.builder = dataset.get_builder(inp.data.name, inp.data.get("data_dir"))
-        self.num_classes = dataset.num_classes_of(self.builder)  # None: dense labels only
-        self.pp_ctx = PPContext(num_classes=self.num_classes,
-                                hierarchy=load_hierarchy(inp.get("hierarchy", "dataset"),
-                                                         self.builder))
+        full = dataset.num_classes_of(self.builder)  # None: dense labels only
+        hierarchy = load_hierarchy(inp.get("hierarchy", "dataset"), self.builder)
+        self.subset = subsets.from_config(inp.data, self.builder, hierarchy, full)
+        classes = self.subset.classes
+        self.num_classes = full if classes is None else len(classes)
+        self.pp_ctx = PPContext(num_classes=full, hierarchy=hierarchy, classes=classes)
         self.registry = default_registry()
         self.shard = dataset.HostShard.current()
-        self.train_examples = self.builder.info.splits[inp.data.split].num_examples
+        self.subset_report = None if classes is None else subsets.class_report_all_hosts(
+            self.builder, inp.data.split, self.subset, hierarchy, full, self.shard)
+        self.train_examples = subsets.examples_per_epoch(
+            self.builder, inp.data.split, self.subset, self.subset_report)
+        if not self.subset.is_whole:
+            logging.info("training on %d of the %d examples of %s[%s] (%s)",
+                         self.train_examples,
+                         self.builder.info.splits[inp.data.split].num_examples,
+                         inp.data.name, inp.data.split, self.subset.describe())
+        if self.subset_report is not None:
+            logging.info("%s", self.subset_report.line())
         self._frequencies: np.ndarray | None = None
 
     def train_label_frequencies(self) -> np.ndarray:
-        """Fraction of training images carrying each class (ancestors filled in)."""
+        """Fraction of training images carrying each class (ancestors filled in), over
+        the subset trained on."""
         if self._frequencies is None:
             pp = preprocess.build_preprocess("multi_hot|keep('labels')", self.registry,
                                              self.pp_ctx)
             ds = self.builder.as_dataset(
                 split=self.config.input.data.split,
-                decoders=dataset.images_undecoded(self.builder))
-            ds = ds.map(lambda ex: pp.rest(dict(ex)), num_parallel_calls=tf.data.AUTOTUNE)
+                decoders=dataset.images_undecoded(self.builder),
+                read_config=tfds.ReadConfig(add_tfds_id=self.subset.needs_ids))
+            ds = self.subset.apply(ds).map(lambda ex: pp.rest(dict(ex)),
+                                           num_parallel_calls=tf.data.AUTOTUNE)
             counts = np.zeros(self.num_classes)
             n = 0
             for batch in ds.batch(4096).as_numpy_iterator():
@@ -119,7 +135,7 @@ class _Data:
             seed=self.config.seed, shard=self.shard,
             shuffle_buffer=inp.get("shuffle_buffer", 10_000),
             skip_corrupt=inp.get("skip_corrupt", True),
-            start_index=int((data_state or {}).get("next_index", 0)))
+            start_index=int((data_state or {}).get("next_index", 0)), subset=self.subset)
         host = dataset.HostIterator(ds, f"train input {inp.data.name}", state=data_state)
         return DevicePrefetcher(host, mesh_lib.batch_sharding(self.mesh),
                                 size=inp.get("prefetch", 2))
@@ -187,6 +203,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     frozen = config.get("frozen") or None
     tx = optim.build_optimizer(config.optimizer, schedule, frozen=frozen,
                                lr_mults=config.get("lr_mults") or None)
+    subsets.check_head(config, data.subset)
     task = build_task(config, mesh, data.num_classes)
     image_shape = tuple(config.input.image_shape)
     rules = sharding_lib.rules_for(config.get("sharding", "head"),
@@ -332,7 +349,8 @@ def _build_evaluators(config, task, mesh, shardings, data, durations):
     ctx = EvalContext(mesh=mesh, predict_fns=predict_fns, batch_loss=jitted(batch_loss),
                       eval_batches=data.eval_batches,
                       train_label_frequencies=data.train_label_frequencies,
-                      dataset_metadata=data.metadata,
+                      dataset_metadata=data.metadata, classes=data.subset.classes,
+                      all_classes=data.pp_ctx.num_classes,
                       batch_size=config.get("eval_batch_size") or config.batch_size)
     registry = evaluators.default_registry()
     out = {}

@@ -17,6 +17,20 @@ def set_mesh_and_sharding(c: ml_collections.ConfigDict, sharding: str = "head") 
     c.sharding_rules = ()
 
 
+def data_fields(name: str, split: str) -> dict:
+    """`input.data`: the dataset and split, and which part of the split trains.
+
+    subset_fraction: a random fraction of the split (0.1: 10%; unset: all),
+    drawn with subset_seed; nested (the 10% subset lies in the 30% one) and
+    the same for any number of hosts. classes: class ids (a tuple) or a text
+    file of ids or names, one per line: trains on the images carrying one of
+    them, with a head of len(classes) outputs (input_pipeline/subsets.py).
+    """
+    return dict(name=name, split=split, data_dir=placeholder(str),
+                subset_fraction=placeholder(float), subset_seed=0,
+                classes=placeholder(object))
+
+
 def set_transfer_fields(c: ml_collections.ConfigDict) -> None:
     """Fine-tuning fields, so any config takes them from the shell.
 

@@ -10,7 +10,12 @@ labels, evaluates on the clean fasteval split as it goes, checkpoints.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_mesh_and_sharding, set_recovery_fields, set_transfer_fields
+from configs.common import (
+    data_fields,
+    set_mesh_and_sharding,
+    set_recovery_fields,
+    set_transfer_fields,
+)
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -32,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
     set_mesh_and_sharding(c)
 
     c.input = ml_collections.ConfigDict()
-    c.input.data = dict(name="synthetic_jft/demo", split="train", data_dir=placeholder(str))
+    c.input.data = data_fields("synthetic_jft/demo", "train")
     c.input.image_shape = (64, 64, 3)
     c.input.pp = ("decode|resize(72)|random_crop(64)|flip_lr|value_range(-1, 1)"
                   "|multi_hot|keep('image', 'labels')")

@@ -15,7 +15,12 @@ init_from.skip='^head/'.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_mesh_and_sharding, set_recovery_fields, set_transfer_fields
+from configs.common import (
+    data_fields,
+    set_mesh_and_sharding,
+    set_recovery_fields,
+    set_transfer_fields,
+)
 from input_pipeline.recipes import paper_eval, paper_train
 
 
@@ -38,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
     set_mesh_and_sharding(c)
 
     c.input = ml_collections.ConfigDict()
-    c.input.data = dict(name="imagenet2012", split="train", data_dir=placeholder(str))
+    c.input.data = data_fields("imagenet2012", "train")
     c.input.image_shape = (299, 299, 3)
     c.input.pp = paper_train() + "|onehot(1000, key='label')|keep('image', 'labels')"
     c.input.hierarchy = "none"

@@ -46,7 +46,12 @@ text file, one weight per line); unset, classes weigh the same.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_mesh_and_sharding, set_recovery_fields, set_transfer_fields
+from configs.common import (
+    data_fields,
+    set_mesh_and_sharding,
+    set_recovery_fields,
+    set_transfer_fields,
+)
 from input_pipeline.recipes import paper_eval, paper_train
 
 PAPER_BATCH_PER_WORKER, PAPER_WORKERS = 32, 50
@@ -75,7 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
     set_mesh_and_sharding(c)
 
     c.input = ml_collections.ConfigDict()
-    c.input.data = dict(name="jft300m", split="train", data_dir=placeholder(str))
+    c.input.data = data_fields("jft300m", "train")
     c.input.image_shape = (299, 299, 3)
     c.input.pp = paper_train() + "|multi_hot(18291)|keep('image', 'labels')"
     c.input.hierarchy = "dataset"  # or a child-parent file / Open Images JSON

@@ -30,6 +30,10 @@ class EvalContext:
     train_label_frequencies: Callable[[], np.ndarray] | None = None
     # The metadata of the dataset a `data` config reads (class names, ...).
     dataset_metadata: Callable[[Any], Mapping[str, Any]] | None = None
+    # The class subset trained on (input.data.classes) and the dataset's class
+    # count: multi-hot labels hold these columns of the full label space.
+    classes: tuple[int, ...] | None = None
+    all_classes: int | None = None
 
     def predict_fn(self, name: str) -> Callable[[Any, dict], dict[str, jax.Array]]:
         if name not in self.predict_fns:

@@ -85,12 +85,15 @@ def per_image_mean_average_precision(scores, labels, k: int | None = 100) -> flo
     return mean_average_precision(np.asarray(scores).T, np.asarray(labels).T, k)
 
 
-def load_class_weights(path: str, num_classes: int) -> np.ndarray:
+def load_class_weights(path: str, num_classes: int,
+                       subset: tuple[tuple[int, ...], int] | None = None) -> np.ndarray:
     """Per-class weights from a .npy file or a text file of one number per line.
 
     The paper weights each class's AP by how common the class is among social
     media images, which only a file can carry; its length must match the
     evaluation's classes, or the weights would silently pair with wrong ones.
+    `subset` = (classes, all classes) of a class subset: a file with one weight
+    per class of the whole label space is cut to the subset's columns.
     """
     if str(path).endswith(".npy"):
         weights = np.load(path)
@@ -100,6 +103,8 @@ def load_class_weights(path: str, num_classes: int) -> np.ndarray:
     if weights.ndim != 1:
         raise ValueError(f"class weights {path!r}: expected one weight per class, "
                          f"got an array of shape {weights.shape}.")
+    if subset is not None and len(weights) == subset[1] != num_classes:
+        weights = weights[list(subset[0])]
     if len(weights) != num_classes:
         raise ValueError(f"class weights {path!r} hold {len(weights)} weights, but the "
                          f"evaluation has {num_classes} classes.")
@@ -142,7 +147,9 @@ class MapAtKEvaluator:
                         f"train label frequencies cover {self._weights.size} classes, but "
                         f"the evaluation has {num_classes} classes.")
             else:
-                self._weights = load_class_weights(spec, num_classes)
+                subset = (None if self.ctx.classes is None
+                          else (self.ctx.classes, self.ctx.all_classes))
+                self._weights = load_class_weights(spec, num_classes, subset)
         return self._weights
 
     def run(self, variables):

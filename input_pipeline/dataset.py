@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 
 import jax
 import numpy as np
@@ -30,10 +29,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 import tree
 
-from input_pipeline import record_files
+from input_pipeline import pipeline_errors
 from input_pipeline.hierarchy import LabelHierarchy
 from input_pipeline.keys import INDEX_KEY, MASK_KEY, SEED_KEY
 from input_pipeline.preprocess import Preprocess
+from input_pipeline.subsets import DataSubset
 
 # Builders the project ships; generating them needs no download.
 PROJECT_BUILDERS = ("synthetic_jft", "sklearn_digits")
@@ -173,14 +173,17 @@ def hierarchy_of(builder: tfds.core.DatasetBuilder) -> LabelHierarchy | None:
                                      meta.get("class_names"))
 
 
-def _raw(builder, split: str, shuffle_seed: int | None
+def _raw(builder, split: str, shuffle_seed: int | None, subset: DataSubset | None = None
          ) -> tuple[tf.data.Dataset, tuple[str, ...]]:
     # Images stay encoded: decoding is a preprocessing op, where a corrupt
     # record can be skipped.
     decoders = images_undecoded(builder)
-    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, add_tfds_id=False)
+    with_ids = subset is not None and subset.needs_ids
+    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, add_tfds_id=with_ids)
     ds = builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
                             decoders=decoders, read_config=read_config)
+    if subset is not None:
+        ds = subset.apply(ds)
     return ds, _source_files(builder, split)
 
 
@@ -271,16 +274,20 @@ def _preprocess(ds: tf.data.Dataset, pp: Preprocess, skip_corrupt: bool):
 def train_dataset(builder, split: str, pp: Preprocess, local_batch_size: int,
                   seed: int, shard: HostShard | None = None,
                   shuffle_buffer: int = 10_000, skip_corrupt: bool = True,
-                  start_index: int = 0) -> tf.data.Dataset:
+                  start_index: int = 0, subset: DataSubset | None = None
+                  ) -> tf.data.Dataset:
     """Endless shuffled batches of this host's shard of `split`.
 
     The stream is a pure function of the seed: `start_index` (a
     `HostIterator.state()["next_index"]` saved in a checkpoint) resumes it
     exactly where that iterator stood, by skipping records before decoding.
+    `subset` (input_pipeline.subsets) keeps part of the records, before the
+    shuffle, so positions count kept records only.
     """
     hide_accelerators_from_tf()
     shard = shard or HostShard.current()
-    ds, files = _raw(builder, shard.split(split), shuffle_seed=seed + shard.index)
+    ds, files = _raw(builder, shard.split(split), shuffle_seed=seed + shard.index,
+                     subset=subset)
     ds = ds.shuffle(shuffle_buffer, seed=seed + shard.index,
                     reshuffle_each_iteration=True).repeat()
     ds = _with_index_and_seed(ds.skip(start_index), seed, shard, start=start_index)
@@ -348,9 +355,11 @@ class HostIterator:
             batch = next(self.tf_iterator)
         except tf.errors.DataLossError as e:
             raise InputPipelineError(
-                _explain_damaged_file(self.description, e, self.source_files)) from None
+                pipeline_errors.explain_damaged_file(self.description, e,
+                                                     self.source_files)) from None
         except tf.errors.OpError as e:
-            raise InputPipelineError(_explain(self.description, e)) from None
+            raise InputPipelineError(
+                pipeline_errors.explain(self.description, e)) from None
         batch = {k: v.numpy() for k, v in batch.items()}
         index = batch.pop(INDEX_KEY)
         real = index[index >= 0]
@@ -359,46 +368,3 @@ class HostIterator:
             self._next_index = max(self._next_index, int(real.max()) + 1)
             self.skipped = self._next_index - self._seen
         return batch
-
-
-def _explain(description: str, error: tf.errors.OpError) -> str:
-    msg = _first_line(error)
-    if "label id out of range" in msg:
-        hint = ("check that the dataset's labels and the config's num_classes "
-                "agree.")
-    elif "records in a row could not be decoded" in msg:
-        hint = ("no image in this stretch of the data decodes: is the dataset's "
-                "image feature really encoded images, and the decode op reading "
-                "the right key? skip_corrupt only skips occasional corrupt images.")
-    elif "is not compatible with expected shape" in msg:
-        hint = ("a crop larger than the image? check the preprocessing string's "
-                "sizes against the dataset's images.")
-    else:
-        hint = ("if this is a corrupt or undecodable image, set "
-                "skip_corrupt=True in the input config to skip and count such "
-                "records instead of stopping.")
-    return f"{description}: the input pipeline failed: {msg}; {hint}"
-
-
-def _explain_damaged_file(description: str, error: tf.errors.DataLossError,
-                          files: tuple[str, ...]) -> str:
-    msg = _first_line(error)
-    found = record_files.find_damaged(files, msg)
-    if found:
-        what = "; ".join(f"{path} ({problem})" for path, problem in found)
-        where = f"damaged data file: {what}"
-    else:
-        where = f"a data file is damaged ({msg})" + (
-            f"; it is one of {len(files)} files, e.g. {files[0]}" if files else "")
-    return (f"{description}: {where}. The file cannot be read past this point, "
-            "so the run stops (skip_corrupt skips undecodable images, never "
-            "unreadable files). Restore or regenerate the file (for a dataset the "
-            "project generates, delete its version folder and run again), or leave "
-            "it out of the split.")
-
-
-def _first_line(error: tf.errors.OpError) -> str:
-    """The error's message without TensorFlow's function and op decorations."""
-    msg = error.message.strip().splitlines()[0] if error.message else str(error)
-    msg = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", msg)
-    return re.sub(r"\s*\[Op:\w+\]( name: \S*)?\s*$", "", msg)

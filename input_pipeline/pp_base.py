@@ -26,10 +26,15 @@ TensorFn = Callable[..., Any]
 
 @dataclasses.dataclass(frozen=True)
 class PPContext:
-    """What ops may need beyond their arguments: the dataset's classes."""
+    """What ops may need beyond their arguments: the dataset's classes.
+
+    classes: the class subset trained on (input.data.classes): multi-hot
+    labels keep only these columns, in this order.
+    """
 
     num_classes: int | None = None
     hierarchy: LabelHierarchy | None = None
+    classes: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,12 +45,19 @@ def multi_hot(ctx: PPContext, num_classes: int | None = None,
     """Class ids -> multi-hot float vector, ancestors switched on.
 
     Ancestors come from the context's hierarchy; a label id outside
-    [0, num_classes) stops the pipeline with an error naming the id.
+    [0, num_classes) stops the pipeline with an error naming the id. With a
+    class subset in the context, only its columns are kept, in its order.
     """
     n = num_classes or ctx.num_classes
     if n is None:
         raise ValueError("multi_hot: num_classes is unknown; give multi_hot(N) "
                          "in the preprocessing string.")
+    columns = None
+    if ctx.classes is not None:
+        if max(ctx.classes) >= n:
+            raise ValueError(f"multi_hot({n}): input.data.classes has class id "
+                             f"{max(ctx.classes)}, outside the {n} classes.")
+        columns = tf.constant(ctx.classes, tf.int64)
     table = None
     if fill_ancestors and ctx.hierarchy is not None:
         if ctx.hierarchy.num_classes != n:
@@ -72,8 +79,9 @@ def multi_hot(ctx: PPContext, num_classes: int | None = None,
             ids = tf.identity(ids)
         if table is not None:
             ids = tf.gather(table, ids).flat_values
-        hot = tf.scatter_nd(ids[:, None], tf.ones_like(ids, tf.float32), [n])
-        return tf.minimum(hot, 1.0)
+        hot = tf.minimum(tf.scatter_nd(ids[:, None], tf.ones_like(ids, tf.float32), [n]),
+                         1.0)
+        return hot if columns is None else tf.gather(hot, columns)
     return fn
 
 
@@ -85,6 +93,10 @@ def onehot(ctx: PPContext, num_classes: int | None = None, on: float = 1.0,
     if n is None:
         raise ValueError("onehot: num_classes is unknown; give onehot(N) "
                          "in the preprocessing string.")
+    if num_classes is None and ctx.classes is not None:
+        raise ValueError("onehot: input.data.classes (a class subset) restricts "
+                         "multi-hot labels only; use multi_hot, or train on the whole "
+                         "label space.")
 
     def fn(label):
         label = tf.cast(label, tf.int64)

@@ -15,7 +15,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from configs import demo
-from configs.common import set_recovery_fields, set_run_fields, set_transfer_fields
+from configs.common import data_fields, set_recovery_fields, set_run_fields, set_transfer_fields
 
 FROZEN_BODY = "^(conv1|conv[2-5])"  # every stage: only the head trains
 
@@ -47,7 +47,7 @@ def transfer_config(t: Target) -> ml_collections.ConfigDict:
     # synthetic_jft are not its classes).
     onehot = f"onehot({t.num_classes}, key='label')"
     c.input = ml_collections.ConfigDict()
-    c.input.data = dict(name=t.data, split=t.train_split, data_dir=placeholder(str))
+    c.input.data = data_fields(t.data, t.train_split)
     c.input.image_shape = (t.image_size, t.image_size, 3)
     c.input.pp = ops("decode", t.augment, "value_range(-1, 1)", t.label_pp, onehot,
                      "keep('image', 'labels')")

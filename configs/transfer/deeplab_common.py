@@ -21,7 +21,7 @@ import dataclasses
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_recovery_fields, set_run_fields, set_transfer_fields
+from configs.common import data_fields, set_recovery_fields, set_run_fields, set_transfer_fields
 
 DECODE_LABEL_MAP = "decode(channels=1, key='segmentation')"
 
@@ -55,7 +55,7 @@ def deeplab_config(t: SegTarget) -> ml_collections.ConfigDict:
 
     s = t.image_size
     c.input = ml_collections.ConfigDict()
-    c.input.data = dict(name=t.data, split=t.train_split, data_dir=placeholder(str))
+    c.input.data = data_fields(t.data, t.train_split)
     c.input.image_shape = (s, s, 3)
     c.input.label_pp = t.label_pp
     c.input.fit_pp = t.fit_pp or f"resize({s}, keys=('image', 'segmentation'))"

@@ -23,7 +23,7 @@ import dataclasses
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_recovery_fields, set_run_fields, set_transfer_fields
+from configs.common import data_fields, set_recovery_fields, set_run_fields, set_transfer_fields
 
 FROZEN_CONV1_4 = "^(conv1|conv[2-4])"  # Figure 4's frozen feature extractor
 PACKED = ("'image', 'image_hw', 'boxes', 'classes', 'box_valid', 'is_crowd', "
@@ -63,7 +63,7 @@ def detection_config(t: DetTarget) -> ml_collections.ConfigDict:
                    log_every_seconds=10.0, ckpt_steps=max(1, min(10_000, total_steps)),
                    keep_ckpts=2)
     c.input = ml_collections.ConfigDict()
-    c.input.data = dict(name=t.data, split=t.train_split, data_dir=placeholder(str))
+    c.input.data = data_fields(t.data, t.train_split)
     c.input.image_shape = (t.max_size, t.max_size, 3)
     c.input.pp = (f"{_resize_pp(t)}|flip_lr(boxes='objects/bbox')|{_pack_pp(t)}"
                   f"|keep({PACKED})")

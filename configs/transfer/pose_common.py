@@ -11,7 +11,7 @@ import dataclasses
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import set_recovery_fields, set_run_fields, set_transfer_fields
+from configs.common import data_fields, set_recovery_fields, set_run_fields, set_transfer_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +43,7 @@ def pose_config(t: PoseTarget) -> ml_collections.ConfigDict:
     h, w = t.crop
     flip = f", flip_pairs={tuple(t.flip_pairs)!r}" if t.flip_pairs else ""
     c.input = ml_collections.ConfigDict()
-    c.input.data = dict(name=t.data, split=t.train_split, data_dir=placeholder(str))
+    c.input.data = data_fields(t.data, t.train_split)
     c.input.image_shape = (h, w, 3)
     c.input.pp = (f"decode|pose_crop_train(({h}, {w}), context={t.context}{flip})"
                   "|value_range(-1, 1)|keep('image', 'keypoints')")
