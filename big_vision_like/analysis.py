@@ -1,0 +1,332 @@
+"""Looking into a finished run: its curves, its checkpoint's predictions, the long tail.
+
+    run = analysis.open_workdir("workdirs/demo")
+    analysis.plot_curves(run)
+    model = analysis.load_model(run)            # latest checkpoint
+    got = analysis.collect(model, "test")       # logits, pre-logits, labels
+    ap = analysis.per_class_ap(got["logits"], got["labels"])
+    counts = analysis.train_frequency(run)
+
+What notebooks/analyze_checkpoint.ipynb calls. The model, data and AP come from
+the trainer's own code (build_task, its data class, init_from, map_at_k), so the
+notebook sees what training and evaluation saw. Plots are matplotlib Figures
+made without pyplot: nothing here changes the backend or shows a window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from matplotlib.figure import Figure
+
+from big_vision_like import init_from, trainer
+from big_vision_like import mesh as mesh_lib
+from big_vision_like.checkpointing import CheckpointError
+from big_vision_like.metrics import read_metrics
+from evaluators import map_at_k
+from evaluators.common import EvalContext, collect_predictions
+from input_pipeline.hierarchy import LabelHierarchy
+
+# Metrics that count rather than measure: not worth a curve by default.
+_NOT_CURVES = ("examples", "examples_seen", "count", "params_finite", "skipped_records")
+
+
+@dataclasses.dataclass
+class Run:
+    """A training workdir: its resolved config, metrics rows and checkpoint steps."""
+
+    workdir: str
+    config: ml_collections.ConfigDict
+    metrics: list[dict]
+    steps: list[int]
+
+    @functools.cached_property
+    def data(self) -> trainer._Data:
+        """The run's datasets and preprocessing, as the trainer built them (one device)."""
+        return trainer._Data(self.config, _mesh(self.config))
+
+    @property
+    def class_names(self) -> list[str]:
+        meta = self.data.builder.info.metadata or {}
+        names = meta.get("class_names")
+        return list(names) if names is not None else [str(c) for c in
+                                                      range(self.data.num_classes or 0)]
+
+    @property
+    def hierarchy(self) -> LabelHierarchy | None:
+        return self.data.pp_ctx.hierarchy
+
+
+@dataclasses.dataclass
+class Model:
+    """A checkpoint restored into the run's task: `variables` for `task.forward`."""
+
+    run: Run
+    step: int
+    task: Any
+    variables: Any
+    predict_fn: Any  # jitted (variables, batch) -> {"logits", "pre_logits"}
+
+
+def open_workdir(workdir: str, data_dir: str | None = None) -> Run:
+    """The run in `workdir` (config.json, metrics.jsonl, checkpoints/<step>).
+
+    data_dir: where its dataset is; default the config's (a relative one is
+    also looked for relative to the folder above `workdirs/`).
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{workdir} has no config.json: it is not the workdir of a "
+                                "training run; give the --workdir a run was trained in, "
+                                "e.g. workdirs/demo.")
+    with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    config.input.image_shape = tuple(config.input.image_shape)
+    config.input.data.data_dir = _resolve_data_dir(
+        data_dir or config.input.data.get("data_dir"), workdir)
+    return Run(os.path.abspath(workdir), config, read_metrics(workdir),
+               checkpoint_steps(workdir))
+
+
+def _resolve_data_dir(data_dir: str | None, workdir: str) -> str | None:
+    if not data_dir or os.path.isabs(data_dir) or os.path.isdir(data_dir):
+        return data_dir
+    # The demo is trained from the repository root with data_dir=data/tfds.
+    beside = os.path.join(os.path.abspath(workdir), os.pardir, os.pardir, data_dir)
+    return os.path.normpath(beside) if os.path.isdir(beside) else data_dir
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+    """Steps with a complete checkpoint, read from the folder names (an orbax
+    manager would create and clean folders; this only reads)."""
+    root = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(root):
+        return []
+    return sorted(int(n) for n in os.listdir(root)
+                  if n.isdigit() and os.path.isdir(os.path.join(root, n, "state")))
+
+
+def _mesh(config: ml_collections.ConfigDict):
+    # One device on `data`; the head keeps the training run's `model` size, since
+    # the class dimension was rounded up to a multiple of it.
+    model = int(config.get("mesh", {}).get("model", 1) or 1)
+    if model > jax.device_count():
+        raise ValueError(f"the run sharded its head over mesh.model={model} devices; only "
+                         f"{jax.device_count()} are visible.")
+    return mesh_lib.make_mesh(1, model, devices=jax.devices()[:model])
+
+
+def metric_series(run: Run, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one metric, over the rows that have it."""
+    rows = [r for r in run.metrics if key in r and r.get("step") is not None]
+    return (np.array([r["step"] for r in rows], np.int64),
+            np.array([r[key] for r in rows], np.float64))
+
+
+def curve_keys(run: Run) -> list[str]:
+    """train/loss and train/lr first, then every evaluation metric."""
+    seen = dict.fromkeys(k for r in run.metrics for k in r if k != "step")
+    evals = [k for k in seen if not k.startswith(("train/", "input/"))
+             and k.rsplit("/", 1)[-1] not in _NOT_CURVES]
+    return [k for k in ("train/loss", "train/lr") if k in seen] + evals
+
+
+def plot_curves(run: Run, keys: Sequence[str] | None = None) -> Figure:
+    """One panel per metric against the step (default: `curve_keys(run)`)."""
+    keys = list(keys) if keys is not None else curve_keys(run)
+    available = {k for r in run.metrics for k in r}
+    missing = [k for k in keys if k not in available]
+    if missing or not keys:
+        raise ValueError(f"{run.workdir}/metrics.jsonl has no {missing or 'metrics'}; "
+                         f"it has {sorted(available - {'step'})}.")
+    cols = min(3, len(keys))
+    rows = -(-len(keys) // cols)
+    fig = Figure(figsize=(4.5 * cols, 3.2 * rows), layout="constrained")
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        steps, values = metric_series(run, key)
+        ax.plot(steps, values, marker="." if len(steps) < 30 else None)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def load_model(run: Run, step: int | None = None) -> Model:
+    """The checkpoint at `step` (default: the latest) in the run's task and model."""
+    if not run.steps:
+        raise FileNotFoundError(f"{run.workdir} has no checkpoints; train the run first.")
+    step = run.steps[-1] if step is None else int(step)
+    if step not in run.steps:
+        raise ValueError(f"{run.workdir} has no checkpoint at step {step}; it has "
+                         f"{run.steps}.")
+    data = run.data
+    task = trainer.build_task(run.config, data.mesh, data.num_classes)
+    fresh = task.init(jax.random.key(0), tuple(run.config.input.image_shape))
+    path = os.path.join(run.workdir, "checkpoints", str(step))
+    variables, report = init_from.merge(fresh, init_from.load_variables(path))
+    if report.missing or report.unused:
+        raise CheckpointError(
+            f"{path} does not fit the model of {run.workdir}/config.json: "
+            + "; ".join(line for line in report.lines()[1:] if not line.startswith("loaded"))
+            + ". Was config.json changed after training?")
+    predict = task.predict_fns()["predict"]
+    fn = jax.jit(lambda v, batch: predict(task.forward(v, batch, train=False), batch))
+    return Model(run, step, task, variables, fn)
+
+
+def predict(model: Model, images: np.ndarray) -> dict[str, np.ndarray]:
+    """logits and pre_logits of preprocessed images [N, H, W, 3] (the eval pp's range)."""
+    images = np.asarray(images, np.float32)
+    want = tuple(model.run.config.input.image_shape)
+    if images.ndim != 4 or images.shape[1:] != want:
+        raise ValueError(f"images have shape {images.shape}; the model takes [N, *{want}] "
+                         "preprocessed as the run's eval pp (e.g. value_range(-1, 1)).")
+    out = model.predict_fn(model.variables, {"image": images})
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def eval_pp(run: Run) -> str:
+    """The first configured evaluator's pp string that keeps images and labels."""
+    for cfg in (run.config.get("evals") or {}).values():
+        pp = cfg.get("pp") or ""
+        if "'image'" in pp and "'labels'" in pp:
+            return pp
+    raise ValueError("no evaluator of the run keeps 'image' and 'labels'; pass pp=... "
+                     "(e.g. \"decode|resize(72)|central_crop(64)|value_range(-1, 1)"
+                     "|multi_hot(fill_ancestors=False)|keep('image', 'labels')\").")
+
+
+def collect(model: Model, split: str = "test", pp: str | None = None,
+            batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """logits, pre_logits and labels of every image of an evaluation split."""
+    data = model.run.data
+    ctx = EvalContext(mesh=data.mesh, predict_fns={"predict": model.predict_fn},
+                      batch_loss=None, eval_batches=data.eval_batches,
+                      batch_size=batch_size or model.run.config.get("eval_batch_size") or 256)
+    return collect_predictions(ctx, model.variables, _split(split), pp or eval_pp(model.run),
+                               outputs=("logits", "pre_logits"))
+
+
+def _split(split: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict({"split": split})  # the run's own dataset
+
+
+def per_class_ap(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """AP of each class over all images (map_at_k's AP, k=None); NaN for a class
+    without a positive image."""
+    ap, positives = map_at_k.average_precision(scores, np.asarray(labels) > 0, k=None)
+    return np.where(positives > 0, ap, np.nan)
+
+
+def train_frequency(run: Run) -> np.ndarray:
+    """Training images carrying each class (ancestors filled in, as trained)."""
+    fraction = run.data.train_label_frequencies()
+    return np.rint(fraction * run.data.train_examples).astype(np.int64)
+
+
+def tail_counts(counts: np.ndarray, limits: Sequence[int] = (100, 20)) -> dict[int, int]:
+    """How many classes have fewer than each limit of training images."""
+    counts = np.asarray(counts)
+    return {int(n): int((counts < n).sum()) for n in limits}
+
+
+def plot_ap_vs_frequency(ap: np.ndarray, counts: np.ndarray) -> Figure:
+    """Per-class AP against training images (log x), with the median per decade."""
+    ap, counts = np.asarray(ap, np.float64), np.asarray(counts, np.float64)
+    keep = np.isfinite(ap) & (counts > 0)
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(counts[keep], ap[keep], s=8, alpha=0.5, label="class")
+    if keep.any():
+        edges = 10.0 ** np.arange(0, np.ceil(np.log10(counts[keep].max())) + 1)
+        bins = np.digitize(counts[keep], edges)
+        centres, medians = [], []
+        for b in np.unique(bins):
+            centres.append(np.sqrt(edges[b - 1] * edges[min(b, len(edges) - 1)]))
+            medians.append(np.median(ap[keep][bins == b]))
+        ax.plot(centres, medians, "o-", color="C3", label="median per decade")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class")
+    ax.set_ylabel("AP")
+    ax.set_title(f"per-class AP vs training frequency ({int(keep.sum())} classes)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def families(hierarchy: LabelHierarchy, labels: np.ndarray) -> np.ndarray:
+    """Per image, the top-level ancestor (a class without parents) of its most
+    specific label (the one with most ancestors; ties: the lowest id); -1 for an
+    image without labels."""
+    ancestors = hierarchy.ancestors()
+    depth = np.array([len(a) for a in ancestors])
+    root = np.array([min(int(a) for a in ancestors[c] if not hierarchy.parents[a])
+                     for c in range(hierarchy.num_classes)])
+    labels = np.asarray(labels) > 0
+    deepest = np.argmax(np.where(labels, depth, -1), axis=1)  # first of the deepest
+    return np.where(labels.any(axis=1), root[deepest], -1)
+
+
+def project_2d(features: np.ndarray) -> np.ndarray:
+    """The first two principal components of `features` [N, D] (centred, SVD)."""
+    x = np.asarray(features, np.float64)
+    x = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
+
+
+def plot_projection(points: np.ndarray, groups: np.ndarray,
+                    names: Sequence[str]) -> Figure:
+    """2-D points coloured by group id (names[id]); -1: unlabelled, grey."""
+    fig = Figure(figsize=(6, 5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, g in enumerate(np.unique(groups)):
+        at = groups == g
+        ax.scatter(points[at, 0], points[at, 1], s=6, alpha=0.6,
+                   color="0.6" if g < 0 else f"C{i % 10}",
+                   label="no label" if g < 0 else names[g])
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title("pre-logit features, by family")
+    ax.legend(markerscale=3, fontsize="small")
+    return fig
+
+
+def top_classes(logits: np.ndarray, names: Sequence[str], k: int = 5
+                ) -> list[list[tuple[str, float]]]:
+    """Per image, its k highest-scoring classes with their sigmoid probabilities."""
+    logits = np.asarray(logits, np.float64)
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    prob = 1 / (1 + np.exp(-logits))
+    return [[(names[c], float(prob[i, c])) for c in row] for i, row in enumerate(order)]
+
+
+def show_predictions(model: Model, split: str = "test", n: int = 6, k: int = 5,
+                     pp: str | None = None) -> Figure:
+    """The first `n` images of a split with their top-k predicted classes."""
+    data = model.run.data
+    batches = data.eval_batches(_split(split), pp or eval_pp(model.run), max(n, 1))
+    try:
+        batch = next(batches)
+    finally:
+        batches.close()  # stops the prefetch thread
+    images = np.asarray(batch["image"])[:n]
+    tops = top_classes(predict(model, images)["logits"], model.run.class_names, k)
+    fig = Figure(figsize=(3.2 * len(images), 4.2), layout="constrained")
+    for i, (image, top) in enumerate(zip(images, tops)):
+        ax = fig.add_subplot(1, len(images), i + 1)
+        lo, hi = image.min(), image.max()
+        ax.imshow((image - lo) / max(hi - lo, 1e-6))
+        ax.set_axis_off()
+        ax.set_title("\n".join(f"{p:.2f} {name}" for name, p in top), fontsize=7,
+                     loc="left")
+    return fig
