@@ -170,7 +170,9 @@ def load_model(run: Run, step: int | None = None) -> Model:
                          f"{run.steps}.")
     data = run.data
     task = trainer.build_task(run.config, data.mesh, data.num_classes)
-    fresh = task.init(jax.random.key(0), tuple(run.config.input.image_shape))
+    # Shapes only: every variable comes from the checkpoint (checked below).
+    shape = tuple(run.config.input.image_shape)
+    fresh = jax.eval_shape(lambda rng: task.init(rng, shape), jax.random.key(0))
     path = os.path.join(run.workdir, "checkpoints", str(step))
     variables, report = init_from.merge(fresh, init_from.load_variables(path))
     if report.missing or report.unused:
@@ -211,9 +213,13 @@ def collect(model: Model, split: str = "test", pp: str | None = None,
     data = model.run.data
     ctx = EvalContext(mesh=data.mesh, predict_fns={"predict": model.predict_fn},
                       batch_loss=None, eval_batches=data.eval_batches,
-                      batch_size=batch_size or model.run.config.get("eval_batch_size") or 256)
+                      batch_size=_eval_batch_size(model.run, batch_size))
     return collect_predictions(ctx, model.variables, _split(split), pp or eval_pp(model.run),
                                outputs=("logits", "pre_logits"))
+
+
+def _eval_batch_size(run: Run, given: int | None) -> int:
+    return given or run.config.get("eval_batch_size") or run.config.batch_size
 
 
 def _split(split: str) -> ml_collections.ConfigDict:
@@ -314,13 +320,16 @@ def show_predictions(model: Model, split: str = "test", n: int = 6, k: int = 5,
                      pp: str | None = None) -> Figure:
     """The first `n` images of a split with their top-k predicted classes."""
     data = model.run.data
-    batches = data.eval_batches(_split(split), pp or eval_pp(model.run), max(n, 1))
+    # A whole evaluation batch, the shape `collect` compiles for.
+    batches = data.eval_batches(_split(split), pp or eval_pp(model.run),
+                                _eval_batch_size(model.run, None))
     try:
         batch = next(batches)
     finally:
         batches.close()  # stops the prefetch thread
+    logits = np.asarray(model.predict_fn(model.variables, {"image": batch["image"]})["logits"])
     images = np.asarray(batch["image"])[:n]
-    tops = top_classes(predict(model, images)["logits"], model.run.class_names, k)
+    tops = top_classes(logits[:n], model.run.class_names, k)
     fig = Figure(figsize=(3.2 * len(images), 4.2), layout="constrained")
     for i, (image, top) in enumerate(zip(images, tops)):
         ax = fig.add_subplot(1, len(images), i + 1)
