@@ -1,4 +1,4 @@
-"""big_vision_like/analysis.py against independent references: sklearn's AP and
+"""big_vision_like.analysis against independent references: sklearn's AP and
 PCA, NumPy counts over the raw training split, the trainer's own final state."""
 
 import os
