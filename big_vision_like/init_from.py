@@ -59,7 +59,7 @@ def load_variables(path: str) -> dict[str, np.ndarray]:
     if not os.path.isdir(state_dir):
         raise CheckpointError(f"init_from: {path} does not exist; give a step folder of a "
                               "checkpoints directory, e.g. <workdir>/checkpoints/1000.")
-    restored = ocp.StandardCheckpointer().restore(state_dir)
+    restored = _restore_on_one_device(state_dir)
     if not isinstance(restored, dict) or "params" not in restored:
         raise CheckpointError(f"init_from: {path} holds no 'params'; give a step folder of "
                               "a checkpoints directory, e.g. <workdir>/checkpoints/1000.")
@@ -69,6 +69,18 @@ def load_variables(path: str) -> dict[str, np.ndarray]:
         collections["batch_stats"] = restored["batch_stats"]
     return {path_str(p): np.asarray(v)
             for p, v in jax.tree_util.tree_leaves_with_path(collections)}
+
+
+def _restore_on_one_device(state_dir: str) -> Any:
+    """The saved tree, every array on this process's first device. Without a
+    target orbax restores the saved shardings, which fails on another topology
+    (a run saved over 8 devices, read by a notebook or a transfer run on 1)."""
+    checkpointer = ocp.StandardCheckpointer()
+    metadata = checkpointer.metadata(state_dir)
+    tree = getattr(metadata, "item_metadata", metadata)
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), tree)
+    return checkpointer.restore(state_dir, target)
 
 
 def merge(target: dict[str, Any], loaded: dict[str, np.ndarray], skip: str | None = None,
