@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,9 +40,23 @@ from input_pipeline.keys import MASK_KEY
 IDS_FILE = "duplicate_eval_ids.txt"
 
 
+PRE_LOGITS = "pre_logits"
+
+
+def grid_pool(x: jax.Array, grid: int) -> jax.Array:
+    """[N, H, W, C] feature maps mean-pooled to a grid x grid layout, flattened; keeps
+    where things are, which a randomly initialised body's global pool loses."""
+    n, h, w, c = x.shape
+    if h % grid or w % grid:
+        raise ValueError(f"feature maps {h}x{w} do not split into a {grid}x{grid} grid; "
+                         "choose a grid dividing both.")
+    return x.reshape(n, grid, h // grid, grid, w // grid, c).mean((2, 4)).reshape(n, -1)
+
+
 @dataclasses.dataclass
 class FeatureModel:
-    """A checkpoint's model with its pre-logit feature function, on all devices."""
+    """A checkpoint's model with its feature function (`pre_logits`, or a layer's
+    grid-pooled maps), on all devices."""
 
     config: ml_collections.ConfigDict
     mesh: Any
@@ -105,10 +120,12 @@ class FeatureModel:
         return np.concatenate(ids).astype(np.int64), np.concatenate(feats)
 
 
-def load_feature_model(checkpoint: str, pred: str = "features") -> FeatureModel:
+def load_feature_model(checkpoint: str, feature: str = PRE_LOGITS) -> FeatureModel:
     """The model of a checkpoint step folder, built from its run's config.json (two
     levels up), with its variables restored; the head is not read, since features
-    do not depend on it."""
+    do not depend on it. `feature`: 'pre_logits' (the task's `features` predict
+    function, as the probes read it) or '<layer>_grid<G>' (e.g. 'conv2_grid4': that
+    layer's maps mean-pooled to G x G), returned under 'pre_logits'."""
     path = os.path.join(os.path.abspath(checkpoint), os.pardir, os.pardir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: give a step folder of a run's "
@@ -120,10 +137,19 @@ def load_feature_model(checkpoint: str, pred: str = "features") -> FeatureModel:
     # The head's width is the dataset's class count; any width serves the features.
     task = trainer.build_task(config, mesh, config.model.get("num_classes") or 1)
     fns = task.predict_fns()
-    if pred not in fns:
-        raise ValueError(f"the {config.get('task', 'classification')} task has no predict "
-                         f"function {pred!r} (it has {sorted(fns)}); near-duplicates need "
-                         "pre-logit features.")
+    layer = re.fullmatch(r"(\w+)_grid(\d+)", feature)
+    if feature == PRE_LOGITS:
+        if "features" not in fns:
+            raise ValueError(f"the {config.get('task', 'classification')} task has no "
+                             f"'features' predict function (it has {sorted(fns)}); "
+                             "near-duplicates need pre-logit features.")
+        fn = fns["features"]
+    elif layer:
+        name, grid = layer.group(1), int(layer.group(2))
+        fn = lambda out, batch: {PRE_LOGITS: grid_pool(out[name], grid)}
+    else:
+        raise ValueError(f"feature={feature!r}: give 'pre_logits' or '<layer>_grid<G>', "
+                         "e.g. 'conv2_grid4'.")
     rules = sharding.rules_for("replicated")  # a data-only mesh: every device has all
     state, shardings = train_step.create_train_state(
         task, optax.identity(), tuple(config.input.image_shape), jax.random.key(0), mesh,
@@ -134,19 +160,28 @@ def load_feature_model(checkpoint: str, pred: str = "features") -> FeatureModel:
         raise ValueError(f"checkpoint {checkpoint} lacks {report.missing[:5]}...; it does "
                          f"not hold the model its config.json describes.")
     var_shardings = {"params": shardings.params, **shardings.model_state}
-    fn = fns[pred]
     features = jax.jit(lambda v, b: fn(task.forward(v, b, train=False), b),
                        in_shardings=(var_shardings, mesh_lib.batch_sharding(mesh)))
     return FeatureModel(config=config, mesh=mesh, variables=variables, features=features)
 
 
+def normalise(eval_features: np.ndarray, train_features: np.ndarray, center: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Unit rows; with `center`, after subtracting the training features' mean (post-ReLU
+    features share a large positive mean that pushes every cosine towards 1)."""
+    if center:
+        mean = np.asarray(train_features, np.float64).mean(0).astype(np.float32)
+        eval_features, train_features = eval_features - mean, train_features - mean
+    return l2_normalise(eval_features), l2_normalise(train_features)
+
+
 def find_near_duplicates(eval_features: np.ndarray, train_features: np.ndarray,
-                         threshold: float, k: int = 5, **search: Any
+                         threshold: float, k: int = 5, center: bool = False, **search: Any
                          ) -> tuple[list[tuple[int, int, float]], np.ndarray, np.ndarray]:
     """(pairs (eval row, train row, cosine) at or above `threshold`, top-k similarities,
     top-k training rows) of L2-normalised features."""
-    sims, index = blocked_topk(l2_normalise(eval_features), l2_normalise(train_features),
-                               k, **search)
+    sims, index = blocked_topk(*normalise(eval_features, train_features, center), k,
+                               **search)
     return pairs_above(sims, index, threshold), sims, index
 
 
@@ -212,14 +247,15 @@ def _dataset_split(spec: str) -> tuple[str, str]:
 
 def run(checkpoint: str, train: str, evaluation: str, threshold: float, out_dir: str,
         data_dir: str | None = None, k: int = 5, max_pairs: int = 64, pp: str | None = None,
-        block_size: int = 4096) -> dict[str, Any]:
+        block_size: int = 4096, feature: str = PRE_LOGITS, center: bool = False
+        ) -> dict[str, Any]:
     """The whole tool; returns its summary (also written as summary.json)."""
     train_name, train_split = _dataset_split(train)
     eval_name, eval_split = _dataset_split(evaluation)
-    model = load_feature_model(checkpoint)
+    model = load_feature_model(checkpoint, feature)
     train_ids, train_x = model.embed_split(train_name, train_split, data_dir, pp)
     eval_ids, eval_x = model.embed_split(eval_name, eval_split, data_dir, pp)
-    pairs, sims, _ = find_near_duplicates(eval_x, train_x, threshold, k,
+    pairs, sims, _ = find_near_duplicates(eval_x, train_x, threshold, k, center,
                                           block_size=block_size)
     records = write_pairs(out_dir, pairs, eval_ids, train_ids)
     shown = records[:max_pairs]
@@ -231,7 +267,8 @@ def run(checkpoint: str, train: str, evaluation: str, threshold: float, out_dir:
                     f"eval {r['eval_id']}\ntrain {r['train_id']}\ncos {r['similarity']:.3f}")
                    for r in shown])
     summary = {"checkpoint": os.path.abspath(checkpoint), "train": train, "eval": evaluation,
-               "threshold": threshold, "k": k, "train_images": len(train_ids),
+               "threshold": threshold, "k": k,
+               "feature": feature, "center": center, "train_images": len(train_ids),
                "eval_images": len(eval_ids), "pairs": len(records),
                "duplicate_eval_images": len({r["eval_id"] for r in records}),
                "top1_similarity_quantiles": {
@@ -255,9 +292,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max_pairs", type=int, default=64, help="pairs on the sheet")
     parser.add_argument("--pp", default=None, help="pp string (default: the evaluators' "
                         "resize + central crop at the checkpoint's size, keeping image_id)")
+    parser.add_argument("--feature", default=PRE_LOGITS, help="'pre_logits' or "
+                        "'<layer>_grid<G>' (a layer's maps mean-pooled to G x G)")
+    parser.add_argument("--center", action="store_true",
+                        help="subtract the training features' mean before the cosine")
     args = parser.parse_args(argv)
     summary = run(args.checkpoint, args.train, args.eval, args.threshold, args.out,
-                  args.data_dir, args.k, args.max_pairs, args.pp)
+                  args.data_dir, args.k, args.max_pairs, args.pp, feature=args.feature,
+                  center=args.center)
     print(json.dumps(summary, indent=1))
 
 
