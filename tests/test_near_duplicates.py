@@ -4,16 +4,16 @@ evaluators' `_dedup` metrics against sklearn on the remaining examples."""
 
 import io
 import os
+from functools import partial
 
 import jax
 import ml_collections
 import numpy as np
-import optax
 import pytest
 import sklearn.metrics
 from PIL import Image, ImageEnhance
 
-from big_vision_like import checkpointing, sharding, train_step, trainer
+from big_vision_like import checkpointing, trainer
 from big_vision_like import mesh as mesh_lib
 from big_vision_like.tasks.segmentation import IGNORE_LABEL
 from big_vision_like.tools import near_duplicates as nd
@@ -104,14 +104,12 @@ def random_init_checkpoint(workdir, size=64):
     config = tiny_config("unused", total_steps=0)
     config.input.image_shape = (size, size, 3)
     config.model.num_classes = 10
-    mesh = mesh_lib.make_mesh(-1, 1)
-    task = trainer.build_task(config, mesh, 10)
-    state, _ = train_step.create_train_state(task, optax.sgd(0.1), (size, size, 3),
-                                             jax.random.key(0), mesh,
-                                             sharding.rules_for("head"))
+    task = trainer.build_task(config, mesh_lib.make_mesh(-1, 1), 10)
+    variables = dict(jax.jit(partial(task.init, image_shape=(size, size, 3)))(jax.random.key(0)))
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                       asynchronous=False)
-    ckpt.save(1, state)
+    # The layout a run saves (TrainState's params and model_state), without an optimizer.
+    ckpt.save(1, {"params": variables.pop("params"), "model_state": variables})
     ckpt.close()
     trainer.write_config(config, workdir)
     return os.path.join(workdir, "checkpoints", "1")

@@ -24,14 +24,16 @@ import json
 import os
 import re
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
-import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from big_vision_like import init_from, sharding, train_step, trainer
+from big_vision_like import init_from, trainer
 from big_vision_like import mesh as mesh_lib
 from big_vision_like.tools.topk_search import blocked_topk, l2_normalise, pairs_above
 from evaluators.common import IMAGE_ID_KEY, to_host
@@ -150,18 +152,23 @@ def load_feature_model(checkpoint: str, feature: str = PRE_LOGITS) -> FeatureMod
     else:
         raise ValueError(f"feature={feature!r}: give 'pre_logits' or '<layer>_grid<G>', "
                          "e.g. 'conv2_grid4'.")
-    rules = sharding.rules_for("replicated")  # a data-only mesh: every device has all
-    state, shardings = train_step.create_train_state(
-        task, optax.identity(), tuple(config.input.image_shape), jax.random.key(0), mesh,
-        rules)
-    variables, report = init_from.merge(state.variables, init_from.load_variables(checkpoint),
+    # Shapes only: compiling the initialiser costs more than the search on CPU.
+    replicated = NamedSharding(mesh, P())
+    abstract = jax.eval_shape(partial(task.init, image_shape=tuple(config.input.image_shape)),
+                              jax.random.key(0))
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                           sharding=replicated), abstract)
+    variables, report = init_from.merge(abstract, init_from.load_variables(checkpoint),
                                         skip="^head/", load_hook=task.load)
     if report.missing:
         raise ValueError(f"checkpoint {checkpoint} lacks {report.missing[:5]}...; it does "
                          f"not hold the model its config.json describes.")
-    var_shardings = {"params": shardings.params, **shardings.model_state}
+    # The head is never read; it only has to exist for `apply`.
+    variables = jax.tree.map(
+        lambda x: jax.device_put(np.zeros(x.shape, x.dtype), replicated)
+        if isinstance(x, jax.ShapeDtypeStruct) else x, variables)
     features = jax.jit(lambda v, b: fn(task.forward(v, b, train=False), b),
-                       in_shardings=(var_shardings, mesh_lib.batch_sharding(mesh)))
+                       in_shardings=(replicated, mesh_lib.batch_sharding(mesh)))
     return FeatureModel(config=config, mesh=mesh, variables=variables, features=features)
 
 
