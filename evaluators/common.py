@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
@@ -15,6 +15,7 @@ from input_pipeline.keys import MASK_KEY
 # Metrics computed without the evaluation images that near-duplicate a
 # pre-training image (the paper's Appendix A) carry this suffix.
 DEDUP_SUFFIX = "_dedup"
+T = TypeVar("T")
 IMAGE_ID_KEY = "image_id"
 
 
@@ -101,6 +102,14 @@ def dedup_subsets(image_ids: np.ndarray | None, excluded: np.ndarray
                            "evaluator's pp string (keep(..., 'image_id')).")
         subsets[DEDUP_SUFFIX] = ~np.isin(np.asarray(image_ids), excluded)
     return subsets
+
+
+def dedup_items(items: Sequence[T], image_ids: np.ndarray | None, excluded: np.ndarray
+                ) -> list[tuple[str, Sequence[T]]]:
+    """[(metric suffix, per-image records to score)]: all of `items`, then, with
+    excluded ids, '_dedup' and the items whose image id (same order) is not excluded."""
+    return [(suffix, items if keep is None else [x for x, k in zip(items, keep) if k])
+            for suffix, keep in dedup_subsets(image_ids, excluded).items()]
 
 
 def frozen_features(ctx: EvalContext, variables: Any, config: Any, data_cfg: Any

@@ -250,3 +250,47 @@ def test_miou_dedup_equals_sklearn_on_the_remaining_images():
         assert got[f"pixel_accuracy{suffix}"] == pytest.approx(
             sklearn.metrics.accuracy_score(true[labelled], pred[labelled]))
     assert got["miou_dedup"] != got["miou"]
+
+
+def test_box_ap_dedup_equals_pycocotools_and_voc_eval_on_the_remaining_images():
+    from evaluators.coco_ap import METRICS, CocoApEvaluator
+    from evaluators.voc_ap import ImageObjects, VocApEvaluator, voc_ap
+    from tests.test_detection_ap import (
+        batches_of,
+        pycocotools_stats,
+        random_coco_images,
+    )
+
+    images = random_coco_images(3)
+    rng = np.random.default_rng(2)
+    difficult = [rng.random(len(im.gt_classes)) < .25 for im in images]
+    batches = batches_of(images, [(480, 640)] * len(images), difficult)  # ids 100 + i
+    outputs = ("detection_boxes", "detection_scores", "detection_classes",
+               "detection_valid")
+    ctx = EvalContext(mesh=None, batch_loss=None, batch_size=3,
+                      predict_fns={"predict": lambda v, b: {k: b[k] for k in outputs}},
+                      eval_batches=lambda *a: iter(batches))
+    drop = [1, 4]
+    kept = [im for i, im in enumerate(images) if i not in drop]
+    cfg = ml_collections.ConfigDict(dict(data={}, pp="", exclude_ids=[100 + i for i in drop]))
+
+    got = dict(CocoApEvaluator(cfg, ctx).run(None))
+    assert got["excluded_examples"] == 2
+    np.testing.assert_allclose([got[m] for m in METRICS], pycocotools_stats(images),
+                               atol=1e-4)
+    np.testing.assert_allclose([got[f"{m}_dedup"] for m in METRICS],
+                               pycocotools_stats(kept), atol=1e-4)
+    assert got["AP_dedup"] != got["AP"]
+
+    # VOC07 AP on the kept images, by voc_ap (checked against the devkit rule in
+    # test_detection_ap.py).
+    got = dict(VocApEvaluator(cfg, ctx).run(None))
+    voc = [ImageObjects(im.gt_boxes, im.gt_classes, dif, im.dt_boxes, im.dt_scores,
+                        im.dt_classes) for im, dif in zip(images, difficult)]
+    for suffix, subset in (("", voc), ("_dedup", [v for i, v in enumerate(voc)
+                                                  if i not in drop])):
+        want = voc_ap(subset, 3)
+        np.testing.assert_allclose([got[f"AP{suffix}/{c}"] for c in range(3)],
+                                   want["per_class"], atol=1e-6)
+        assert got[f"mAP{suffix}"] == pytest.approx(want["mAP"], abs=1e-6)
+    assert got["mAP_dedup"] != got["mAP"]
