@@ -164,9 +164,14 @@ def test_planted_near_duplicates_are_found_with_a_checkpoints_features(tmp_path,
     ids = np.loadtxt(tmp_path / "out" / nd.IDS_FILE, dtype=np.int64, ndmin=1)
     np.testing.assert_array_equal(ids, sorted({r["eval_id"] for r in records}))
     sheet = str(tmp_path / "out" / "sheet.png")
-    nd.contact_sheet(sheet, [(evals[e], train[t], f"{s:.3f}") for e, t, s in pairs[:4]],
-                     tile=64)
-    assert Image.open(sheet).size == (2 * 64 + 150, 4 * 64)
+    nd.contact_sheet(sheet, [(evals[e], train[t], f"{s:.3f}") for e, t, s in pairs[:5]],
+                     tile=64, columns=2)
+    assert Image.open(sheet).size == (2 * (2 * 64 + 150), 3 * 64)
+    # The first cell shows the pair's eval image, then its train image.
+    e, t, _ = pairs[0]
+    cell = np.asarray(Image.open(sheet).convert("RGB"))[:64, :128].astype(float)
+    assert np.abs(cell[:, :64] - evals[e]).mean() < 2
+    assert np.abs(cell[:, 64:] - train[t]).mean() < 2
 
 
 # --- _dedup metrics --------------------------------------------------------------------

@@ -212,18 +212,22 @@ def write_pairs(out_dir: str, pairs: Sequence[tuple[int, int, float]],
 
 
 def contact_sheet(path: str, pairs: Sequence[tuple[np.ndarray, np.ndarray, str]],
-                  tile: int = 96) -> None:
-    """A PNG of (eval image, train image, caption) rows, images uint8 [H, W, 3]."""
+                  tile: int = 96, columns: int = 4) -> None:
+    """A PNG of (eval image, train image, caption) cells, `columns` cells a row, images
+    uint8 [H, W, 3]."""
     from PIL import Image, ImageDraw
 
-    caption_w = 150
-    sheet = Image.new("RGB", (2 * tile + caption_w, max(1, len(pairs)) * tile), "white")
+    cell_w = 2 * tile + 150  # two images and the caption
+    columns = max(1, min(columns, len(pairs)))
+    rows = max(1, -(-len(pairs) // columns))
+    sheet = Image.new("RGB", (columns * cell_w, rows * tile), "white")
     draw = ImageDraw.Draw(sheet)
-    for row, (a, b, caption) in enumerate(pairs):
+    for n, (a, b, caption) in enumerate(pairs):
+        x0, y0 = (n % columns) * cell_w, (n // columns) * tile
         for col, img in enumerate((a, b)):
             sheet.paste(Image.fromarray(np.asarray(img, np.uint8)).resize((tile, tile)),
-                        (col * tile, row * tile))
-        draw.text((2 * tile + 6, row * tile + tile // 3), caption, fill="black")
+                        (x0 + col * tile, y0))
+        draw.text((x0 + 2 * tile + 6, y0 + tile // 4), caption, fill="black")
     sheet.save(path)
 
 
