@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluators.common import EvalContext, collect_predictions
+from evaluators.common import (
+    IMAGE_ID_KEY,
+    EvalContext,
+    collect_predictions,
+    dedup_subsets,
+    load_ids,
+)
 
 
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -20,19 +26,38 @@ def softmax_loss(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((log_z - z[np.arange(len(labels)), labels]).mean())
 
 
+def classification_metrics(logits: np.ndarray, labels: np.ndarray,
+                           keep: np.ndarray | None = None, suffix: str = ""
+                           ) -> dict[str, float]:
+    """prec@1, prec@5 and loss (names + `suffix`) of the examples `keep` selects."""
+    if keep is not None:
+        logits, labels = logits[keep], labels[keep]
+    if not len(labels):
+        raise ValueError(f"classification{suffix}: no examples left to score; exclude_ids "
+                         "removes every evaluation example.")
+    return {f"prec@1{suffix}": topk_accuracy(logits, labels, 1),
+            f"prec@5{suffix}": topk_accuracy(logits, labels, 5),
+            f"loss{suffix}": softmax_loss(logits, labels)}
+
+
 class ClassificationEvaluator:
-    """config: data, pp (keeping one-hot 'labels'), batch_size. Yields
-    prec@1, prec@5 and loss."""
+    """config: data, pp (keeping one-hot 'labels', and 'image_id' to exclude ids),
+    batch_size, exclude_ids (file of ids or a list, e.g. near-duplicates of
+    pre-training images). Yields prec@1, prec@5 and loss; with exclude_ids also
+    excluded_examples and prec@1_dedup, prec@5_dedup, loss_dedup."""
 
     def __init__(self, config, context: EvalContext):
         self.config, self.ctx = config, context
+        self.excluded = load_ids(config.get("exclude_ids"))
 
     def run(self, variables):
+        keys = ("labels", IMAGE_ID_KEY) if len(self.excluded) else ("labels",)
         got = collect_predictions(self.ctx, variables, self.config.data, self.config.pp,
-                                  self.config.get("batch_size"),
+                                  self.config.get("batch_size"), keys=keys,
                                   pred=self.config.get("pred", "predict"))
         logits = got["logits"].astype(np.float64)
         labels = got["labels"].argmax(axis=1)
-        yield "prec@1", topk_accuracy(logits, labels, 1)
-        yield "prec@5", topk_accuracy(logits, labels, 5)
-        yield "loss", softmax_loss(logits, labels)
+        for suffix, keep in dedup_subsets(got.get(IMAGE_ID_KEY), self.excluded).items():
+            if keep is not None:
+                yield "excluded_examples", float((~keep).sum())
+            yield from classification_metrics(logits, labels, keep, suffix).items()

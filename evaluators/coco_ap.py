@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from evaluators.coco_eval_core import accumulate, evaluate_image, mean_defined
-from evaluators.common import EvalContext, collect_predictions
+from evaluators.common import EvalContext, collect_predictions, dedup_items, load_ids
 
 AREA_RANGES = {"all": (0.0, 1e5 ** 2), "small": (0.0, 32.0 ** 2),
                "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, 1e5 ** 2)}
@@ -235,16 +235,23 @@ class CocoApEvaluator:
     there as a COCO results JSON), category_ids (class -> dataset category id for it).
     Batches carry image_id, orig_hw [B, 2] pixels, gt_boxes [B, G, 4] normalised to
     the original image, gt_classes, gt_iscrowd, gt_areas (pixels), gt_valid. Yields
-    COCO's 12 box metrics (`METRICS`)."""
+    COCO's 12 box metrics (`METRICS`); with exclude_ids (file of image ids or a
+    list, e.g. near-duplicates of pre-training images) also `excluded_examples` and
+    each metric again with `_dedup` over the other images."""
 
     KEYS = ("image_id", "orig_hw", "gt_boxes", "gt_classes", "gt_iscrowd", "gt_areas",
             "gt_valid")
 
     def __init__(self, config: Any, context: EvalContext):
         self.config, self.ctx = config, context
+        self.excluded = load_ids(config.get("exclude_ids"))
 
     def run(self, variables: Any) -> Iterator[tuple[str, float]]:
         got = collect_detections(self.ctx, variables, self.config, self.KEYS)
-        metrics = coco_ap(images_from_predictions(got))
-        for name in METRICS:
-            yield name, metrics[name]
+        images = images_from_predictions(got)
+        for suffix, kept in dedup_items(images, got["image_id"], self.excluded):
+            if suffix:
+                yield "excluded_examples", float(len(images) - len(kept))
+            metrics = coco_ap(kept)
+            for name in METRICS:
+                yield f"{name}{suffix}", metrics[name]

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
 from input_pipeline.keys import MASK_KEY
+
+# Metrics computed without the evaluation images that near-duplicate a
+# pre-training image (the paper's Appendix A) carry this suffix.
+DEDUP_SUFFIX = "_dedup"
+T = TypeVar("T")
+IMAGE_ID_KEY = "image_id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +79,41 @@ def collect_predictions(ctx: EvalContext, variables: Any, data_cfg: Any, pp: str
                                f"evaluator's pp string (keep(..., '{key}')).")
             pieces[key].append(to_host(batch[key])[mask])
     return {k: np.concatenate(v) for k, v in pieces.items()}
+
+
+def load_ids(spec: Any) -> np.ndarray:
+    """Image ids to exclude: None (none), the path of a text file with one integer id a
+    line (what tools/near_duplicates writes), or a list of ids."""
+    if spec is None:
+        return np.zeros(0, np.int64)
+    if isinstance(spec, str):
+        try:
+            return np.loadtxt(spec, dtype=np.int64, ndmin=1)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"exclude_ids {spec!r}: {e}; give a text file with one integer "
+                             "image_id a line, or a list of ids.") from None
+    return np.asarray(list(spec), np.int64)
+
+
+def dedup_subsets(image_ids: np.ndarray | None, excluded: np.ndarray
+                  ) -> dict[str, np.ndarray | None]:
+    """Metric-name suffix -> boolean mask of the examples a metric is computed on:
+    '' keeps all (mask None); with excluded ids, '_dedup' keeps the others."""
+    subsets: dict[str, np.ndarray | None] = {"": None}
+    if len(excluded):
+        if image_ids is None:
+            raise KeyError("exclude_ids needs each example's 'image_id'; keep it in the "
+                           "evaluator's pp string (keep(..., 'image_id')).")
+        subsets[DEDUP_SUFFIX] = ~np.isin(np.asarray(image_ids), excluded)
+    return subsets
+
+
+def dedup_items(items: Sequence[T], image_ids: np.ndarray | None, excluded: np.ndarray
+                ) -> list[tuple[str, Sequence[T]]]:
+    """[(metric suffix, per-image records to score)]: all of `items`, then, with
+    excluded ids, '_dedup' and the items whose image id (same order) is not excluded."""
+    return [(suffix, items if keep is None else [x for x, k in zip(items, keep) if k])
+            for suffix, keep in dedup_subsets(image_ids, excluded).items()]
 
 
 def frozen_features(ctx: EvalContext, variables: Any, config: Any, data_cfg: Any

@@ -27,7 +27,7 @@ from evaluators.coco_eval_core import (
     evaluate_image,
     mean_defined,
 )
-from evaluators.common import EvalContext, collect_predictions
+from evaluators.common import EvalContext, collect_predictions, dedup_items, load_ids
 from input_pipeline.pp_spec import parse_pp_spec
 
 # COCO's 17 person keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips,
@@ -170,13 +170,16 @@ class KeypointApEvaluator:
     JSON of person boxes, looked up by image id), batch_size, sigmas (one per
     keypoint; default COCO's 17), nms_threshold (OKS above which the lower-scoring of
     two person instances of an image is dropped), pred. Yields keypoint AP, AP50,
-    AP75, AP_medium, AP_large and AR."""
+    AP75, AP_medium, AP_large and AR; with exclude_ids (file of image ids or a
+    list, e.g. near-duplicates of pre-training images) also `excluded_examples` and
+    each metric again with `_dedup` over the other images."""
 
     KEYS = ("image_id", "pose_valid", "pose_windows", "gt_keypoints", "gt_boxes",
             "gt_areas", "gt_iscrowd", "gt_valid")
 
     def __init__(self, config: Any, context: EvalContext):
         self.config, self.ctx = config, context
+        self.excluded = load_ids(config.get("exclude_ids"))
 
     def run(self, variables: Any) -> Iterator[tuple[str, float]]:
         cfg = self.config
@@ -185,7 +188,10 @@ class KeypointApEvaluator:
                                   keys=self.KEYS, outputs=("keypoints", "instance_scores"),
                                   pred=cfg.get("pred", "predict"))
         sigmas = tuple(cfg.get("sigmas") or COCO_SIGMAS)
-        metrics = keypoint_ap(images_from_predictions(got, sigmas,
-                                                      cfg.get("nms_threshold", 0.5)), sigmas)
-        for name in ("AP", "AP50", "AP75", "AP_medium", "AP_large", "AR"):
-            yield name, metrics[name]
+        images = images_from_predictions(got, sigmas, cfg.get("nms_threshold", 0.5))
+        for suffix, kept in dedup_items(images, got["image_id"], self.excluded):
+            if suffix:
+                yield "excluded_examples", float(len(images) - len(kept))
+            metrics = keypoint_ap(kept, sigmas)
+            for name in ("AP", "AP50", "AP75", "AP_medium", "AP_large", "AR"):
+                yield f"{name}{suffix}", metrics[name]

@@ -27,7 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evaluators.common import EvalContext, collect_predictions
+from evaluators.common import (
+    IMAGE_ID_KEY,
+    EvalContext,
+    collect_predictions,
+    dedup_subsets,
+    load_ids,
+)
 
 
 @partial(jax.jit, static_argnames=("k",))
@@ -113,14 +119,6 @@ def load_class_weights(path: str, num_classes: int,
     return weights
 
 
-def _load_ids(spec) -> np.ndarray:
-    if spec is None:
-        return np.zeros(0, np.int64)
-    if isinstance(spec, str):
-        return np.loadtxt(spec, dtype=np.int64, ndmin=1)
-    return np.asarray(list(spec), np.int64)
-
-
 class MapAtKEvaluator:
     """config: data, pp (keeping 'labels' and, to exclude ids, 'image_id'),
     k (default 100), weights ('uniform' or None, 'train_frequency', or the path of
@@ -132,7 +130,7 @@ class MapAtKEvaluator:
     def __init__(self, config, context: EvalContext):
         self.config, self.ctx = config, context
         self.k = int(config.get("k", 100))
-        self.excluded = _load_ids(config.get("exclude_ids"))
+        self.excluded = load_ids(config.get("exclude_ids"))
         self._weights = None
 
     def _class_weights(self, num_classes: int):
@@ -153,18 +151,19 @@ class MapAtKEvaluator:
         return self._weights
 
     def run(self, variables):
-        keys = ("labels", "image_id") if len(self.excluded) else ("labels",)
+        keys = ("labels", IMAGE_ID_KEY) if len(self.excluded) else ("labels",)
         got = collect_predictions(self.ctx, variables, self.config.data, self.config.pp,
                                   self.config.get("batch_size"), keys=keys,
                                   pred=self.config.get("pred", "predict"))
         scores, labels = got["logits"], got["labels"] > 0.5
         weights = self._class_weights(labels.shape[1])
-        subsets = {"": np.ones(len(labels), bool)}
-        if len(self.excluded):
-            subsets["_dedup"] = ~np.isin(got["image_id"], self.excluded)
-            yield "excluded_examples", float((~subsets["_dedup"]).sum())
+        subsets = dedup_subsets(got.get(IMAGE_ID_KEY), self.excluded)
         for suffix, keep in subsets.items():
-            s, y = scores[keep], labels[keep]
+            if keep is None:
+                s, y = scores, labels
+            else:
+                yield "excluded_examples", float((~keep).sum())
+                s, y = scores[keep], labels[keep]
             if self.config.get("per_image", False):
                 yield f"map@{self.k}_per_image{suffix}", per_image_mean_average_precision(
                     s, y, self.k)

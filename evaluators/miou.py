@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from big_vision_like.tasks.segmentation import LABEL_KEY
-from evaluators.common import EvalContext, to_host
+from evaluators.common import DEDUP_SUFFIX, IMAGE_ID_KEY, EvalContext, load_ids, to_host
 from input_pipeline.keys import IGNORE_LABEL, MASK_KEY
 
 # Device counts are int32 (JAX's default); they move to int64 on the host
@@ -55,6 +55,13 @@ def confusion_update(counts: jax.Array, logits: jax.Array, labels: jax.Array,
     return counts + flat.reshape(num_classes + 1, num_classes)
 
 
+def keep_not_excluded(mask: jax.Array | None, image_ids: jax.Array, excluded: jax.Array
+                      ) -> jax.Array:
+    """The real examples (`mask`) whose id is not among `excluded`, on the devices."""
+    keep = ~jnp.isin(image_ids, excluded)
+    return keep if mask is None else keep & mask.astype(bool)
+
+
 def scores(confusion: np.ndarray) -> dict[str, Any]:
     """{'iou': per-class IoU (NaN where a class occurs nowhere), 'miou', 'pixel_accuracy'}
     of a [C, C] (true, predicted) confusion matrix."""
@@ -81,11 +88,14 @@ def metric_names(num_classes: int, class_names: Sequence[str] | None) -> list[st
 class MeanIoUEvaluator:
     """config: data, pp (keeping 'image' and 'segmentation'), batch_size, pred (a
     predict function giving full-resolution 'logits'; default 'predict'),
-    class_names (optional)."""
+    class_names (optional), exclude_ids (file of ids or a list; the pp string
+    then keeps 'image_id' too)."""
 
     def __init__(self, config, context: EvalContext):
         self.config, self.ctx = config, context
         self._update = jax.jit(confusion_update, donate_argnums=0)
+        self._keep = jax.jit(keep_not_excluded)
+        self.excluded = load_ids(config.get("exclude_ids"))
 
     def _zeros(self, shape: tuple[int, ...]) -> jax.Array:
         # Replicated over the whole mesh: a global array on every process.
@@ -108,14 +118,25 @@ class MeanIoUEvaluator:
 
     def confusion(self, variables) -> np.ndarray:
         """The [C, C] (true, predicted) pixel counts of one pass, int64."""
+        return self.confusions(variables)[""]
+
+    def confusions(self, variables) -> dict[str, np.ndarray]:
+        """Metric-name suffix -> [C, C] pixel counts of one pass: '' all images and,
+        with exclude_ids, '_dedup' the images not excluded."""
         predict = self.ctx.predict_fn(self.config.get("pred", "predict"))
-        total: np.ndarray | None = None
-        counts, pending = None, 0
+        suffixes = ("", DEDUP_SUFFIX) if len(self.excluded) else ("",)
+        excluded = jax.device_put(self.excluded, NamedSharding(self.ctx.mesh, P()))
+        total: dict[str, np.ndarray] = {}
+        counts: dict[str, jax.Array] = {}
+        pending = 0
         for batch in self.ctx.eval_batches(self.config.data, self.config.pp,
                                            self.config.get("batch_size") or self.ctx.batch_size):
             if LABEL_KEY not in batch:
                 raise KeyError(f"miou: evaluation batches have no {LABEL_KEY!r}; keep it in "
                                f"the evaluator's pp string (keep('image', '{LABEL_KEY}')).")
+            if len(suffixes) > 1 and IMAGE_ID_KEY not in batch:
+                raise KeyError(f"miou: exclude_ids needs {IMAGE_ID_KEY!r} in the batches; "
+                               f"keep it in the pp string (keep(..., '{IMAGE_ID_KEY}')).")
             out = predict(variables, batch)
             if "logits" not in out:
                 raise KeyError(f"miou: predict function gives {sorted(out)}, not 'logits'; "
@@ -125,31 +146,39 @@ class MeanIoUEvaluator:
                 raise ValueError(f"miou: logits {logits.shape[:3]} and labels "
                                  f"{labels.shape[:3]} differ; the predict function must "
                                  "give logits at the label maps' resolution.")
-            if counts is None:
+            if not counts:
                 c = logits.shape[-1]
-                total = np.zeros((c + 1, c), np.int64)
-                counts = self._zeros((c + 1, c))
+                total = {s: np.zeros((c + 1, c), np.int64) for s in suffixes}
+                counts = {s: self._zeros((c + 1, c)) for s in suffixes}
             pixels = int(np.prod(labels.shape[:3]))
             if pending + pixels > _INT32_MAX:
-                total += to_host(counts)
-                counts, pending = self._zeros(counts.shape), 0
-            counts = self._update(counts, logits, labels, batch.get(MASK_KEY))
+                for s in suffixes:
+                    total[s] += to_host(counts[s])
+                    counts[s] = self._zeros(counts[s].shape)
+                pending = 0
+            mask = batch.get(MASK_KEY)
+            masks = {"": mask}
+            if len(suffixes) > 1:
+                masks[DEDUP_SUFFIX] = self._keep(mask, batch[IMAGE_ID_KEY], excluded)
+            for s in suffixes:
+                counts[s] = self._update(counts[s], logits, labels, masks[s])
             pending += pixels
-        if counts is None:
+        if not counts:
             raise ValueError("miou: the evaluation split gave no batches.")
-        total += to_host(counts)
-        unknown = int(total[-1].sum())
+        for s in suffixes:
+            total[s] += to_host(counts[s])
+        unknown = int(total[""][-1].sum())
         if unknown:
             raise ValueError(f"miou: {unknown} labelled pixels have a label outside 0..."
-                             f"{total.shape[1] - 1} (and not {IGNORE_LABEL}, the ignore "
+                             f"{total[''].shape[1] - 1} (and not {IGNORE_LABEL}, the ignore "
                              "label); make model.num_classes match the dataset's classes.")
-        return total[:-1]
+        return {s: t[:-1] for s, t in total.items()}
 
     def run(self, variables) -> Iterator[tuple[str, float]]:
-        confusion = self.confusion(variables)
-        s = scores(confusion)
-        yield "miou", s["miou"]
-        yield "pixel_accuracy", s["pixel_accuracy"]
-        names = metric_names(len(s["iou"]), self._class_names(len(s["iou"])))
-        for name, value in zip(names, s["iou"]):
-            yield f"iou/{name}", float(value)
+        for suffix, confusion in self.confusions(variables).items():
+            s = scores(confusion)
+            yield f"miou{suffix}", s["miou"]
+            yield f"pixel_accuracy{suffix}", s["pixel_accuracy"]
+            names = metric_names(len(s["iou"]), self._class_names(len(s["iou"])))
+            for name, value in zip(names, s["iou"]):
+                yield f"iou{suffix}/{name}", float(value)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.coco_ap import collect_detections, image_records
-from evaluators.common import EvalContext
+from evaluators.common import EvalContext, dedup_items, load_ids
 
 IOU_THRESHOLD = 0.5
 
@@ -132,17 +132,24 @@ class VocApEvaluator:
     results_json and category_ids (optional, as `coco_ap`'s). Batches carry image_id,
     orig_hw [B, 2] pixels, gt_boxes [B, G, 4] normalised to the original image,
     gt_classes, gt_difficult, gt_valid. Yields `mAP`, then `AP/<name>` (class_names
-    given) or `AP/<class index>`."""
+    given) or `AP/<class index>`; with exclude_ids (file of image ids or a
+    list, e.g. near-duplicates of pre-training images) also `excluded_examples` and
+    each metric again with `_dedup` over the other images."""
 
     KEYS = ("image_id", "orig_hw", "gt_boxes", "gt_classes", "gt_difficult", "gt_valid")
 
     def __init__(self, config: Any, context: EvalContext):
         self.config, self.ctx = config, context
+        self.excluded = load_ids(config.get("exclude_ids"))
 
     def run(self, variables: Any) -> Iterator[tuple[str, float]]:
         names = self.config.get("class_names")
         got = collect_detections(self.ctx, variables, self.config, self.KEYS)
-        result = voc_ap(images_from_predictions(got), len(names) if names else None)
-        yield "mAP", result["mAP"]
-        for c, ap in enumerate(result["per_class"]):
-            yield f"AP/{names[c] if names else c}", ap
+        images = images_from_predictions(got)
+        for suffix, kept in dedup_items(images, got["image_id"], self.excluded):
+            if suffix:
+                yield "excluded_examples", float(len(images) - len(kept))
+            result = voc_ap(kept, len(names) if names else None)
+            yield f"mAP{suffix}", result["mAP"]
+            for c, ap in enumerate(result["per_class"]):
+                yield f"AP{suffix}/{names[c] if names else c}", ap
