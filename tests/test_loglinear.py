@@ -146,3 +146,10 @@ def test_split_size_comes_from_the_tfds_builder(tiny_builder, tmp_path):
         json.dump(config, f)
     [point] = collect.collect([path], "fasteval/map@100")
     assert point.examples == 0.5 * tiny_builder.info.splits["train"].num_examples
+
+
+def test_a_sweep_folder_stands_for_its_started_runs(figure4_runs, tmp_path):
+    dirs = [*figure4_runs[0][:2], str(tmp_path / "not_started")]
+    (tmp_path / "sweep.json").write_text(json.dumps({"runs": [{"workdir": d} for d in dirs]}))
+    assert collect.workdirs_of([str(tmp_path), figure4_runs[0][3]]) == [
+        *figure4_runs[0][:2], figure4_runs[0][3]]

@@ -46,12 +46,17 @@ class Point:
 
 
 def workdirs_of(paths: Sequence[str]) -> list[str]:
-    """Runs' workdirs; a sweep folder stands for the runs of its sweep.json."""
+    """Runs' workdirs; a sweep folder stands for the started runs of its sweep.json."""
     out = []
     for path in paths:
         manifest = os.path.join(path, MANIFEST)
         if os.path.exists(manifest):
-            out += [r["workdir"] for r in _read_json(manifest)["runs"]]
+            runs = [r["workdir"] for r in _read_json(manifest)["runs"]]
+            started = [w for w in runs if os.path.exists(os.path.join(w, "config.json"))]
+            if len(started) < len(runs):  # a sweep still running: collect what is there
+                print(f"{path}: {len(runs) - len(started)} of its {len(runs)} runs have "
+                      "not started; left out.", file=sys.stderr)
+            out += started
         else:
             out.append(path)
     return out
