@@ -29,11 +29,14 @@ import difflib
 import hashlib
 import itertools
 import json
+import logging as pylogging
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from absl import logging
 
 from big_vision_like.config_cli import load_config
 from big_vision_like.tools.sweep_scripts import write_commands, write_sbatch
@@ -295,6 +298,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as e:
         sys.exit(f"error: {e}")
     if args.mode == "run":
+        logging.use_absl_handler()  # as app.run would: absl format, filters below apply
+        logging.set_verbosity(logging.INFO)  # the trainer's progress, as train.py shows it
+        logging.get_absl_handler().addFilter(  # orbax logs every save at INFO
+            lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
         run_sweep(args.config, base_args, runs, args.workdir)
         return
     Manifest(args.workdir, args.config, base_args, runs)
