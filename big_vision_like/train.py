@@ -18,7 +18,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from big_vision_like import durations
+from big_vision_like import config_cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -42,8 +42,7 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
-    cleared = durations.apply_override_precedence(
-        config, config_flags.get_override_values(flags.FLAGS[_CONFIG.name]))
+    cleared = config_cli.resolve(config, flags.FLAGS[_CONFIG.name])
     if _PRINT_CONFIG.value:
         sys.stdout.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
         return

@@ -1,0 +1,51 @@
+"""The scripts of a sweep for other machines: commands.sh (one
+`python -m big_vision_like.train ...` line per run) and sweep.sbatch (a Slurm
+array whose task i runs line i + 1 of commands.sh)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from big_vision_like.tools.sweep import Run
+
+
+def command_line(python: str, config_file: str, base_args: Sequence[str], run: Run) -> str:
+    return shlex.join([python, "-m", "big_vision_like.train", "--config", config_file,
+                       "--workdir", run.workdir, *base_args, *run.args])
+
+
+def write_commands(path: str, python: str, config_file: str, base_args: Sequence[str],
+                   runs: Sequence[Run]) -> None:
+    """One line per run and nothing else: line i + 1 is run i (sweep.sbatch relies
+    on it); `bash commands.sh` from the directory the sweep was made in runs all."""
+    with open(path, "w") as f:
+        for run in runs:
+            f.write(command_line(python, config_file, base_args, run) + "\n")
+
+
+def write_sbatch(path: str, commands: str, num_runs: int, cwd: str,
+                 extra: Sequence[str] = ()) -> None:
+    logs = os.path.join(os.path.dirname(os.path.abspath(path)), "logs")
+    os.makedirs(logs, exist_ok=True)
+    lines = ["#!/bin/bash",
+             f"#SBATCH --job-name={shlex.quote(os.path.basename(os.path.dirname(path)))}",
+             f"#SBATCH --array=0-{num_runs - 1}",
+             f"#SBATCH --output={logs}/%A_%a.out",
+             "#SBATCH --open-mode=append",
+             "#SBATCH --requeue",
+             *(f"#SBATCH {e}" for e in extra),
+             "# Task i runs line i+1 of commands.sh. The trainer resumes from the run's",
+             "# last checkpoint, so a requeued or resubmitted task carries on where it",
+             "# stopped, and a finished run only reloads its last checkpoint.",
+             "set -euo pipefail",
+             f"cd {shlex.quote(cwd)}",
+             f'line=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {shlex.quote(commands)})',
+             'if [ -z "$line" ]; then echo "no line $((SLURM_ARRAY_TASK_ID + 1))'
+             f' in {commands}" >&2; exit 1; fi',
+             'exec bash -c "$line"']
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")

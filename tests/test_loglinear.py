@@ -1,0 +1,155 @@
+"""The log-linear fit, and collect.py on workdirs written here."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import r2_score
+
+from big_vision_like.tools import collect
+from big_vision_like.tools.loglinear import fit_log_linear
+
+
+def test_exact_points_give_their_line():
+    examples = [1e3, 3e3, 1e4, 3e4, 1e5, 3e5]
+    values = [0.25 + 0.07 * np.log10(n) for n in examples]
+    fit = fit_log_linear(examples, values)
+    assert fit.b == pytest.approx(0.07, abs=1e-9)
+    assert fit.a == pytest.approx(0.25, abs=1e-9)
+    assert fit.r2 == 1.0
+    assert fit(1e6) == pytest.approx(0.25 + 0.07 * 6, abs=1e-9)
+
+
+def test_noisy_points_match_polyfit_and_sklearn_r2():
+    rng = np.random.default_rng(0)
+    examples = np.geomspace(1e4, 3e8, 12)
+    values = 10 + 3.5 * np.log10(examples) + rng.normal(0, 1.0, examples.size)
+    fit = fit_log_linear(examples, values)
+    b, a = np.polyfit(np.log10(examples), values, 1)
+    assert fit.b == pytest.approx(b, rel=1e-9)
+    assert fit.a == pytest.approx(a, rel=1e-9)
+    assert fit.r2 == pytest.approx(r2_score(values, a + b * np.log10(examples)), rel=1e-9)
+    assert 0 < fit.r2 < 1
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="two different data sizes"):
+        fit_log_linear([100, 100], [1.0, 2.0])
+    with pytest.raises(ValueError, match="positive"):
+        fit_log_linear([0, 100], [1.0, 2.0])
+    with pytest.raises(ValueError, match="one each"):
+        fit_log_linear([10, 100], [1.0])
+
+
+# A made-up Figure 4: two depths, three data sizes each, exactly log-linear.
+SPLIT = 20_000
+FRACTIONS = (0.1, 0.3, 1.0)
+LINES = {50: (0.05, 0.04), 101: (0.02, 0.06)}  # depth -> (a, b)
+
+
+def _write_run(path, depth, fraction, final, extra=None):
+    os.makedirs(path)
+    config = {"model": {"depth": depth}, "init_from": {"checkpoint": None},
+              "input": {"data": {"name": "made_up", "split": "train",
+                                 "subset_fraction": fraction}}}
+    config.update(extra or {})
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    rows = [{"step": 100, "fasteval/map@100": final + 0.5, "train/loss": 3.0},
+            {"step": 200, "fasteval/map@100": final - 0.01, "train/loss": 2.0},
+            {"step": 300, "fasteval/map@100": final, "train/loss": 2.5}]
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+@pytest.fixture
+def figure4_runs(tmp_path):
+    dirs, expected = [], {}
+    for depth, (a, b) in LINES.items():
+        for fraction in FRACTIONS:
+            path = str(tmp_path / f"d{depth}_f{fraction}")
+            value = a + b * np.log10(fraction * SPLIT)
+            _write_run(path, depth, fraction, value)
+            dirs.append(path)
+            expected[path] = value
+    return dirs, expected
+
+
+def test_collect_table_fit_and_png(figure4_runs, tmp_path):
+    dirs, expected = figure4_runs
+    points = collect.collect(dirs, "fasteval/map@100", "model.depth", split_examples=SPLIT)
+    assert {p.workdir: p.value for p in points} == pytest.approx(expected)
+    assert sorted({p.examples for p in points}) == pytest.approx(
+        [f * SPLIT for f in FRACTIONS])
+    fits = collect.fits_of(points)
+    for depth, (a, b) in LINES.items():
+        assert fits[depth].b == pytest.approx(b, abs=1e-9)
+        assert fits[depth].a == pytest.approx(a, abs=1e-9)
+        assert fits[depth].r2 == pytest.approx(1.0)
+    # On the subset fraction the slope is the same; only the intercept moves.
+    by_fraction = collect.fits_of(points, "fraction")
+    assert by_fraction[50].b == pytest.approx(LINES[50][1], abs=1e-9)
+    assert by_fraction[50].a == pytest.approx(LINES[50][0] + LINES[50][1] * np.log10(SPLIT))
+
+    md, png = tmp_path / "out.md", tmp_path / "out.png"
+    collect.main([*dirs, "--metric", "fasteval/map@100", "--curve", "model.depth",
+                  "--split_examples", str(SPLIT), "--markdown", str(md), "--png", str(png)])
+    text = md.read_text()
+    run_rows = [line for line in text.splitlines() if line.startswith("| d")]
+    assert len(run_rows) == 6
+    assert "| d101_f0.3 | 101 | 0.3 | 6,000 | 300 | " in text
+    assert f"| 101 | 3 | {0.02:.4f} | {0.06:+.4f} | 1.0000 |" in text
+    with Image.open(png) as image:
+        assert image.size == (640, 480)
+
+
+def test_best_and_step(figure4_runs):
+    path = figure4_runs[0][0]
+    rows = collect.read_metrics(path)
+    final = figure4_runs[1][path]
+    assert collect.metric_at(rows, "fasteval/map@100", "final", path) == (300, final)
+    assert collect.metric_at(rows, "fasteval/map@100", "best", path) == (100, final + 0.5)
+    assert collect.metric_at(rows, "fasteval/map@100", "step=200", path) == (200, final - 0.01)
+    assert collect.metric_at(rows, "train/loss", "best", path) == (200, 2.0)  # lowest
+    with pytest.raises(ValueError, match=r"at steps \[100, 200, 300\]"):
+        collect.metric_at(rows, "fasteval/map@100", "step=250", path)
+    with pytest.raises(ValueError, match="it has"):
+        collect.metric_at(rows, "fasteval/map@10", "final", path)
+
+
+def test_transfer_run_counts_its_pretraining_data(tmp_path):
+    pre = str(tmp_path / "pretrain")
+    _write_run(pre, 50, 0.25, 0.3)
+    fine = str(tmp_path / "coco")
+    _write_run(fine, 50, None, 0.4,
+               {"init_from": {"checkpoint": os.path.join(pre, "checkpoints", "300")}})
+    [point] = collect.collect([fine], "fasteval/map@100", split_examples=SPLIT)
+    assert (point.fraction, point.examples) == (0.25, 0.25 * SPLIT)
+    [own] = collect.collect([fine], "fasteval/map@100", split_examples=SPLIT,
+                            follow_init_from=False)
+    assert own.examples == SPLIT
+    os.remove(os.path.join(pre, "config.json"))
+    with pytest.raises(ValueError, match="nofollow_init_from"):
+        collect.collect([fine], "fasteval/map@100", split_examples=SPLIT)
+
+
+def test_split_size_comes_from_the_tfds_builder(tiny_builder, tmp_path):
+    from tests.helpers import data_dir_of
+
+    path = str(tmp_path / "run")
+    _write_run(path, 18, 0.5, 0.1)
+    config = json.loads(open(os.path.join(path, "config.json")).read())
+    config["input"]["data"].update(name="synthetic_jft/tiny", data_dir=data_dir_of(tiny_builder))
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    [point] = collect.collect([path], "fasteval/map@100")
+    assert point.examples == 0.5 * tiny_builder.info.splits["train"].num_examples
+
+
+def test_a_sweep_folder_stands_for_its_started_runs(figure4_runs, tmp_path):
+    dirs = [*figure4_runs[0][:2], str(tmp_path / "not_started")]
+    (tmp_path / "sweep.json").write_text(json.dumps({"runs": [{"workdir": d} for d in dirs]}))
+    assert collect.workdirs_of([str(tmp_path), figure4_runs[0][3]]) == [
+        *figure4_runs[0][:2], figure4_runs[0][3]]
