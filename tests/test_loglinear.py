@@ -136,6 +136,7 @@ def test_transfer_run_counts_its_pretraining_data(tmp_path):
 
 
 def test_split_size_comes_from_the_tfds_builder(tiny_builder, tmp_path):
+    from input_pipeline import subsets
     from tests.helpers import data_dir_of
 
     path = str(tmp_path / "run")
@@ -145,7 +146,14 @@ def test_split_size_comes_from_the_tfds_builder(tiny_builder, tmp_path):
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f)
     [point] = collect.collect([path], "fasteval/map@100")
-    assert point.examples == 0.5 * tiny_builder.info.splits["train"].num_examples
+    # The subset's exact size (test_subsets checks it against the records read).
+    total = tiny_builder.info.splits["train"].num_examples
+    assert point.examples == subsets.subset_size(tiny_builder, "train", 0.5, 0)
+    assert point.examples != 0.5 * total and abs(point.examples - 0.5 * total) < 4 * total**.5
+    config["input"]["data"]["subset_fraction"] = None
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    assert collect.collect([path], "fasteval/map@100")[0].examples == total
 
 
 def test_a_sweep_folder_stands_for_its_started_runs(figure4_runs, tmp_path):

@@ -10,10 +10,11 @@ folder (its sweep.json lists the runs). The metric is the run's last logged
 value (final), its best over the run (best: the highest, the lowest for a
 metric named *loss*), or its value at a step (step=N).
 
-x: the pre-training examples are `input.data.subset_fraction` (unset: 1) times
-the size of `input.data.split` of `input.data.name`, read from the TFDS
-builder's info in `input.data.data_dir` (or --split_examples N where the
-dataset is not on this machine). A run started from `init_from.checkpoint`
+x: the pre-training examples of a run: the size of `input.data.split` of
+`input.data.name` from the TFDS builder's info in `input.data.data_dir`, or of
+its random `input.data.subset_fraction`, counted exactly as the trainer counts
+it (--split_examples N where the dataset is not on this machine: then the
+fraction times N). A run started from `init_from.checkpoint`
 was pre-trained by the run that wrote that checkpoint: its data is read from
 that run's config.json (<checkpoint>/../../config.json).
 """
@@ -99,14 +100,24 @@ def metric_at(rows: Sequence[dict], metric: str, at: str, workdir: str) -> tuple
     raise ValueError(f"--at {at!r}: give final, best or step=N.")
 
 
-def split_size_from_tfds(data: dict) -> int:
-    from input_pipeline import dataset
+def _fraction(data: dict) -> float:
+    fraction = data.get("subset_fraction")
+    return 1.0 if fraction is None else float(fraction)
+
+
+def examples_from_tfds(data: dict) -> int:
+    """The examples a run trained on: its split's, or its random subset's, counted
+    exactly as the trainer counts them (input_pipeline/subsets.py)."""
+    from input_pipeline import dataset, subsets
 
     builder = dataset.get_builder(data["name"], data.get("data_dir"), prepare=False)
-    return int(builder.info.splits[data.get("split", "train")].num_examples)
+    split = data.get("split", "train")
+    if data.get("subset_fraction") is None:
+        return int(builder.info.splits[split].num_examples)
+    return subsets.subset_size(builder, split, _fraction(data), int(data.get("subset_seed", 0)))
 
 
-def pretraining_data(workdir: str, config: dict, split_examples: Callable[[dict], int],
+def pretraining_data(workdir: str, config: dict, examples_of: Callable[[dict], float],
                      follow_init_from: bool = True) -> tuple[float, float]:
     """(subset fraction, examples) of the data the run's weights were pre-trained on."""
     seen = [workdir]
@@ -120,23 +131,25 @@ def pretraining_data(workdir: str, config: dict, split_examples: Callable[[dict]
                 "config) is missing; pass --nofollow_init_from to use the run's own data.")
         seen.append(source)
         config = _read_json(path)
-    fraction = field_of(config, "input.data.subset_fraction")
-    fraction = 1.0 if fraction is None else float(fraction)
-    return fraction, fraction * split_examples(field_of(config, "input.data") or {})
+    data = field_of(config, "input.data") or {}
+    return _fraction(data), examples_of(data)
 
 
 def collect(workdirs: Sequence[str], metric: str, curve: str | None = None,
             at: str = "final", split_examples: Callable[[dict], int] | int | None = None,
             follow_init_from: bool = True) -> list[Point]:
+    """split_examples: the split's size where its dataset is not on this machine
+    (a run then counts fraction x size); by default each run's examples are
+    counted from the TFDS builder in its data_dir."""
     if isinstance(split_examples, int):
         fixed = split_examples
-        split_examples = lambda data: fixed
-    sizes: dict[str, int] = {}
+        split_examples = lambda data: _fraction(data) * fixed
+    sizes: dict[str, float] = {}
 
-    def size(data: dict) -> int:  # one builder per dataset, not per run
+    def size(data: dict) -> float:  # one count per data config, not per run
         key = json.dumps(data, sort_keys=True)
         if key not in sizes:
-            sizes[key] = (split_examples or split_size_from_tfds)(data)
+            sizes[key] = (split_examples or examples_from_tfds)(data)
         return sizes[key]
 
     points = []
