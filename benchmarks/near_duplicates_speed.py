@@ -11,22 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import jax
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
+from benchmarks.map_speed import best_of
 from big_vision_like.tools.topk_search import blocked_topk, l2_normalise
-
-
-def best_of(fn, repeats: int):
-    times, value = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), value
 
 
 def main() -> None:

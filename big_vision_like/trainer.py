@@ -10,6 +10,7 @@ evaluating and checkpointing on the config's schedule.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -70,6 +71,19 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def read_config(workdir: str, what: str = "a training run's workdir"
+                ) -> ml_collections.ConfigDict:
+    """The config a run wrote into its workdir (config.json), shapes as tuples."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: give {what}, e.g. workdirs/demo "
+                                "(the trainer writes config.json there when it starts).")
+    with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    config.input.image_shape = tuple(config.input.image_shape)
+    return config
 
 
 class _Data:

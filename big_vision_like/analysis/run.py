@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -69,14 +68,7 @@ def open_workdir(workdir: str, data_dir: str | None = None) -> Run:
     data_dir: where its dataset is; default the config's (a relative one is
     also looked for relative to the folder above `workdirs/`).
     """
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{workdir} has no config.json: it is not the workdir of a "
-                                "training run; give the --workdir a run was trained in, "
-                                "e.g. workdirs/demo.")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    config.input.image_shape = tuple(config.input.image_shape)
+    config = trainer.read_config(workdir)
     config.input.data.data_dir = _resolve_data_dir(
         data_dir or config.input.data.get("data_dir"), workdir)
     return Run(os.path.abspath(workdir), config, read_metrics(workdir),

@@ -128,13 +128,10 @@ def load_feature_model(checkpoint: str, feature: str = PRE_LOGITS) -> FeatureMod
     do not depend on it. `feature`: 'pre_logits' (the task's `features` predict
     function, as the probes read it) or '<layer>_grid<G>' (e.g. 'conv2_grid4': that
     layer's maps mean-pooled to G x G), returned under 'pre_logits'."""
-    path = os.path.join(os.path.abspath(checkpoint), os.pardir, os.pardir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: give a step folder of a run's "
-                                "checkpoints, <workdir>/checkpoints/<step>, whose workdir "
-                                "holds the run's config.json.")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = trainer.read_config(
+        os.path.join(os.path.abspath(checkpoint), os.pardir, os.pardir),
+        "a step folder of a run's checkpoints, <workdir>/checkpoints/<step>, whose workdir "
+        "holds the run's config.json")
     mesh = mesh_lib.make_mesh(-1, 1)
     # The head's width is the dataset's class count; any width serves the features.
     task = trainer.build_task(config, mesh, config.model.get("num_classes") or 1)
