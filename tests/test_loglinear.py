@@ -119,6 +119,19 @@ def test_best_and_step(figure4_runs):
         collect.metric_at(rows, "fasteval/map@10", "final", path)
 
 
+def test_at_epoch_is_the_step_the_trainer_makes_of_it(tmp_path):
+    """0.1 of 20,000 examples at batch 100: an epoch is 20 steps, 5 epochs step
+    100 and 10 epochs step 200; 5.01 epochs round up to step 101, never logged."""
+    path = str(tmp_path / "run")
+    _write_run(path, 18, 0.1, 0.3, extra={"batch_size": 100})
+    at = lambda e: collect.collect([path], "fasteval/map@100", at=f"epoch={e}",
+                                   split_examples=SPLIT)[0]
+    assert (at(5).step, at(5).value) == (100, pytest.approx(0.8))
+    assert (at(10).step, at(10).value) == (200, pytest.approx(0.29))
+    with pytest.raises(ValueError, match="not logged at step 101"):
+        at(5.01)
+
+
 def test_transfer_run_counts_its_pretraining_data(tmp_path):
     pre = str(tmp_path / "pretrain")
     _write_run(pre, 50, 0.25, 0.3)

@@ -2,13 +2,14 @@
 value of a config field, with the log-linear fit of each (the paper's Figure 4).
 
     python -m big_vision_like.tools.collect W [W2/run ...] --metric fasteval/map@100 \\
-        --x examples --curve model.depth [--at final|best|step=N] \\
+        --x examples --curve model.depth [--at final|best|step=N|epoch=E] \\
         --png data_size.png --markdown data_size.md
 
 Each argument is a run's workdir (config.json, metrics.jsonl) or a sweep's
 folder (its sweep.json lists the runs). The metric is the run's last logged
 value (final), its best over the run (best: the highest, the lowest for a
-metric named *loss*), or its value at a step (step=N).
+metric named *loss*), or its value at a step (step=N) or at the end of an epoch
+of the run's data (epoch=E, made a step as the trainer makes `*_epochs` one).
 
 x: the pre-training examples of a run: the size of `input.data.split` of
 `input.data.name` from the TFDS builder's info in `input.data.data_dir`, or of
@@ -78,7 +79,8 @@ def field_of(config: dict, dotted: str) -> Any:
 
 
 def metric_at(rows: Sequence[dict], metric: str, at: str, workdir: str) -> tuple[int, float]:
-    """(step, value) of `metric`: at 'final', 'best' or 'step=N'."""
+    """(step, value) of `metric`: at 'final', 'best' or 'step=N' ('epoch=E' is made
+    a step by `epoch_step` first)."""
     logged = [(int(r["step"]), float(r[metric])) for r in rows
               if metric in r and isinstance(r[metric], (int, float))]
     if not logged:
@@ -97,7 +99,20 @@ def metric_at(rows: Sequence[dict], metric: str, at: str, workdir: str) -> tuple
                 return s, v
         raise ValueError(f"{workdir}: {metric!r} was not logged at step {step}; it was at "
                          f"steps {[s for s, _ in logged]}.")
-    raise ValueError(f"--at {at!r}: give final, best or step=N.")
+    raise ValueError(f"--at {at!r}: give final, best, step=N or epoch=E.")
+
+
+def epoch_step(at: str, config: dict, examples: float) -> str:
+    """'epoch=E' as 'step=N' for a run with `examples` per epoch: N as the trainer
+    computes it (big_vision_like/durations.py, rounded up); other `at` unchanged."""
+    if not at.startswith("epoch="):
+        return at
+    from big_vision_like.durations import Durations
+
+    batch = field_of(config, "batch_size")
+    steps = Durations(int(batch), int(examples)).to_steps(float(at[len("epoch="):]),
+                                                          "epochs", "--at")
+    return f"step={steps}"
 
 
 def _fraction(data: dict) -> float:
@@ -159,7 +174,9 @@ def collect(workdirs: Sequence[str], metric: str, curve: str | None = None,
             raise ValueError(f"{workdir} has no config.json: not a run's workdir (or the "
                              "run has not started); give runs' workdirs or a sweep folder.")
         config = _read_json(path)
-        step, value = metric_at(read_metrics(workdir), metric, at, workdir)
+        own = field_of(config, "input.data") or {}  # an epoch is of the run's own data
+        run_at = epoch_step(at, config, size(own)) if at.startswith("epoch=") else at
+        step, value = metric_at(read_metrics(workdir), metric, run_at, workdir)
         fraction, examples = pretraining_data(workdir, config, size, follow_init_from)
         points.append(Point(workdir, field_of(config, curve) if curve else None,
                             fraction, examples, step, value))
@@ -254,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--metric", required=True, help="e.g. fasteval/map@100")
     p.add_argument("--x", choices=("examples", "subset_fraction"), default="examples")
     p.add_argument("--curve", default=None, help="Config field, e.g. model.depth.")
-    p.add_argument("--at", default="final", help="final, best or step=N.")
+    p.add_argument("--at", default="final", help="final, best, step=N or epoch=E.")
     p.add_argument("--split_examples", type=int, default=None,
                    help="Size of the pre-training split (default: from TFDS).")
     p.add_argument("--nofollow_init_from", action="store_true",
