@@ -9,6 +9,8 @@ import math
 import jax
 from absl import logging
 
+from big_vision_like.profiling import StepTimer
+
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message names the checkpoint to resume from."""
@@ -22,6 +24,7 @@ class StepMonitor:
         self.writer, self.progress, self.schedule = writer, progress, schedule
         self.log_steps, self.train_iter, self.watch = log_steps, train_iter, watch
         self.ckpt, self.config = ckpt, config
+        self.timer = StepTimer()  # the loop times next(train_iter) with it
 
     def check_and_log(self, step: int, metrics: dict[str, jax.Array]) -> None:
         loss = float(jax.device_get(metrics["train/loss"]))
@@ -34,8 +37,10 @@ class StepMonitor:
                             "fallback.", step, loss, self.watch.factor)
         lr = float(self.schedule(step - 1))
         self.progress.maybe_log(step, loss, lr)
+        timing = self.timer.mark(step, report=step % self.log_steps == 0)  # loss read: step done
         if step % self.log_steps == 0:
             row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            row.update(timing)
             row["train/lr"] = lr
             row["train/examples_seen"] = step * self.progress.batch
             row["input/skipped_records"] = (self.train_iter.host_state or {}).get("skipped", 0)

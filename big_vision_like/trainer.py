@@ -31,6 +31,7 @@ from big_vision_like import sharding as sharding_lib
 from big_vision_like.final_evals import FinalEvals
 from big_vision_like.loss_watch import LossWatch
 from big_vision_like.metrics import MetricWriter, Progress, read_metrics
+from big_vision_like.profiling import ProfileWindow
 from big_vision_like.registry import Registry
 from big_vision_like.step_monitor import StepMonitor
 from big_vision_like.tasks.base import Task, TaskContext
@@ -260,16 +261,20 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     log_steps = durations.steps(config, "log", default=50)
     ckpt_steps = durations.steps(config, "ckpt", default=1000)
 
+    profile = ProfileWindow(config.get("profile"), workdir, total_steps)
     train_iter = data.train_iterator(data_state)
     monitor = StepMonitor(writer, progress, schedule, log_steps, train_iter, watch, ckpt, config)
+    profile.timer = monitor.timer  # starting and writing a trace is not step time
     pending = None  # (step, metrics) of the step before, checked one step late
     try:
         for step in range(start + 1, total_steps + 1):
-            batch_arrays = next(train_iter)
+            batch_arrays = monitor.timer.next(train_iter)
             if step == start + 1:
                 _check_batch(batch_arrays, task, image_shape, config.input.pp)
             host_state = train_iter.host_state
+            profile.before_step(step, state)
             state, metrics = step_fn(state, batch_arrays)
+            profile.after_step(step, (state, metrics))
             ckpt.check()  # a background save that failed stops the run now
             if pending is not None:
                 monitor.check_and_log(*pending)
@@ -279,9 +284,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
                 monitor.check_and_log(*pending)
                 pending = None
                 ckpt.save(step, state, host_state, health=watch.saved())
-            for name, (evaluator, every) in evals.items():
-                if step % every == 0 and step != total_steps:
-                    _run_eval(name, evaluator, state, step, writer)
+            with monitor.timer.excluded():
+                for name, (evaluator, every) in evals.items():
+                    if step % every == 0 and step != total_steps:
+                        _run_eval(name, evaluator, state, step, writer)
         if pending is not None:
             monitor.check_and_log(*pending)
         # Every evaluator runs once at the end; a rerun runs the ones still owed.
@@ -292,6 +298,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
             final.mark_done(name)
         ckpt.wait()
     finally:
+        profile.close()
         train_iter.close()
         writer.flush()
         ckpt.close()

@@ -51,8 +51,14 @@ def set_recovery_fields(c: ml_collections.ConfigDict) -> None:
     """loss_spike: a step's loss above `factor` x the median of the `window`
     losses before it is a spike; checkpoints saved after a spike are not kept
     as the fallback a diverged run resumes from (big_vision_like/loss_watch.py).
+
+    profile: a JAX profiler trace of `num_steps` steps from `start_step` (unset:
+    none) into <workdir>/profile, for TensorBoard's profile tab or Perfetto;
+    only process 0 traces unless `all_processes` (big_vision_like/profiling.py).
     """
     c.loss_spike = dict(factor=3.0, window=100)
+    c.profile = dict(start_step=placeholder(int), num_steps=5, all_processes=False,
+                     perfetto=True)
 
 
 def set_run_fields(c: ml_collections.ConfigDict, *, batch_size: int, total_steps: int,
