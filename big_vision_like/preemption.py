@@ -33,6 +33,13 @@ How the processes agree on the step:
 
 The handlers only record the signal: a second SIGTERM while the checkpoint
 is being written is counted and logged, never interrupts the save.
+
+Limits: a SIGTERM before the watch starts (imports, dataset set-up) ends
+the process as usual (single process) or is lost to JAX's service, which
+has no step to agree on yet (several processes): the run goes on until it
+is killed and resumes from its last periodic checkpoint. Evaluations due at
+the stop step are skipped (the grace time is short); final evaluations are
+owed to the rerun as after any interruption.
 """
 
 from __future__ import annotations
@@ -139,7 +146,7 @@ class PreemptionWatch:
         writer.write(step, {"preempted_at_step": step})
         writer.flush()
         if self.late_signals():
-            logging.warning("preemption: %d more SIGTERM(s) during the save, ignored.",
+            logging.warning("preemption: %d more SIGTERM(s) while stopping and saving, ignored.",
                             self.late_signals())
         logging.warning("preempted: checkpoint %d saved in %s; rerun the same command to "
                         "resume from it.", step, ckpt.directory)

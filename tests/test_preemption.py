@@ -129,7 +129,7 @@ def test_sigterm_then_more_during_the_save_exits_143_and_resumes_exactly(
     err = (tmp_path / "log").read_text()
     assert proc.returncode == 143, err[-3000:]
     step = preempted_at(workdir)
-    assert 2 < step < TOTAL and "more SIGTERM(s) during the save, ignored" in err
+    assert 2 < step < TOTAL and "more SIGTERM(s) while stopping and saving, ignored" in err
     ckpt = checkpointing.Checkpointer(str(workdir / "checkpoints"))
     assert ckpt.latest_step() == step  # the periodic ones before it: only multiples of 10
     assert set(ckpt.all_steps()) - {step} <= {s for s in range(CKPT, step, CKPT)}
