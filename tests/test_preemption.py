@@ -165,6 +165,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(tiny_builder, co
         return errs
 
     workdir = tmp_path / "run"
+    straight_procs = run(tmp_path / "straight", "straight")  # meanwhile: saves a phase
     procs = run(workdir, "preempted")
     wait_for_step(procs, workdir, 2)
     procs[1].send_signal(signal.SIGTERM)
@@ -176,8 +177,9 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(tiny_builder, co
     assert ckpt.latest_step() == step
     ckpt.close()
 
-    wait(run(workdir, "resumed"), "resumed", [0, 0])
-    wait(run(tmp_path / "straight", "straight"), "straight", [0, 0])
+    resumed = run(workdir, "resumed")
+    wait(straight_procs, "straight", [0, 0])
+    wait(resumed, "resumed", [0, 0])
     # Read back here, in one process: a finished run restores its last checkpoint.
     a = trainer.train(config_of(tiny_builder), str(workdir))
     b = trainer.train(config_of(tiny_builder), str(tmp_path / "straight"))
