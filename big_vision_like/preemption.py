@@ -31,6 +31,11 @@ How the processes agree on the step:
   `multihost_utils.process_allgather` every `every` steps, the same steps on
   every process, so a SIGTERM to any one process stops all at the same step.
 
+Cost of `should_stop`, 2 CPU processes over gloo on a busy 2-core machine
+(tests/multiprocess/preempt_watch.py): 0.05 ms a call with JAX's service,
+5 ms with the allgather (its one compilation included); in the trainer the
+allgather also waits for the step's computation, hence `every`.
+
 The handlers only record the signal: a second SIGTERM while the checkpoint
 is being written is counted and logged, never interrupts the save.
 
