@@ -82,6 +82,7 @@ def assert_same_params(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_sigterm_in_process_stops_at_the_next_step_with_a_checkpoint(tiny_builder, tmp_path,
                                                                      monkeypatch):
     """Deterministic: SIGTERM to this process during step 3; the run saves 3 and raises
