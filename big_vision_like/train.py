@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging as pylogging
 import os
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -33,6 +34,11 @@ _RESUME_STEP = flags.DEFINE_integer(
     "resume_step", None, "Go back to this checkpoint of the workdir (e.g. the last sane "
     "one a diverged run names); later ones are renamed <step>.after_<N>, not deleted. "
     "Rerunning with the same value after that resumes from the latest checkpoint.")
+_PREEMPTION_EXIT_CODE = flags.DEFINE_integer(
+    "preemption_exit_code", 128 + signal.SIGTERM,
+    "Exit code after a SIGTERM made the run save a checkpoint and stop (default 143 = "
+    "128 + SIGTERM, as a shell reports a SIGTERM-ed process); make the scheduler requeue "
+    "on it. Errors exit with 1.", lower_bound=0, upper_bound=255)
 _PRINT_CONFIG = flags.DEFINE_bool(
     "print_config", False, "Print the config, command-line overrides applied, and exit.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -66,6 +72,7 @@ def main(argv) -> None:
         logging.info("units given on the command line replace %s", ", ".join(cleared))
     from big_vision_like import quiet_errors
     from big_vision_like.checkpointing import CheckpointError
+    from big_vision_like.preemption import Preempted
     from big_vision_like.step_monitor import NonFiniteLossError
     from big_vision_like.workdir_lock import WorkdirLockedError
 
@@ -75,6 +82,14 @@ def main(argv) -> None:
         trainer.train(config, _WORKDIR.value, resume_step=_RESUME_STEP.value)
     except (CheckpointError, WorkdirLockedError, NonFiniteLossError) as e:
         quiet_errors.exit_with(f"error: {e}")
+    except Preempted as e:
+        # The checkpoint is committed: further SIGTERMs may not turn the exit
+        # code into "killed". Everything is closed; a normal exit lets
+        # jax.distributed leave the job cleanly on every process.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        logging.flush()
+        sys.stderr.write(f"{e}\n")
+        sys.exit(_PREEMPTION_EXIT_CODE.value)
     if jax.process_index() != 0:
         return
     for key, value in sorted(trainer.summary(_WORKDIR.value).items()):

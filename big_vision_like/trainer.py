@@ -31,6 +31,7 @@ from big_vision_like import sharding as sharding_lib
 from big_vision_like.final_evals import FinalEvals
 from big_vision_like.loss_watch import LossWatch
 from big_vision_like.metrics import MetricWriter, Progress, read_metrics
+from big_vision_like.preemption import PreemptionWatch
 from big_vision_like.profiling import ProfileWindow
 from big_vision_like.registry import Registry
 from big_vision_like.step_monitor import StepMonitor
@@ -194,14 +195,18 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           resume_step: int | None = None) -> train_step.TrainState:
     """resume_step: go back to this checkpoint (the ones after it are set aside,
     not deleted), e.g. the last sane one a diverged run names; once done, the
-    same value again resumes from the latest checkpoint as usual."""
+    same value again resumes from the latest checkpoint as usual.
+
+    On SIGTERM every process saves a checkpoint at one agreed step and
+    `preemption.Preempted` is raised (see big_vision_like/preemption.py)."""
     # One run per workdir; only process 0 writes its files, so only it locks.
-    with hold_workdir(workdir, enabled=jax.process_index() == 0):
-        return _train(config, workdir, resume_step)
+    with hold_workdir(workdir, enabled=jax.process_index() == 0), \
+            PreemptionWatch(config.get("preemption_check_every", 1)) as stop:
+        return _train(config, workdir, resume_step, stop)
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str,
-           resume_step: int | None) -> train_step.TrainState:
+           resume_step: int | None, stop: PreemptionWatch) -> train_step.TrainState:
     is_main = jax.process_index() == 0
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.model)
     data = _Data(config, mesh)
@@ -266,6 +271,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     monitor = StepMonitor(writer, progress, schedule, log_steps, train_iter, watch, ckpt, config)
     profile.timer = monitor.timer  # starting and writing a trace is not step time
     pending = None  # (step, metrics) of the step before, checked one step late
+    stop.start(start)
     try:
         for step in range(start + 1, total_steps + 1):
             batch_arrays = monitor.timer.next(train_iter)
@@ -279,11 +285,15 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
             if pending is not None:
                 monitor.check_and_log(*pending)
             pending = (step, metrics)
-            if step % ckpt_steps == 0 or step == total_steps or step in keep_steps:
+            saved = step % ckpt_steps == 0 or step == total_steps or step in keep_steps
+            preempted = stop.should_stop(step)  # every step, on every process
+            if saved or preempted:
                 # Never save a state produced from a non-finite loss.
                 monitor.check_and_log(*pending)
                 pending = None
                 ckpt.save(step, state, host_state, health=watch.saved())
+            if preempted:  # evaluations due now are skipped: the grace time is short
+                raise stop.stopped(step, ckpt, writer)
             with monitor.timer.excluded():
                 for name, (evaluator, every) in evals.items():
                     if step % every == 0 and step != total_steps:

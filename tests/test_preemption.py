@@ -1,0 +1,210 @@
+"""SIGTERM (a preemption notice): save at one agreed step, exit 143, resume exactly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from big_vision_like import checkpointing, preemption, trainer
+from big_vision_like.metrics import read_metrics
+from tests.helpers import data_dir_of, tiny_config
+from tests.test_multiprocess import env, free_port
+
+TOTAL, CKPT = 24, 10  # a SIGTERM at step 2-3 stops well before the end
+
+
+def config_of(builder):
+    return tiny_config(data_dir_of(builder), total_steps=TOTAL, ckpt_steps=CKPT, evals={})
+
+
+@pytest.fixture(scope="module")
+def config_file(tiny_builder, tmp_path_factory):
+    """The same config for subprocesses (`--config <file>`) as `config_of` in here."""
+    path = tmp_path_factory.mktemp("preempt_config") / "config.py"
+    path.write_text(
+        "from tests.helpers import tiny_config\n\n\ndef get_config():\n"
+        f"    return tiny_config({data_dir_of(tiny_builder)!r}, total_steps={TOTAL}, "
+        f"ckpt_steps={CKPT}, evals={{}})\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_builder, tmp_path_factory):
+    """(workdir, final state) of the uninterrupted run."""
+    workdir = str(tmp_path_factory.mktemp("straight"))
+    return workdir, trainer.train(config_of(tiny_builder), workdir)
+
+
+def command(config_file, workdir, *extra):
+    return [sys.executable, "-m", "big_vision_like.train", "--config", config_file,
+            "--workdir", str(workdir), *extra]
+
+
+def start(cmd, log, environ=None) -> subprocess.Popen:
+    """stderr to a file: a pipe nobody reads while the test polls could fill and stall
+    the run."""
+    with open(log, "w") as f:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=f, env=environ)
+
+
+def last_step(workdir) -> int:
+    try:
+        rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))
+                if line.endswith("\n")]
+    except FileNotFoundError:
+        return 0
+    return max((r["step"] for r in rows), default=0)
+
+
+def wait_for_step(procs, workdir, step: int) -> None:
+    deadline = time.time() + 300
+    while last_step(workdir) < step:
+        assert time.time() < deadline and all(p.poll() is None for p in procs), \
+            [p.returncode for p in procs]
+        time.sleep(0.02)
+
+
+def preempted_at(workdir) -> int:
+    steps = [r["preempted_at_step"] for r in read_metrics(str(workdir))
+             if "preempted_at_step" in r]
+    assert len(steps) == 1, steps
+    return int(steps[0])
+
+
+def assert_same_params(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
+def test_sigterm_in_process_stops_at_the_next_step_with_a_checkpoint(tiny_builder, tmp_path,
+                                                                     monkeypatch):
+    """Deterministic: SIGTERM to this process during step 3; the run saves 3 and raises
+    Preempted; the handler it installed counted the signal instead of dying."""
+    real = trainer.train_step.jit_train_step
+
+    def jit_then_signal(*args, **kwargs):
+        step_fn = real(*args, **kwargs)
+
+        def step(state, batch):
+            if int(state.step) == 2:  # computing step 3
+                os.kill(os.getpid(), signal.SIGTERM)
+            return step_fn(state, batch)
+        return step
+
+    monkeypatch.setattr(trainer.train_step, "jit_train_step", jit_then_signal)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(preemption.Preempted) as info:
+            trainer.train(config_of(tiny_builder), str(tmp_path))
+    finally:  # kept after a preemption (a SIGTERM while exiting must not kill)
+        signal.signal(signal.SIGTERM, before)
+    assert info.value.step == 3
+    ckpt = checkpointing.Checkpointer(str(tmp_path / "checkpoints"))
+    assert ckpt.all_steps() == [3]
+    ckpt.close()
+    assert preempted_at(tmp_path) == 3
+    assert not (tmp_path / "run.lock").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_then_more_during_the_save_exits_143_and_resumes_exactly(
+        tiny_builder, config_file, straight, tmp_path):
+    """A real process: SIGTERM once training is under way, then SIGTERM every 10 ms
+    until it exits (so some land during the save). Exit 143, the checkpoint at
+    the stop step restores, and the rerun ends bitwise where an uninterrupted
+    run ends, with the same loss at every step."""
+    workdir = tmp_path / "preempted"
+    proc = start(command(config_file, workdir), tmp_path / "log")
+    wait_for_step([proc], workdir, 2)
+    proc.send_signal(signal.SIGTERM)
+    while proc.poll() is None:
+        time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+    err = (tmp_path / "log").read_text()
+    assert proc.returncode == 143, err[-3000:]
+    step = preempted_at(workdir)
+    assert 2 < step < TOTAL and "more SIGTERM(s) while stopping and saving, ignored" in err
+    ckpt = checkpointing.Checkpointer(str(workdir / "checkpoints"))
+    assert ckpt.latest_step() == step  # the periodic ones before it: only multiples of 10
+    assert set(ckpt.all_steps()) - {step} <= {s for s in range(CKPT, step, CKPT)}
+    ckpt.close()
+    assert checkpointing.load_params(str(workdir / "checkpoints" / str(step)))
+
+    resumed = trainer.train(config_of(tiny_builder), str(workdir))
+    straight_dir, straight_state = straight
+    assert_same_params(resumed.params, straight_state.params)
+    losses = [(r["step"], r["train/loss"]) for r in read_metrics(str(workdir))]
+    assert losses == [(r["step"], r["train/loss"]) for r in read_metrics(straight_dir)]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(tiny_builder, config_file,
+                                                                 tmp_path):
+    """2 processes x 4 CPU devices over gloo, SIGTERM to process 1 only: JAX's
+    preemption service makes both save at the same step and exit 143. Rerun as
+    two processes, the run ends bitwise where an uninterrupted 2-process run
+    ends (each process reads its own shard of the data, so a 1-process run is
+    no reference)."""
+    def run(workdir, name):
+        address = f"127.0.0.1:{free_port()}"
+        return [start(command(config_file, workdir, f"--coordinator_address={address}",
+                              "--num_processes=2", f"--process_id={i}"),
+                      tmp_path / f"{name}{i}", env(4)) for i in range(2)]
+
+    def wait(procs, name, codes):
+        for p in procs:
+            p.wait(timeout=300)
+        errs = [(tmp_path / f"{name}{i}").read_text() for i in range(2)]
+        assert [p.returncode for p in procs] == codes, [e[-3000:] for e in errs]
+        return errs
+
+    workdir = tmp_path / "run"
+    straight_procs = run(tmp_path / "straight", "straight")  # meanwhile: saves a phase
+    procs = run(workdir, "preempted")
+    wait_for_step(procs, workdir, 2)
+    procs[1].send_signal(signal.SIGTERM)
+    errs = wait(procs, "preempted", [143, 143])
+    step = preempted_at(workdir)
+    assert 2 < step < TOTAL
+    assert all(f"checkpoint {step} saved" in e for e in errs)  # both stopped there
+    ckpt = checkpointing.Checkpointer(str(workdir / "checkpoints"))
+    assert ckpt.latest_step() == step
+    ckpt.close()
+
+    resumed = run(workdir, "resumed")
+    wait(straight_procs, "straight", [0, 0])
+    wait(resumed, "resumed", [0, 0])
+    # Read back here, in one process: a finished run restores its last checkpoint.
+    a = trainer.train(config_of(tiny_builder), str(workdir))
+    b = trainer.train(config_of(tiny_builder), str(tmp_path / "straight"))
+    assert int(a.step) == int(b.step) == TOTAL
+    assert_same_params(a.params, b.params)
+
+
+@pytest.mark.parametrize("service", ["true", "false"])
+def test_two_processes_agree_on_the_stop_step(tmp_path, service):
+    """SIGTERM to process 1 of 2: both stop at the same step, through JAX's
+    preemption service or, with it turned off, the allgather of the flag."""
+    worker = os.path.join(os.path.dirname(__file__), "multiprocess", "preempt_watch.py")
+    address, ready = f"127.0.0.1:{free_port()}", tmp_path / "ready"
+    e = dict(env(1), JAX_ENABLE_PREEMPTION_SERVICE=service)
+    procs = [subprocess.Popen([sys.executable, worker, address, "2", str(i), str(ready)],
+                              env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    deadline = time.time() + 120
+    while not ready.exists():
+        assert time.time() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.01)
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-3000:] for _, err in outs]
+    got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert {g["mode"] for g in got} == {"jax" if service == "true" else "signal"}
+    assert got[0]["step"] == got[1]["step"] > 5
