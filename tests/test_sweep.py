@@ -103,7 +103,7 @@ def test_commands_and_slurm_array(tmp_path):
                 "--config.batch_size=64", "--python", str(fake_python),
                 "--sbatch=--gres=gpu:8"])
     commands = os.path.join(workdir, "commands.sh")
-    subprocess.run(["bash", "-n", commands], check=True)
+    subprocess.run(["bash", "-n", commands], check=True, timeout=60)
     lines = open(commands).read().splitlines()
     runs = _runs(workdir, "model.depth=18,26", "input.data.data_dir=/x y,/z")
     assert len(lines) == len(runs) == 4
@@ -119,12 +119,12 @@ def test_commands_and_slurm_array(tmp_path):
         assert config.batch_size == 64
 
     sbatch = os.path.join(workdir, "sweep.sbatch")
-    subprocess.run(["bash", "-n", sbatch], check=True)
+    subprocess.run(["bash", "-n", sbatch], check=True, timeout=60)
     text = open(sbatch).read()
     assert "#SBATCH --array=0-3\n" in text and "#SBATCH --gres=gpu:8\n" in text
     # Array task 2 runs the third line.
     out = subprocess.run(["bash", sbatch], env={**os.environ, "SLURM_ARRAY_TASK_ID": "2"},
-                         check=True, capture_output=True, text=True).stdout
+                         check=True, capture_output=True, text=True, timeout=60).stdout
     assert out.splitlines() == shlex.split(lines[2])[1:]
     manifest = json.loads(open(os.path.join(workdir, "sweep.json")).read())
     assert [r["status"] for r in manifest["runs"]] == ["pending"] * 4
