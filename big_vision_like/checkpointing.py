@@ -10,13 +10,16 @@ holds.
 A save that fails (read-only folder, full disk) surfaces at the next save
 or `wait()` as one `CheckpointError` naming the step that failed, why, and
 what the workdir still holds.
+
+The folder may be local, `gs://` (orbax writes there directly) or any other
+scheme TensorFlow's file systems know, through a local staging folder (see
+checkpoint_mirror.py).
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import os
 import re
 import threading
 from collections.abc import Sequence
@@ -26,6 +29,8 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 
+from big_vision_like import filesystem as fs
+from big_vision_like.checkpoint_mirror import Mirror, orbax_writes_directly, readable_step
 from big_vision_like.sharding import path_str
 
 HEALTH = "train_health"  # key of the loss record in a checkpoint's data item
@@ -50,7 +55,17 @@ class Checkpointer:
         if keep_every is not None and keep_every < 1:
             raise ValueError(f"keep_ckpt_every_steps={keep_every!r}: give a step interval "
                              ">= 1, or leave it unset to keep no extra checkpoints.")
-        self.directory = os.path.abspath(directory)
+        self.directory = fs.absolute(directory)
+        self._mirror: Mirror | None = None
+        if not orbax_writes_directly(self.directory):
+            if jax.process_count() > 1:
+                raise CheckpointError(
+                    f"{self.directory}: orbax cannot write this filesystem directly, and "
+                    "the processes of a multi-host run must write one folder: put the "
+                    "workdir on gs:// or on a disk every host mounts.")
+            self._mirror = Mirror(self.directory)
+        # Where orbax reads and writes: the folder itself, or its local staging copy.
+        self._dir = self._mirror.local if self._mirror else self.directory
         self._pending: int | None = None  # step of the save still being written
         self._broken = False  # a save failed; the error was raised already
         # The newest checkpoint saved while the loss was sane outlives the
@@ -68,7 +83,7 @@ class Checkpointer:
             cleanup_tmp_directories=True,
             preservation_policy=preservation.AnyPreservationPolicy(policies))
         try:
-            self._manager = ocp.CheckpointManager(self.directory, options=options,
+            self._manager = ocp.CheckpointManager(self._dir, options=options,
                                                   item_names=("state", "data"))
         except OSError as e:
             raise CheckpointError(
@@ -133,11 +148,8 @@ class Checkpointer:
         resume_steps.json. Asked again for a step it already went back to, it
         does nothing, so rerunning the same command after a preemption resumes
         from the newest checkpoint instead of discarding the new ones."""
-        record_path = os.path.join(self.directory, "resume_steps.json")
-        done = []
-        if os.path.exists(record_path):
-            with open(record_path) as f:
-                done = json.load(f)
+        record_path = fs.join(self._dir, "resume_steps.json")
+        done = json.loads(fs.read_text(record_path)) if fs.exists(record_path) else []
         if any(entry["step"] == step for entry in done):
             return []
         steps = self.all_steps()
@@ -148,9 +160,9 @@ class Checkpointer:
         later = sorted(s for s in steps if s > step)
         if jax.process_index() == 0:
             for s in later:
-                os.rename(os.path.join(self.directory, str(s)),
-                          os.path.join(self.directory, f"{s}.after_{step}"))
-            _write_json(record_path, [*done, {"step": step, "moved": later}])
+                fs.rename(fs.join(self._dir, str(s)), fs.join(self._dir, f"{s}.after_{step}"))
+            fs.write_atomic(record_path, json.dumps([*done, {"step": step, "moved": later}]))
+            self._sync_mirror()
         _sync_processes("resume_from")
         self._manager.reload()
         self._sane.step = self.latest_sane_step()
@@ -181,9 +193,10 @@ class Checkpointer:
                         self._sane.step = self.latest_sane_step()
                     return step, state, data
                 problem = f"{bad} holds NaN or infinite values"
-            aside = os.path.join(self.directory, f"{step}.unreadable")
+            aside = fs.join(self.directory, f"{step}.unreadable")
             if jax.process_index() == 0:
-                os.rename(os.path.join(self.directory, str(step)), aside)
+                fs.rename(fs.join(self._dir, str(step)), fs.join(self._dir, f"{step}.unreadable"))
+                self._sync_mirror()
             moved = True
             logging.warning("checkpoint %d cannot be used: %s. Moved it to %s; resuming "
                             "from the checkpoint before it.", step, problem[:500], aside)
@@ -195,8 +208,7 @@ class Checkpointer:
     def _check_shapes(self, step: int, abstract_state: Any) -> None:
         """A workdir resumed with another model (another width, depth or head) names
         the first array that differs and both shapes, before orbax reads anything."""
-        meta = ocp.StandardCheckpointer().metadata(os.path.join(self.directory, str(step),
-                                                                "state"))
+        meta = ocp.StandardCheckpointer().metadata(fs.join(self._dir, str(step), "state"))
         meta = getattr(meta, "item_metadata", meta)
         saved = {path_str(p): tuple(m.shape) for p, m in
                  jax.tree_util.tree_leaves_with_path(getattr(meta, "tree", meta))
@@ -227,8 +239,13 @@ class Checkpointer:
         step, self._pending = self._pending, None
         try:
             self._manager.wait_until_finished()
+            self._sync_mirror()
         except Exception as e:
             raise self._failed(step, e) from e
+
+    def _sync_mirror(self) -> None:
+        if self._mirror is not None:
+            self._mirror.sync()
 
     def _failed(self, step: int | None, error: Exception) -> CheckpointError:
         self._broken = True
@@ -250,9 +267,14 @@ class Checkpointer:
     def close(self) -> None:
         try:
             self._manager.close()
+            if not self._broken:
+                self._sync_mirror()
         except Exception:
             if not self._broken:  # else: the failure is being reported already
                 raise
+        finally:
+            if self._mirror is not None:
+                self._mirror.close()
 
 
 class _KeepStep:
@@ -262,13 +284,6 @@ class _KeepStep:
 
     def should_preserve(self, checkpoints, *, context) -> list[bool]:
         return [info.step == self.step for info in checkpoints]
-
-
-def _write_json(path: str, value: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f)
-    os.replace(tmp, path)
 
 
 def _sync_processes(name: str) -> None:
@@ -354,15 +369,33 @@ def _release_waiting_save_threads() -> None:
         pass
 
 
+def load_state(path: str, what: str = "a checkpoint") -> dict:
+    """The saved train state of a checkpoint step folder (<workdir>/checkpoints/<step>,
+    or its `state` subfolder) on any filesystem, every array on this process's first
+    device: without a target orbax restores the saved shardings, which fails on
+    another topology (a run saved over 8 devices, read by a notebook on 1)."""
+    path = fs.absolute(path)
+    with readable_step(path) as step_dir:
+        state_dir = fs.join(step_dir, "state")
+        if not fs.isdir(state_dir):
+            state_dir = step_dir
+        if not fs.isdir(state_dir):
+            raise CheckpointError(f"{what}: {path} does not exist; give a step folder of a "
+                                  "checkpoints directory, e.g. <workdir>/checkpoints/1000.")
+        checkpointer = ocp.StandardCheckpointer()
+        metadata = checkpointer.metadata(state_dir)
+        tree = getattr(metadata, "item_metadata", metadata)
+        one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one),
+                              tree)
+        restored = checkpointer.restore(state_dir, target)
+    if not isinstance(restored, dict) or "params" not in restored:
+        raise CheckpointError(f"{what}: {path} holds no 'params'; give a step folder of a "
+                              "checkpoints directory, e.g. <workdir>/checkpoints/1000.")
+    return restored
+
+
 def load_params(path: str) -> dict:
     """The `params` of a checkpoint step folder (e.g. <workdir>/checkpoints/1000)."""
-    path = os.path.abspath(path)
-    state_dir = os.path.join(path, "state") if os.path.isdir(os.path.join(path, "state")) \
-        else path
-    restored = ocp.StandardCheckpointer().restore(state_dir)
-    params = restored.get("params") if isinstance(restored, dict) else None
-    if params is None:
-        raise CheckpointError(f"{path} holds no 'params'; give a step folder of a "
-                              "checkpoints directory, e.g. <workdir>/checkpoints/1000.")
-    return params
+    return load_state(path)["params"]
 

@@ -13,21 +13,21 @@ is not shared.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 
 import jax
 import numpy as np
 
+from big_vision_like import filesystem as fs
+
 
 class FinalEvals:
     def __init__(self, workdir: str, step: int):
-        self.path = os.path.join(workdir, "final_evals.json")
+        self.path = fs.join(workdir, "final_evals.json")
         self.step = step
         self._done: set[str] = set()
-        if jax.process_index() == 0 and os.path.exists(self.path):
-            with open(self.path) as f:
-                record = json.load(f)
+        if jax.process_index() == 0 and fs.exists(self.path):
+            record = json.loads(fs.read_text(self.path))
             if record.get("step") == step:
                 self._done = set(record.get("done", ()))
 
@@ -45,7 +45,5 @@ class FinalEvals:
         self._done.add(name)
         if jax.process_index() != 0:
             return
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"step": self.step, "done": sorted(self._done)}, f)
-        os.replace(tmp, self.path)  # a kill mid-write leaves the previous record
+        # A kill mid-write leaves the previous record.
+        fs.write_atomic(self.path, json.dumps({"step": self.step, "done": sorted(self._done)}))

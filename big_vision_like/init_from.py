@@ -14,16 +14,14 @@ sharding rules see, so '^head/' keeps the whole head fresh.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
-from big_vision_like.checkpointing import CheckpointError
+from big_vision_like.checkpointing import CheckpointError, load_state
 from big_vision_like.sharding import path_str
 
 
@@ -52,35 +50,13 @@ def load_variables(path: str) -> dict[str, np.ndarray]:
     """Model variables of a checkpoint step folder (<workdir>/checkpoints/<step>), flat
     by path. Reads this project's layout (`params` and `model_state/<collection>`)
     and the earlier one (`params` and `batch_stats` beside them)."""
-    path = os.path.abspath(path)
-    state_dir = os.path.join(path, "state")
-    if not os.path.isdir(state_dir):
-        state_dir = path
-    if not os.path.isdir(state_dir):
-        raise CheckpointError(f"init_from: {path} does not exist; give a step folder of a "
-                              "checkpoints directory, e.g. <workdir>/checkpoints/1000.")
-    restored = _restore_on_one_device(state_dir)
-    if not isinstance(restored, dict) or "params" not in restored:
-        raise CheckpointError(f"init_from: {path} holds no 'params'; give a step folder of "
-                              "a checkpoints directory, e.g. <workdir>/checkpoints/1000.")
+    restored = load_state(path, what="init_from")
     collections = {"params": restored["params"]}
     collections.update(restored.get("model_state") or {})
     if "batch_stats" in restored:  # the earlier layout
         collections["batch_stats"] = restored["batch_stats"]
     return {path_str(p): np.asarray(v)
             for p, v in jax.tree_util.tree_leaves_with_path(collections)}
-
-
-def _restore_on_one_device(state_dir: str) -> Any:
-    """The saved tree, every array on this process's first device. Without a
-    target orbax restores the saved shardings, which fails on another topology
-    (a run saved over 8 devices, read by a notebook or a transfer run on 1)."""
-    checkpointer = ocp.StandardCheckpointer()
-    metadata = checkpointer.metadata(state_dir)
-    tree = getattr(metadata, "item_metadata", metadata)
-    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), tree)
-    return checkpointer.restore(state_dir, target)
 
 
 def merge(target: dict[str, Any], loaded: dict[str, np.ndarray], skip: str | None = None,

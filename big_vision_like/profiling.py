@@ -36,13 +36,15 @@ outputs are ready before it stops, so the trace holds whole steps.
 from __future__ import annotations
 
 import contextlib
-import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 from absl import logging
+
+from big_vision_like import filesystem as fs
 
 
 class StepTimer:
@@ -131,9 +133,12 @@ class ProfileWindow:
         process_index = jax.process_index() if process_index is None else process_index
         all_processes = bool(cfg.get("all_processes", False))
         self.enabled = self.start is not None and (process_index == 0 or all_processes)
-        self.directory = os.path.join(workdir, "profile")
+        self.directory = fs.join(workdir, "profile")
         if all_processes:
-            self.directory = os.path.join(self.directory, f"process_{process_index}")
+            self.directory = fs.join(self.directory, f"process_{process_index}")
+        # jax.profiler writes local files only: elsewhere (gs://) it traces
+        # into a local folder that is uploaded when the trace stops.
+        self._local = None
         self.perfetto = bool(cfg.get("perfetto", True))
         # The step timer of the loop, if any: starting and writing the trace
         # is left out of its breakdown.
@@ -148,8 +153,11 @@ class ProfileWindow:
                 or not self.start <= step < self.end):
             return
         jax.block_until_ready(state)
+        if fs.is_url(self.directory):
+            self._local = fs.local_temp_dir("bvl_profile_")
         with self._excluded():
-            jax.profiler.start_trace(self.directory, create_perfetto_trace=self.perfetto)
+            jax.profiler.start_trace(self._local or self.directory,
+                                     create_perfetto_trace=self.perfetto)
         self.active, self.traced = True, (step, step)
 
     def after_step(self, step: int, outputs: Any) -> None:
@@ -172,6 +180,10 @@ class ProfileWindow:
         self.active = False
         with self._excluded():
             jax.profiler.stop_trace()
+            if self._local is not None:
+                fs.copy_tree(self._local, self.directory)
+                shutil.rmtree(self._local, ignore_errors=True)
+                self._local = None
         first, last = self.traced
         logging.info("profile of steps %d-%d written to %s: tensorboard --logdir %s "
                      "(Profile tab)%s", first, last, self.directory, self.directory,

@@ -47,13 +47,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if "://" in _WORKDIR.value:
-        # The checkpoint, lock and metric code takes local paths (os.path), so
-        # gs://b/w would silently become a local folder ./gs:/b/w.
-        raise app.UsageError(
-            f"--workdir={_WORKDIR.value}: workdirs on object stores are not supported "
-            "yet; give a local or network-mounted path (NFS, or the bucket mounted "
-            "with gcsfuse).")
     config = _CONFIG.value
     cleared = config_cli.resolve(config, flags.FLAGS[_CONFIG.name])
     if _PRINT_CONFIG.value:

@@ -11,7 +11,6 @@ evaluating and checkpointing on the config's schedule.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +25,7 @@ from absl import logging
 
 import evaluators
 from big_vision_like import checkpointing, init_from, losses, models, optim, tasks, train_step
+from big_vision_like import filesystem as fs
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import sharding as sharding_lib
 from big_vision_like.final_evals import FinalEvals
@@ -70,20 +70,19 @@ def load_hierarchy(spec: str, builder) -> LabelHierarchy | None:
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    fs.makedirs(workdir)
+    fs.write_atomic(fs.join(workdir, "config.json"),
+                    config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def read_config(workdir: str, what: str = "a training run's workdir"
                 ) -> ml_collections.ConfigDict:
     """The config a run wrote into its workdir (config.json), shapes as tuples."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    path = fs.join(workdir, "config.json")
+    if not fs.exists(path):
         raise FileNotFoundError(f"{path} not found: give {what}, e.g. workdirs/demo "
                                 "(the trainer writes config.json there when it starts).")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(json.loads(fs.read_text(path)))
     config.input.image_shape = tuple(config.input.image_shape)
     return config
 
@@ -232,7 +231,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     state, shardings = train_step.create_train_state(
         task, tx, image_shape, jax.random.key(config.seed), mesh, rules)
     keep_steps = _keep_steps(durations, config, total_steps)
-    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
+    ckpt = checkpointing.Checkpointer(fs.join(workdir, "checkpoints"),
                                       keep=config.get("keep_ckpts", 3),
                                       keep_every=durations.maybe_steps(config, "keep_ckpt_every"),
                                       keep_steps=keep_steps)
@@ -292,6 +291,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
                 monitor.check_and_log(*pending)
                 pending = None
                 ckpt.save(step, state, host_state, health=watch.saved())
+                writer.flush()  # the metrics up to a checkpoint outlive a preemption
             if preempted:  # evaluations due now are skipped: the grace time is short
                 raise stop.stopped(step, ckpt, writer)
             with monitor.timer.excluded():
@@ -325,8 +325,8 @@ def _init_from(state, task, cfg, workdir: str | None):
         if not line.startswith("loaded:"):
             logging.warning("init_from %s: %s", cfg.checkpoint, line)
     if workdir is not None:
-        with open(os.path.join(workdir, "init_from_report.txt"), "w") as f:
-            f.write(f"init_from {cfg.checkpoint}\n" + "\n".join(lines) + "\n")
+        fs.write_atomic(fs.join(workdir, "init_from_report.txt"),
+                        f"init_from {cfg.checkpoint}\n" + "\n".join(lines) + "\n")
     params = variables.pop("params")
     return state.replace(params=params, model_state=variables)
 

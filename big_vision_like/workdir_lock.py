@@ -28,6 +28,8 @@ from collections.abc import Iterator
 
 from absl import logging
 
+from big_vision_like import filesystem as fs
+
 LOCK_NAME = "run.lock"
 
 
@@ -84,6 +86,13 @@ def hold_workdir(workdir: str, enabled: bool = True) -> Iterator[None]:
     run holds it. `enabled=False` (processes other than 0 of a multi-process
     run) does nothing."""
     if not enabled:
+        yield
+        return
+    if fs.is_url(workdir):
+        logging.warning("%s: object stores have no file locks, so nothing stops a second "
+                        "run from using this workdir; the scheduler must start one job "
+                        "per workdir.", workdir)
+        fs.makedirs(workdir)
         yield
         return
     os.makedirs(workdir, exist_ok=True)

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from big_vision_like import filesystem as fs
 from evaluators.coco_eval_core import accumulate, evaluate_image, mean_defined
 from evaluators.common import EvalContext, collect_predictions, dedup_items, load_ids
 
@@ -175,8 +176,7 @@ def write_coco_results(path: str, image_ids: np.ndarray, boxes: np.ndarray,
         cat = c + 1 if category_ids is None else _category_id(category_ids, c)
         rows.append({"image_id": int(img), "category_id": cat,
                      "bbox": [round(float(v), 3) for v in box], "score": float(s)})
-    with open(path, "w") as f:
-        json.dump(rows, f)
+    fs.write_atomic(path, json.dumps(rows))
     return len(rows)
 
 

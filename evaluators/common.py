@@ -10,6 +10,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from big_vision_like import filesystem as fs
 from input_pipeline.keys import MASK_KEY
 
 # Metrics computed without the evaluation images that near-duplicate a
@@ -88,7 +89,8 @@ def load_ids(spec: Any) -> np.ndarray:
         return np.zeros(0, np.int64)
     if isinstance(spec, str):
         try:
-            return np.loadtxt(spec, dtype=np.int64, ndmin=1)
+            with fs.open(spec) as f:
+                return np.loadtxt(f, dtype=np.int64, ndmin=1)
         except (OSError, ValueError) as e:
             raise ValueError(f"exclude_ids {spec!r}: {e}; give a text file with one integer "
                              "image_id a line, or a list of ids.") from None

@@ -21,12 +21,14 @@ label).
 
 from __future__ import annotations
 
+import io
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from big_vision_like import filesystem as fs
 from evaluators.common import (
     IMAGE_ID_KEY,
     EvalContext,
@@ -101,10 +103,11 @@ def load_class_weights(path: str, num_classes: int,
     `subset` = (classes, all classes) of a class subset: a file with one weight
     per class of the whole label space is cut to the subset's columns.
     """
-    if str(path).endswith(".npy"):
-        weights = np.load(path)
-    else:
-        weights = np.loadtxt(path, dtype=np.float64, ndmin=1)
+    with fs.open(str(path), "rb") as f:
+        if str(path).endswith(".npy"):
+            weights = np.load(io.BytesIO(f.read()))
+        else:
+            weights = np.loadtxt(f, dtype=np.float64, ndmin=1)
     weights = np.asarray(weights, np.float64)
     if weights.ndim != 1:
         raise ValueError(f"class weights {path!r}: expected one weight per class, "

@@ -29,6 +29,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 import tree
 
+from big_vision_like import filesystem as fs
 from input_pipeline import pipeline_errors
 from input_pipeline.hierarchy import LabelHierarchy
 from input_pipeline.keys import INDEX_KEY, MASK_KEY, SEED_KEY
@@ -118,8 +119,8 @@ def _prepare_local(builder: tfds.core.DatasetBuilder, name: str,
     """Writes a real dataset from its extracted files; never downloads."""
     from input_pipeline.local_files import LocalDataError
 
-    default = os.path.join(builder.data_dir_root, "downloads", "manual")
-    if manual_dir is None and os.path.isdir(default) and os.listdir(default):
+    default = fs.join(os.fspath(builder.data_dir_root), "downloads", "manual")
+    if manual_dir is None and fs.isdir(default) and fs.listdir(default):
         manual_dir = default
     if manual_dir is None:
         raise InputPipelineError(
@@ -196,7 +197,8 @@ def images_undecoded(builder: tfds.core.DatasetBuilder) -> dict:
 def _source_files(builder, split: str) -> tuple[str, ...]:
     names = (fi.filename for fi in builder.info.splits[split].file_instructions)
     return tuple(dict.fromkeys(
-        os.path.join(builder.data_dir, n) if not os.path.isabs(n) else n for n in names))
+        n if fs.is_url(n) or os.path.isabs(n) else fs.join(os.fspath(builder.data_dir), n)
+        for n in names))
 
 
 def _with_index_and_seed(ds: tf.data.Dataset, seed: int, shard: HostShard,

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from big_vision_like import filesystem as fs
+
 
 class HierarchyError(ValueError):
     """A hierarchy that cannot be used: a cycle, an unknown class, bad ids."""
@@ -58,7 +60,7 @@ class LabelHierarchy:
                 raise ValueError("from_pairs_file: give num_classes or class_names.")
             num_classes = len(class_names)
         pairs = []
-        with open(path) as f:
+        with fs.open(os.fspath(path)) as f:
             for lineno, line in enumerate(f, 1):
                 fields = line.split("#", 1)[0].split()
                 if not fields:
@@ -73,7 +75,7 @@ class LabelHierarchy:
     def from_open_images_json(cls, path: str | os.PathLike,
                               class_names: Sequence[str]) -> LabelHierarchy:
         index = {n: i for i, n in enumerate(class_names)}
-        with open(path) as f:
+        with fs.open(os.fspath(path)) as f:
             root = json.load(f)
         pairs: list[tuple[int, int]] = []
 

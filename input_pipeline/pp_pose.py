@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from big_vision_like import filesystem as fs
 from input_pipeline.pp_base import Example, Op, PPContext, hw, pad_rows, take_seed
 
 
@@ -139,7 +140,7 @@ class Detections:
     def __init__(self, path: str, max_objects: int, category_id: int | None = 1,
                  min_score: float = 0.0):
         try:
-            with open(path) as f:
+            with fs.open(path) as f:
                 rows = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"detections={path!r}: cannot read a COCO results JSON "

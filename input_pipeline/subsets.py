@@ -43,6 +43,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from big_vision_like import filesystem as fs
 from input_pipeline.hierarchy import LabelHierarchy
 
 ID_KEY = "tfds_id"  # what tfds.ReadConfig(add_tfds_id=True) adds
@@ -107,11 +108,11 @@ def resolve_classes(spec: str | Sequence[int | str], num_classes: int,
     """Class ids from a list (ids or names) or a text file (one per line, `#`
     comments); a token that reads as an integer is an id, else a name."""
     if isinstance(spec, (str, os.PathLike)):
-        if not os.path.isfile(spec):
+        if not fs.isfile(os.fspath(spec)):
             raise SubsetError(f"input.data.classes={spec!r}: no such file; give a list "
                               "of class ids or a text file with one class id or name "
                               "per line.")
-        with open(spec) as f:
+        with fs.open(os.fspath(spec)) as f:
             tokens = [(f"{spec}:{n}", t) for n, line in enumerate(f, 1)
                       if (t := line.split("#", 1)[0].strip())]
     else:
