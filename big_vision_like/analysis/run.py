@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 from matplotlib.figure import Figure
 
+from big_vision_like import filesystem as fs
 from big_vision_like import init_from, trainer
 from big_vision_like import mesh as mesh_lib
 from big_vision_like.checkpointing import CheckpointError
@@ -71,26 +72,26 @@ def open_workdir(workdir: str, data_dir: str | None = None) -> Run:
     config = trainer.read_config(workdir)
     config.input.data.data_dir = _resolve_data_dir(
         data_dir or config.input.data.get("data_dir"), workdir)
-    return Run(os.path.abspath(workdir), config, read_metrics(workdir),
+    return Run(fs.absolute(workdir), config, read_metrics(workdir),
                checkpoint_steps(workdir))
 
 
 def _resolve_data_dir(data_dir: str | None, workdir: str) -> str | None:
-    if not data_dir or os.path.isabs(data_dir) or os.path.isdir(data_dir):
+    if not data_dir or fs.is_url(data_dir) or os.path.isabs(data_dir) or fs.isdir(data_dir):
         return data_dir
     # The demo is trained from the repository root with data_dir=data/tfds.
-    beside = os.path.join(os.path.abspath(workdir), os.pardir, os.pardir, data_dir)
-    return os.path.normpath(beside) if os.path.isdir(beside) else data_dir
+    beside = fs.normpath(fs.join(fs.parent(fs.absolute(workdir), 2), data_dir))
+    return beside if fs.isdir(beside) else data_dir
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
     """Steps with a complete checkpoint, read from the folder names (an orbax
     manager would create and clean folders; this only reads)."""
-    root = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(root):
+    root = fs.join(workdir, "checkpoints")
+    if not fs.isdir(root):
         return []
-    return sorted(int(n) for n in os.listdir(root)
-                  if n.isdigit() and os.path.isdir(os.path.join(root, n, "state")))
+    return sorted(int(n) for n in fs.listdir(root)
+                  if n.isdigit() and fs.isdir(fs.join(root, n, "state")))
 
 
 def _mesh(config: ml_collections.ConfigDict):
@@ -152,7 +153,7 @@ def load_model(run: Run, step: int | None = None) -> Model:
     # Shapes only: every variable comes from the checkpoint (checked below).
     shape = tuple(run.config.input.image_shape)
     fresh = jax.eval_shape(lambda rng: task.init(rng, shape), jax.random.key(0))
-    path = os.path.join(run.workdir, "checkpoints", str(step))
+    path = fs.join(run.workdir, "checkpoints", str(step))
     variables, report = init_from.merge(fresh, init_from.load_variables(path))
     if report.missing or report.unused:
         raise CheckpointError(

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from big_vision_like import filesystem as fs
 from big_vision_like.metrics import read_metrics
 from big_vision_like.tools.loglinear import Fit, fit_log_linear
 from big_vision_like.tools.sweep import MANIFEST
@@ -51,10 +52,10 @@ def workdirs_of(paths: Sequence[str]) -> list[str]:
     """Runs' workdirs; a sweep folder stands for the started runs of its sweep.json."""
     out = []
     for path in paths:
-        manifest = os.path.join(path, MANIFEST)
-        if os.path.exists(manifest):
+        manifest = fs.join(path, MANIFEST)
+        if fs.exists(manifest):
             runs = [r["workdir"] for r in _read_json(manifest)["runs"]]
-            started = [w for w in runs if os.path.exists(os.path.join(w, "config.json"))]
+            started = [w for w in runs if fs.exists(fs.join(w, "config.json"))]
             if len(started) < len(runs):  # a sweep still running: collect what is there
                 print(f"{path}: {len(runs) - len(started)} of its {len(runs)} runs have "
                       "not started; left out.", file=sys.stderr)
@@ -65,7 +66,7 @@ def workdirs_of(paths: Sequence[str]) -> list[str]:
 
 
 def _read_json(path: str) -> dict:
-    with open(path) as f:
+    with fs.open(path) as f:
         return json.load(f)
 
 
@@ -138,9 +139,9 @@ def pretraining_data(workdir: str, config: dict, examples_of: Callable[[dict], f
     seen = [workdir]
     while follow_init_from and field_of(config, "init_from.checkpoint"):
         checkpoint = field_of(config, "init_from.checkpoint")
-        source = os.path.normpath(os.path.join(checkpoint, os.pardir, os.pardir))
-        path = os.path.join(source, "config.json")
-        if not os.path.exists(path) or source in seen:
+        source = fs.parent(fs.normpath(checkpoint), 2)
+        path = fs.join(source, "config.json")
+        if not fs.exists(path) or source in seen:
             raise ValueError(
                 f"{seen[-1]} starts from {checkpoint}, but {path} (the pre-training run's "
                 "config) is missing; pass --nofollow_init_from to use the run's own data.")
@@ -169,8 +170,8 @@ def collect(workdirs: Sequence[str], metric: str, curve: str | None = None,
 
     points = []
     for workdir in workdirs:
-        path = os.path.join(workdir, "config.json")
-        if not os.path.exists(path):
+        path = fs.join(workdir, "config.json")
+        if not fs.exists(path):
             raise ValueError(f"{workdir} has no config.json: not a run's workdir (or the "
                              "run has not started); give runs' workdirs or a sweep folder.")
         config = _read_json(path)
@@ -220,7 +221,7 @@ def markdown(points: Sequence[Point], fits: dict[Any, Fit | None], metric: str,
     lines = [f"| run | {label} | subset fraction | examples | step | {metric} |",
              "|---|---|---|---|---|---|"]
     for p in points:
-        lines.append(f"| {os.path.basename(os.path.normpath(p.workdir))} | {p.curve} | "
+        lines.append(f"| {fs.basename(fs.normpath(p.workdir))} | {p.curve} | "
                      f"{p.fraction:g} | {p.examples:,.0f} | {p.step} | {p.value:.4f} |")
     lines += ["", f"Fit per {label}: {metric} = a + b * log10({x}); b is the change per "
               f"10x {x}.", "", f"| {label} | runs | a | b (per 10x) | R^2 |",
@@ -260,7 +261,9 @@ def plot(points: Sequence[Point], fits: dict[Any, Fit | None], path: str, metric
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    png = io.BytesIO()
+    fig.savefig(png, dpi=dpi, format="png")
+    fs.write_atomic(path, png.getvalue())
     plt.close(fig)
 
 
@@ -289,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     text = markdown(points, fits, args.metric, args.curve, args.x)
     sys.stdout.write(text)
     if args.markdown:
-        with open(args.markdown, "w") as f:
+        with fs.open(args.markdown, "w") as f:
             f.write(text)
     if args.png:
         plot(points, fits, args.png, args.metric, args.curve, x)

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import json
 import logging as pylogging
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import app, flags, logging
 
+from big_vision_like import filesystem as fs
 from big_vision_like.tools import collect, sweep
 
 CONFIG = "configs/data_size_study.py"
@@ -54,20 +54,20 @@ def report(workdir: str, runs: Sequence[sweep.Run], seconds: dict[str, float]) -
     for metric in METRICS:
         points = collect.collect(dirs, metric, CURVE)
         fits = collect.fits_of(points)
-        png = os.path.join(workdir, metric.replace("/", "_") + ".png")
+        png = fs.join(workdir, metric.replace("/", "_") + ".png")
         collect.plot(points, fits, png, metric, CURVE, "examples")
         sections.append(f"### {metric}\n\n"
                         + collect.markdown(points, fits, metric, CURVE, "examples"))
         results["metrics"][metric] = {
-            "points": [dict(run=os.path.basename(p.workdir), depth=p.curve,
+            "points": [dict(run=fs.basename(p.workdir), depth=p.curve,
                             examples=p.examples, value=p.value) for p in points],
             "fits": {str(k): None if f is None else dict(a=f.a, b=f.b, r2=f.r2, n=f.n)
                      for k, f in fits.items()}}
     results["seconds_this_invocation"] = seconds
     text = "\n".join(sections)
-    with open(os.path.join(workdir, "results.md"), "w") as f:
+    with fs.open(fs.join(workdir, "results.md"), "w") as f:
         f.write(text)
-    with open(os.path.join(workdir, "results.json"), "w") as f:
+    with fs.open(fs.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     return text
 

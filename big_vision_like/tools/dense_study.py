@@ -28,7 +28,6 @@ run is not repeated. Writes results.md and results.json into the workdir.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import ml_collections
 from absl import logging
 
+from big_vision_like import filesystem as fs
 from big_vision_like.tools.study_common import match_model, pretrained_checkpoint, study_main
 from configs.transfer import deeplab_synthetic, faster_rcnn_synthetic, pose_synthetic
 from configs.transfer.detection_common import FROZEN_CONV1_4
@@ -101,7 +101,7 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
     if size != "demo" and not pretrained:
         raise ValueError(f"size {size!r}: give a checkpoint pre-trained at that size.")
     start = time.time()
-    os.makedirs(workdir, exist_ok=True)
+    fs.makedirs(workdir)
     checkpoint = pretrained_checkpoint(workdir, data_dir, pretrained)
     results: dict[str, Any] = {"pretrained": checkpoint, "size": size, "targets": {},
                                "seconds": {}}
@@ -109,7 +109,7 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
         res: dict[str, Any] = {"test": {}}
         for setting in TARGETS[target][2]:
             config = run_config(target, setting, size, data_dir, checkpoint, total_steps)
-            run_dir = os.path.join(workdir, target, setting)
+            run_dir = fs.join(workdir, target, setting)
             t0 = time.time()
             logging.info("dense study: %s / %s in %s", target, setting, run_dir)
             trainer.train(config, run_dir)
@@ -125,9 +125,9 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
         results["targets"][target] = res
     results["seconds"]["total"] = round(time.time() - start, 1)
     text = markdown(results)
-    with open(os.path.join(workdir, "results.json"), "w") as f:
+    with fs.open(fs.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)
-    with open(os.path.join(workdir, "results.md"), "w") as f:
+    with fs.open(fs.join(workdir, "results.md"), "w") as f:
         f.write(text)
     print(text, flush=True)
     return results

@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import json
-import os
 import re
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -33,6 +33,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from big_vision_like import filesystem as fs
 from big_vision_like import init_from, trainer
 from big_vision_like import mesh as mesh_lib
 from big_vision_like.tools.topk_search import blocked_topk, l2_normalise, pairs_above
@@ -129,7 +130,7 @@ def load_feature_model(checkpoint: str, feature: str = PRE_LOGITS) -> FeatureMod
     function, as the probes read it) or '<layer>_grid<G>' (e.g. 'conv2_grid4': that
     layer's maps mean-pooled to G x G), returned under 'pre_logits'."""
     config = trainer.read_config(
-        os.path.join(os.path.abspath(checkpoint), os.pardir, os.pardir),
+        fs.parent(fs.absolute(checkpoint), 2),
         "a step folder of a run's checkpoints, <workdir>/checkpoints/<step>, whose workdir "
         "holds the run's config.json")
     mesh = mesh_lib.make_mesh(-1, 1)
@@ -193,17 +194,18 @@ def write_pairs(out_dir: str, pairs: Sequence[tuple[int, int, float]],
                 eval_ids: np.ndarray, train_ids: np.ndarray) -> list[dict[str, Any]]:
     """pairs.json, pairs.csv (eval_id, train_id, similarity) and duplicate_eval_ids.txt
     (one id a line, what `exclude_ids` reads); returns the pair records."""
-    os.makedirs(out_dir, exist_ok=True)
+    fs.makedirs(out_dir)
     records = [{"eval_id": int(eval_ids[e]), "train_id": int(train_ids[t]),
                 "similarity": round(float(s), 6)} for e, t, s in pairs]
-    with open(os.path.join(out_dir, "pairs.json"), "w") as f:
+    with fs.open(fs.join(out_dir, "pairs.json"), "w") as f:
         json.dump(records, f, indent=1)
-    with open(os.path.join(out_dir, "pairs.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["eval_id", "train_id", "similarity"])
-        writer.writeheader()
-        writer.writerows(records)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=["eval_id", "train_id", "similarity"])
+    writer.writeheader()
+    writer.writerows(records)
+    fs.write_atomic(fs.join(out_dir, "pairs.csv"), table.getvalue())
     duplicates = sorted({r["eval_id"] for r in records})
-    with open(os.path.join(out_dir, IDS_FILE), "w") as f:
+    with fs.open(fs.join(out_dir, IDS_FILE), "w") as f:
         f.writelines(f"{i}\n" for i in duplicates)
     return records
 
@@ -225,7 +227,9 @@ def contact_sheet(path: str, pairs: Sequence[tuple[np.ndarray, np.ndarray, str]]
             sheet.paste(Image.fromarray(np.asarray(img, np.uint8)).resize((tile, tile)),
                         (x0 + col * tile, y0))
         draw.text((x0 + 2 * tile + 6, y0 + tile // 4), caption, fill="black")
-    sheet.save(path)
+    png = io.BytesIO()
+    sheet.save(png, format="PNG")
+    fs.write_atomic(path, png.getvalue())
 
 
 def images_by_id(dataset: str, split: str, ids: Sequence[int], data_dir: str | None = None
@@ -270,11 +274,11 @@ def run(checkpoint: str, train: str, evaluation: str, threshold: float, out_dir:
     eval_imgs = images_by_id(eval_name, eval_split, [r["eval_id"] for r in shown], data_dir)
     train_imgs = images_by_id(train_name, train_split, [r["train_id"] for r in shown],
                               data_dir)
-    contact_sheet(os.path.join(out_dir, "contact_sheet.png"),
+    contact_sheet(fs.join(out_dir, "contact_sheet.png"),
                   [(eval_imgs[r["eval_id"]], train_imgs[r["train_id"]],
                     f"eval {r['eval_id']}\ntrain {r['train_id']}\ncos {r['similarity']:.3f}")
                    for r in shown])
-    summary = {"checkpoint": os.path.abspath(checkpoint), "train": train, "eval": evaluation,
+    summary = {"checkpoint": fs.absolute(checkpoint), "train": train, "eval": evaluation,
                "threshold": threshold, "k": k,
                "feature": feature, "center": center, "train_images": len(train_ids),
                "eval_images": len(eval_ids), "pairs": len(records),
@@ -282,8 +286,8 @@ def run(checkpoint: str, train: str, evaluation: str, threshold: float, out_dir:
                "top1_similarity_quantiles": {
                    str(q): float(np.quantile(sims[:, 0], q)) for q in (0.5, 0.9, 0.99, 1.0)}
                if len(sims) else {},
-               "ids_file": os.path.join(out_dir, IDS_FILE)}
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+               "ids_file": fs.join(out_dir, IDS_FILE)}
+    with fs.open(fs.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
 

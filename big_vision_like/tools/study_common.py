@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging as pylogging
-import os
 from collections.abc import Callable, Mapping, Sequence
 
 import ml_collections
 from absl import app, flags, logging
 
+from big_vision_like import filesystem as fs
 from configs import demo
 
 
@@ -18,22 +18,22 @@ def pretrained_checkpoint(workdir: str, data_dir: str | None, given: str | None)
     from big_vision_like import trainer
 
     if given:
-        if not os.path.isdir(given):
+        if not fs.isdir(given):
             raise FileNotFoundError(f"--pretrained {given} does not exist; give a step "
                                     "folder such as workdirs/demo/checkpoints/1500.")
-        return os.path.abspath(given)
+        return fs.absolute(given)
     config = demo.get_config()
     config.input.data.data_dir = data_dir
-    pretrain_dir = os.path.join(workdir, "pretrain")
+    pretrain_dir = fs.join(workdir, "pretrain")
     state = trainer.train(config, pretrain_dir)  # resumes; a finished run does nothing
-    return os.path.join(os.path.abspath(pretrain_dir), "checkpoints", str(int(state.step)))
+    return fs.join(fs.absolute(pretrain_dir), "checkpoints", str(int(state.step)))
 
 
 def match_model(config: ml_collections.ConfigDict, checkpoint: str,
                 keys: Sequence[str] = ("name", "depth", "width")) -> None:
     """Takes the pre-trained run's body (`keys` of its model) from its config.json."""
-    path = os.path.join(checkpoint, os.pardir, os.pardir, "config.json")
-    if os.path.exists(path):
+    path = fs.join(fs.parent(fs.normpath(checkpoint), 2), "config.json")
+    if fs.exists(path):
         source = ml_collections.ConfigDict(_read_json(path)).get("model", {})
         for key in keys:
             if key in source:
@@ -41,7 +41,7 @@ def match_model(config: ml_collections.ConfigDict, checkpoint: str,
 
 
 def _read_json(path: str) -> dict:
-    with open(path) as f:
+    with fs.open(path) as f:
         return json.load(f)
 
 

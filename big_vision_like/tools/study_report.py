@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
+
+from big_vision_like import filesystem as fs
 
 SETTING_NAMES = {
     "scratch": "random initialisation (trained from scratch)",
@@ -43,8 +44,8 @@ def markdown(results: dict[str, Any]) -> str:
 def write(workdir: str, results: dict[str, Any]) -> str:
     """Writes results.json and results.md into the workdir; returns the Markdown."""
     text = markdown(results)
-    with open(os.path.join(workdir, "results.json"), "w") as f:
+    with fs.open(fs.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)
-    with open(os.path.join(workdir, "results.md"), "w") as f:
+    with fs.open(fs.join(workdir, "results.md"), "w") as f:
         f.write(text)
     return text

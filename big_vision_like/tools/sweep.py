@@ -38,6 +38,7 @@ from typing import Any
 
 from absl import logging
 
+from big_vision_like import filesystem as fs
 from big_vision_like.config_cli import load_config
 from big_vision_like.tools.sweep_scripts import write_commands, write_sbatch
 
@@ -143,7 +144,7 @@ def plan(axes: Sequence[Axis], workdir: str, zip_axes: bool = False) -> list[Run
         runs.append(Run(name=name, overrides=dict(zip(fields, values)),
                         args=tuple(f"--config.{a.field}={a.texts[i]}"
                                    for a, i in zip(axes, combo)),
-                        workdir=os.path.join(workdir, name)))
+                        workdir=fs.join(workdir, name)))
     names = [r.name for r in runs]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
@@ -193,7 +194,7 @@ def build_config(config_file: str, base_args: Sequence[str], run: Run):
 
 
 def is_done(run: Run) -> bool:
-    return os.path.exists(os.path.join(run.workdir, DONE))
+    return fs.exists(fs.join(run.workdir, DONE))
 
 
 class Manifest:
@@ -202,8 +203,8 @@ class Manifest:
 
     def __init__(self, workdir: str, config_file: str, base_args: Sequence[str],
                  runs: Sequence[Run]):
-        self.path = os.path.join(workdir, MANIFEST)
-        old = _read_json(self.path) if os.path.exists(self.path) else {}
+        self.path = fs.join(workdir, MANIFEST)
+        old = _read_json(self.path) if fs.exists(self.path) else {}
         given = {"config": config_file, "base_overrides": list(base_args)}
         for key, value in given.items():
             if key in old and old[key] != value:
@@ -228,15 +229,11 @@ class Manifest:
         self.save()
 
     def save(self) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.data, f, indent=2, default=repr)
-        os.replace(tmp, self.path)
+        fs.write_atomic(self.path, json.dumps(self.data, indent=2, default=repr))
 
 
 def _read_json(path: str) -> dict:
-    with open(path) as f:
+    with fs.open(path) as f:
         return json.load(f)
 
 
@@ -264,8 +261,8 @@ def run_sweep(config_file: str, base_args: Sequence[str], runs: Sequence[Run],
         except Exception as e:
             manifest.set(run.name, "failed", f"{type(e).__name__}: {e}")
             raise
-        os.makedirs(run.workdir, exist_ok=True)
-        with open(os.path.join(run.workdir, DONE), "w") as f:
+        fs.makedirs(run.workdir)
+        with fs.open(fs.join(run.workdir, DONE), "w") as f:
             f.write("finished; the sweep does not run it again. Delete this file to "
                     "let it resume.\n")
         manifest.set(run.name, "done")
@@ -305,12 +302,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         run_sweep(args.config, base_args, runs, args.workdir)
         return
     Manifest(args.workdir, args.config, base_args, runs)
-    commands = os.path.join(args.workdir, "commands.sh")
+    commands = fs.join(args.workdir, "commands.sh")
     write_commands(commands, args.python, args.config, base_args, runs)
     print(f"{commands}: {len(runs)} runs")
     if args.mode == "slurm":
-        sbatch = os.path.join(args.workdir, "sweep.sbatch")
-        write_sbatch(sbatch, os.path.abspath(commands), len(runs), os.getcwd(), args.sbatch)
+        sbatch = fs.join(args.workdir, "sweep.sbatch")
+        write_sbatch(sbatch, fs.absolute(commands), len(runs), os.getcwd(), args.sbatch)
         print(f"submit with: sbatch {sbatch}")
 
 

@@ -4,10 +4,11 @@ array whose task i runs line i + 1 of commands.sh)."""
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from big_vision_like import filesystem as fs
 
 if TYPE_CHECKING:
     from big_vision_like.tools.sweep import Run
@@ -22,17 +23,17 @@ def write_commands(path: str, python: str, config_file: str, base_args: Sequence
                    runs: Sequence[Run]) -> None:
     """One line per run and nothing else: line i + 1 is run i (sweep.sbatch relies
     on it); `bash commands.sh` from the directory the sweep was made in runs all."""
-    with open(path, "w") as f:
+    with fs.open(path, "w") as f:
         for run in runs:
             f.write(command_line(python, config_file, base_args, run) + "\n")
 
 
 def write_sbatch(path: str, commands: str, num_runs: int, cwd: str,
                  extra: Sequence[str] = ()) -> None:
-    logs = os.path.join(os.path.dirname(os.path.abspath(path)), "logs")
-    os.makedirs(logs, exist_ok=True)
+    logs = fs.join(fs.dirname(fs.absolute(path)), "logs")
+    fs.makedirs(logs)
     lines = ["#!/bin/bash",
-             f"#SBATCH --job-name={shlex.quote(os.path.basename(os.path.dirname(path)))}",
+             f"#SBATCH --job-name={shlex.quote(fs.basename(fs.dirname(path)))}",
              f"#SBATCH --array=0-{num_runs - 1}",
              f"#SBATCH --output={logs}/%A_%a.out",
              "#SBATCH --open-mode=append",
@@ -47,5 +48,5 @@ def write_sbatch(path: str, commands: str, num_runs: int, cwd: str,
              'if [ -z "$line" ]; then echo "no line $((SLURM_ARRAY_TASK_ID + 1))'
              f' in {commands}" >&2; exit 1; fi',
              'exec bash -c "$line"']
-    with open(path, "w") as f:
+    with fs.open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -18,7 +18,6 @@ results.md and results.json into the workdir and prints the tables.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +26,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from big_vision_like import filesystem as fs
 from big_vision_like.tools.study_common import match_model, pretrained_checkpoint, study_main
 from configs.transfer import digits, object_count
 from configs.transfer.common import FROZEN_BODY
@@ -86,7 +86,7 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
         raise ValueError(f"size {size!r}: give a checkpoint pre-trained at that size "
                          "(only configs/demo.py is pre-trained here).")
     start = time.time()
-    os.makedirs(workdir, exist_ok=True)
+    fs.makedirs(workdir)
     checkpoint = pretrained_checkpoint(workdir, data_dir, pretrained)
     results: dict[str, Any] = {"pretrained": checkpoint, "size": size, "targets": {},
                                "seconds": {}}
@@ -94,7 +94,7 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
         res: dict[str, Any] = {"train": {}, "features": {}}
         for setting in (*SETTINGS, "features_pretrained", "features_random"):
             config = run_config(target, setting, size, data_dir, checkpoint, total_steps)
-            run_dir = os.path.join(workdir, target, setting)
+            run_dir = fs.join(workdir, target, setting)
             t0 = time.time()
             logging.info("transfer study: %s / %s in %s", target, setting, run_dir)
             trainer.train(config, run_dir)
