@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import jax
@@ -128,6 +129,8 @@ def main() -> None:
                         help="skip the plain-flax reference (batch-size sweeps)")
     parser.add_argument("--jft_head", action="store_true",
                         help="also time ResNet-101, 299 px, 18,291-way sigmoid head")
+    parser.add_argument("--bf16_norm_stats", action="store_true",
+                        help="batch-norm means/variances in the compute dtype, not float32")
     parser.add_argument("--json", default=None, help="write results here too")
     args = parser.parse_args()
     dtype = DTYPES[args.dtype]
@@ -136,14 +139,17 @@ def main() -> None:
     mesh = mesh_lib.make_mesh(data=-1, model=1)
     rng = np.random.default_rng(0)
     results = {"device": device.device_kind, "devices": jax.device_count(),
-               "dtype": args.dtype, "peak_matmul_tflops": peak / 1e12, "runs": []}
+               "dtype": args.dtype, "peak_matmul_tflops": peak / 1e12,
+               "batch_size": args.batch_size, "bf16_norm_stats": args.bf16_norm_stats,
+               "xla_flags": os.environ.get("XLA_FLAGS", ""), "runs": []}
 
     def run(name, depth, size, num_classes, loss, with_reference):
         shape = (size, size, 3)
         batch = {"image": rng.normal(size=(args.batch_size, *shape)).astype(np.float32),
                  "labels": np.eye(num_classes, dtype=np.float32)[
                      rng.integers(0, num_classes, args.batch_size)]}
-        model = ResNet(depth=depth, num_classes=num_classes, dtype=dtype)
+        model = ResNet(depth=depth, num_classes=num_classes, dtype=dtype,
+                       float32_norm_stats=not args.bf16_norm_stats)
         task = ClassificationTask(model, num_classes, loss)
         tx = optax.sgd(0.1, momentum=0.9)
         seconds = framework(task, tx, batch, shape, mesh, sharding.HEAD_SHARDED_RULES,

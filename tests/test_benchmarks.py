@@ -51,7 +51,7 @@ TORCH_RESULTS = {
              {"id": "r101_compile", "status": "running"}]}
 
 
-@pytest.mark.parametrize("script", ["gpu_suite.sh", "gpu_dense_suite.sh"])
+@pytest.mark.parametrize("script", ["gpu_suite.sh", "gpu_dense_suite.sh", "gpu_speed_attempts.sh"])
 def test_gpu_suite_script_parses(script):
     out = subprocess.run(["bash", "-n", f"benchmarks/{script}"], capture_output=True,
                          text=True, timeout=60)
@@ -159,3 +159,19 @@ def test_torch_baseline_failure_is_recorded(tmp_path):
     assert out.returncode == 1, out.stderr[-3000:]
     row = json.loads(path.read_text())["runs"][0]
     assert row["id"] == "r50_eager" and row["status"].startswith("failed: ValueError")
+
+
+def test_attempts_table_marks_failed_attempts_and_ratios(tmp_path):
+    from benchmarks.attempts_table import read_attempts, table
+
+    for name, img_s in [("base", 100.0), ("fast", 125.0), ("broken", None)]:
+        (tmp_path / f"attempt_{name}.log").write_text("")
+        if img_s is not None:
+            (tmp_path / f"attempt_{name}.json").write_text(json.dumps({
+                "device": "NVIDIA H200", "xla_flags": " --x=1" if name == "fast" else "",
+                "runs": [{"img_per_s": img_s, "step_ms": 256e3 / img_s,
+                          "mfu_vs_measured_peak": 0.2}]}))
+    text = table(read_attempts(str(tmp_path)))
+    assert "device: NVIDIA H200" in text
+    assert "| fast | `--x=1` | 125 | 2048.0 | 20.0% | 1.250 |" in text
+    assert "| broken | | failed" in text

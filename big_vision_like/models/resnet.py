@@ -40,12 +40,13 @@ def _conv(features: int, kernel: int, strides: int = 1, dilation: int = 1,
 
 
 def _norm(train: bool, dtype: Any, name: str, zero_scale: bool = False,
-          frozen: str | None = None, prefix: tuple[str, ...] = ()) -> nn.BatchNorm:
+          frozen: str | None = None, prefix: tuple[str, ...] = (),
+          float32_stats: bool = True) -> nn.BatchNorm:
     if frozen and re.search(frozen, "/".join((*prefix, name, "scale"))):
         train = False
     # A zero scale on a block's last BN makes the block start as the identity.
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        dtype=dtype, name=name,
+                        dtype=dtype, name=name, force_float32_reductions=float32_stats,
                         scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones)
 
 
@@ -57,9 +58,11 @@ class _Block(nn.Module):
     dilation: int = 1
     dtype: Any = jnp.float32
     frozen: str | None = None
+    float32_norm_stats: bool = True
 
     def norm(self, train: bool, name: str, zero_scale: bool = False) -> nn.BatchNorm:
-        return _norm(train, self.dtype, name, zero_scale, self.frozen, self.path)
+        return _norm(train, self.dtype, name, zero_scale, self.frozen, self.path,
+                     self.float32_norm_stats)
 
 
 class BottleneckBlock(_Block):
@@ -101,12 +104,16 @@ class ResNet(nn.Module):
     output_stride: int = 32
     dtype: Any = jnp.float32
     frozen: str | None = None  # regex over parameter paths, see the module docstring
+    # Batch-norm means and variances in float32 (flax's default) even when
+    # `dtype` is bfloat16; False reduces in `dtype`, a GPU speed attempt.
+    float32_norm_stats: bool = True
 
     def stem(self, images, train: bool):
         """conv1 (7x7, stride 2) and its max pool: stride 4. Call inside a compact method."""
         x = nn.Conv(int(64 * self.width), (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
                     use_bias=False, dtype=self.dtype, name="conv1")(images.astype(self.dtype))
-        x = nn.relu(_norm(train, self.dtype, "conv1_bn", frozen=self.frozen)(x))
+        x = nn.relu(_norm(train, self.dtype, "conv1_bn", frozen=self.frozen,
+                          float32_stats=self.float32_norm_stats)(x))
         return x, nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
 
     def stage(self, x, index: int, strides: int, dilation: int, train: bool):
@@ -117,6 +124,7 @@ class ResNet(nn.Module):
         for j in range(STAGES[self.depth][index]):
             x = block_cls(int(64 * self.width) * 2 ** index, strides=strides if j == 0 else 1,
                           dilation=dilation, dtype=self.dtype, frozen=self.frozen,
+                          float32_norm_stats=self.float32_norm_stats,
                           name=f"conv{index + 2}_block{j + 1}")(x, train)
         return x
 
