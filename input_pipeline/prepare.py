@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--manual_dir", default=None,
                         help="folder holding the extracted files of a real dataset "
                         f"({', '.join(dataset.LOCAL_BUILDERS)})")
+    parser.add_argument("--sample", type=int, default=5000,
+                        help="examples the label statistics read (0: the whole split)")
     args = parser.parse_args()
     start = time.perf_counter()
     builder = dataset.get_builder(args.dataset, data_dir=args.data_dir,
@@ -87,10 +89,11 @@ def main() -> None:
               + (f", hierarchy depth {max(len(a) for a in hierarchy.ancestors())}"
                  if hierarchy else ""))
     for split, report in meta.get("skipped_images", {}).items():
-        print(f"  split {split}: skipped {report['missing']} missing and "
-              f"{report['unreadable']} unreadable images {report['examples'][:3]}")
+        if report["missing"] or report["unreadable"]:
+                print(f"  split {split}: skipped {report['missing']} missing and "
+                  f"{report['unreadable']} unreadable images {report['examples'][:3]}")
     split = "train" if "train" in builder.info.splits else next(iter(builder.info.splits))
-    for key, value in label_statistics(builder, split).items():
+    for key, value in label_statistics(builder, split, args.sample or None).items():
         print(f"  {split} {key}: {value:.3f}" if isinstance(value, float)
               else f"  {split} {key}: {value}")
 
