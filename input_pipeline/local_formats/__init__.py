@@ -7,8 +7,11 @@
                                            (by default it is skipped and counted)
 
 The first use writes a prepared copy into data_dir (see `common`); later uses
-read it. `python -m input_pipeline.prepare --dataset image_labels:/data/photos`
-prepares it and prints its label statistics.
+read it, and still read the folder's listing or label files (for the class list
+and to notice a changed folder), so the folder must stay. An image_labels image
+replaced in place under the same name is not noticed: delete the prepared copy.
+`python -m input_pipeline.prepare --dataset image_labels:/data/photos` prepares
+it and prints its label statistics.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
     root/
       classes.txt              optional: the class list, one name a line, in id order;
                                a label not in it is an error
-      hierarchy.txt            optional: `child parent` class names a line (# comments),
+      hierarchy.txt            optional: `child parent` class names a line (# comments;
+                               names without spaces: use the JSON for those),
       | hierarchy.json           or Open Images' nested {"LabelName", "Subcategory"} JSON
       <split>/labels.csv       header `image,labels`; labels separated by `|`
       | <split>/labels.jsonl   {"image": "a.jpg", "labels": ["cat", "animal"]} a line
