@@ -81,7 +81,8 @@ class HostShard:
 def get_builder(name: str, data_dir: str | None = None,
                 prepare: bool = True, manual_dir: str | None = None
                 ) -> tfds.core.DatasetBuilder:
-    """A TFDS builder by name ('synthetic_jft/demo', 'imagenet2012', ...).
+    """A TFDS builder by name ('synthetic_jft/demo', 'imagenet2012', ...), or a
+    user's folder ('image_folder:/root', 'image_labels:/root': local_formats).
 
     The project's own datasets are generated on first use (nothing is
     downloaded). The real datasets of `LOCAL_BUILDERS` are written from the
@@ -94,6 +95,10 @@ def get_builder(name: str, data_dir: str | None = None,
     import input_pipeline.synthetic_jft.builder
     import input_pipeline.voc2007.builder
     import input_pipeline.voc2012.builder  # noqa: F401  (these register them)
+    from input_pipeline import local_formats
+
+    if local_formats.is_local_format(name):  # 'image_folder:/root', 'image_labels:/root'
+        return local_formats.get_builder(name, data_dir, prepare)
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)

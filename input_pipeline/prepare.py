@@ -8,7 +8,8 @@ For the project's own builders this generates the data (no download); the
 real datasets (voc2012_segmentation, coco_keypoints, coco_detection,
 voc2007_detection) are written from the
 extracted files in --manual_dir; for other TFDS datasets it reports on an
-already prepared copy.
+already prepared copy. A folder of the user's own images is named
+`image_folder:/root` or `image_labels:/root` (input_pipeline/local_formats).
 """
 
 from __future__ import annotations
@@ -26,19 +27,22 @@ from input_pipeline import dataset
 
 
 def label_statistics(builder: tfds.core.DatasetBuilder, split: str = "train",
-                     sample: int = 5000) -> dict[str, float]:
-    """Labels per image; with per-object truth, the noisy and missing label rates.
-    Reads the first `sample` examples (fewer if the split is smaller), images
-    left encoded; {} for a dataset without multi-label `labels`."""
-    if "labels" not in builder.info.features:
+                     sample: int | None = 5000) -> dict[str, float]:
+    """Labels per image, rank-frequency slope, classes with under 100 / 20 images;
+    with per-object truth, the noisy and missing label rates. Reads the first
+    `sample` examples (None: all), images left encoded; {} for a dataset without
+    `labels` (multi-label) or `label` (single-label) class ids."""
+    features = builder.info.features
+    key = "labels" if "labels" in features else "label" if "label" in features else None
+    if key is None:
         return {}
     n_labels = n_images = wrong = missing = 0
     per_class = np.zeros(dataset.num_classes_of(builder))
     has_objects = "objects" in builder.info.features
-    sample = min(sample, builder.info.splits[split].num_examples)
+    sample = min(sample or np.inf, builder.info.splits[split].num_examples)
     for ex in tfds.as_numpy(builder.as_dataset(f"{split}[:{sample}]",
                                                decoders=dataset.images_undecoded(builder))):
-        given = set(ex["labels"].tolist())
+        given = set(np.atleast_1d(ex[key]).tolist())
         n_images += 1
         n_labels += len(given)
         per_class[list(given)] += 1
@@ -47,6 +51,8 @@ def label_statistics(builder: tfds.core.DatasetBuilder, split: str = "train",
             wrong += len(given - present)
             missing += len(present - given)
     stats = {"images": n_images, "labels_per_image": n_labels / max(n_images, 1)}
+    stats["classes_under_100_images"] = int((per_class < 100).sum())
+    stats["classes_under_20_images"] = int((per_class < 20).sum())
     counts = np.sort(per_class[per_class > 0])[::-1]
     if len(counts) > 2:
         ranks = np.arange(1, len(counts) + 1)
@@ -65,6 +71,8 @@ def main() -> None:
     parser.add_argument("--manual_dir", default=None,
                         help="folder holding the extracted files of a real dataset "
                         f"({', '.join(dataset.LOCAL_BUILDERS)})")
+    parser.add_argument("--sample", type=int, default=5000,
+                        help="examples the label statistics read (0: the whole split)")
     args = parser.parse_args()
     start = time.perf_counter()
     builder = dataset.get_builder(args.dataset, data_dir=args.data_dir,
@@ -80,9 +88,14 @@ def main() -> None:
         print(f"  classes: {dataset.num_classes_of(builder)}"
               + (f", hierarchy depth {max(len(a) for a in hierarchy.ancestors())}"
                  if hierarchy else ""))
-    for key, value in label_statistics(builder).items():
-        print(f"  train {key}: {value:.3f}" if isinstance(value, float)
-              else f"  train {key}: {value}")
+    for split, report in meta.get("skipped_images", {}).items():
+        if report["missing"] or report["unreadable"]:
+                print(f"  split {split}: skipped {report['missing']} missing and "
+                  f"{report['unreadable']} unreadable images {report['examples'][:3]}")
+    split = "train" if "train" in builder.info.splits else next(iter(builder.info.splits))
+    for key, value in label_statistics(builder, split, args.sample or None).items():
+        print(f"  {split} {key}: {value:.3f}" if isinstance(value, float)
+              else f"  {split} {key}: {value}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ class Target:
     train_split: str
     test_split: str
     image_size: int
-    num_classes: int
+    num_classes: int | None  # None: the dataset's (a user's folder, found when read)
     label_pp: str  # ops after decoding and augmentation that set an integer 'label'
     augment: str  # train-only ops between decode and value_range
     eval_resize: str = ""  # eval-only ops between decode and value_range
@@ -45,7 +45,8 @@ def transfer_config(t: Target) -> ml_collections.ConfigDict:
     ops = lambda *parts: "|".join(p for p in parts if p)
     # The class count is the target's, not the dataset's (object counts of
     # synthetic_jft are not its classes).
-    onehot = f"onehot({t.num_classes}, key='label')"
+    onehot = (f"onehot({t.num_classes}, key='label')" if t.num_classes
+              else "onehot(key='label')")
     c.input = ml_collections.ConfigDict()
     c.input.data = data_fields(t.data, t.train_split)
     c.input.image_shape = (t.image_size, t.image_size, 3)
