@@ -247,9 +247,16 @@ def test_bad_files_are_named(tmp_path):
         files.find_layout(manual)
 
 
-def test_prepare_label_statistics(built):
+def test_prepare_label_statistics(built, monkeypatch, capsys):
     from input_pipeline import prepare
 
+    monkeypatch.setattr("sys.argv", ["prepare", "--dataset", "open_images_labels/human_machine",
+                                     "--data_dir", str(built["human_machine"].data_dir_root)])
+    prepare.main()
+    out = capsys.readouterr().out
+    assert "classes: 11, hierarchy depth 3" in out and "split train: 3 examples" in out
+    assert "train build report: {" in out and "'missing_images': 1" in out
+    assert "train verified_negatives_per_image: 1.000" in out
     stats = prepare.label_statistics(built["human_machine"])
     # Labels as stored (before ancestor filling): A 1, B 2, C 1; negatives 2, 0, 1.
     assert stats["images"] == 3 and stats["labels_per_image"] == pytest.approx(4 / 3)

@@ -57,11 +57,11 @@ def test_unknown_weight_matches_float64_with_a_mask_and_default_is_unchanged():
                                      unknown_weight=1.0)) == float(plain)
 
 
-def task_for(**config_fields):
+def task_for(mesh=None, **config_fields):
     c = open_images_resnet101.get_config("tiny")
     for k, v in config_fields.items():
         c[k] = v
-    return trainer.build_task(c, mesh_lib.make_mesh(1, 8), 5)  # head padded to 8
+    return trainer.build_task(c, mesh or mesh_lib.make_mesh(1, 8), 5)  # head padded to 8
 
 
 def test_the_task_reads_loss_kw_and_needs_negatives_only_when_it_matters():
@@ -89,6 +89,25 @@ def test_the_task_reads_loss_kw_and_needs_negatives_only_when_it_matters():
         task_for(loss="softmax_xent", loss_kw=dict(unknown_weight=0.1))
     with pytest.raises(ValueError, match="unknown_weight=-1.0: give a number >= 0"):
         task_for(loss_kw=dict(unknown_weight=-1.0))
+
+
+def test_weighted_loss_on_a_class_sharded_head_matches_float64():
+    import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = mesh_lib.make_mesh(2, 4)  # examples over 2 devices, the 8 head columns over 4
+    task = task_for(mesh, loss_kw=dict(unknown_weight=0.3))
+    rng = np.random.default_rng(3)
+    raw = rng.normal(0, 2, (8, 8)).astype(np.float32)
+    labels = (rng.random((8, 5)) < 0.3).astype(np.float32)
+    negatives = ((rng.random((8, 5)) < 0.4) & (labels == 0)).astype(np.float32)
+    batch = jax.device_put({"labels": labels, NEGATIVES_KEY: negatives},
+                           mesh_lib.batch_sharding(mesh))
+    logits = jax.device_put(raw, NamedSharding(mesh, P(mesh_lib.DATA, mesh_lib.MODEL)))
+    value = jax.jit(lambda out, b: task.loss(task.outputs((out, {})), b)[0])(logits, batch)
+    np.testing.assert_allclose(value, weighted_xent_f64(raw[:, :5], labels, negatives, 0.3),
+                               rtol=1e-5)
 
 
 def test_the_config_feeds_fixture_negatives_to_the_loss(tmp_path):
