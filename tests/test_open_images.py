@@ -238,9 +238,11 @@ def test_bad_files_are_named(tmp_path):
     layout = files.find_layout(manual)
     with pytest.raises(LocalDataError, match="header is .* not ImageID,Source,LabelName"):
         files.read_split_labels(layout.label_files["train"]["human"], (), {}, [], None)
-    with open(os.path.join(manual, "train-annotations-human-imagelabels-extra.csv"), "w"):
-        pass
-    with pytest.raises(LocalDataError, match="cannot tell its split"):
+    for name in ("challenge-2019-train-detection-human-imagelabels.csv",  # ignored
+                 "train-annotations-human-imagelabels-extra.csv"):
+        with open(os.path.join(manual, name), "w"):
+            pass
+    with pytest.raises(LocalDataError, match="imagelabels-extra.csv: cannot tell its split"):
         files.find_layout(manual)
     os.remove(os.path.join(manual, "oidv6-class-descriptions.csv"))
     with pytest.raises(LocalDataError, match="no class list"):

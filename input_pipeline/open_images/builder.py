@@ -141,11 +141,8 @@ class OpenImagesLabels(tfds.core.GeneratorBasedBuilder):
         splits = {}
         for split in files.SPLITS:
             kinds = layout.label_files.get(split, {})
-            if cfg.machine_threshold is None and not kinds.get("human"):
-                continue
-            if not kinds:
-                continue
-            splits.update(self._split(layout, split, kinds, index))
+            if kinds.get("human") or (kinds.get("machine") and cfg.machine_threshold is not None):
+                splits.update(self._split(layout, split, kinds, index))
         if not splits:
             raise LocalDataError(
                 f"open_images_labels: no split has both label files and images on disk "

@@ -85,7 +85,9 @@ def find_layout(manual_dir: str) -> Layout:
     for d in dirs:
         for name in sorted(os.listdir(d)):
             path = os.path.join(d, name)
-            if "-imagelabels" in name and name.endswith(".csv"):
+            # Other image-level files (the challenges' *-detection-human-imagelabels.csv)
+            # are not this format's and are left alone.
+            if re.search(r"-annotations-(human|machine)-imagelabels", name):
                 match = _LABEL_FILE.match(name)
                 if match is None:
                     raise LocalDataError(
