@@ -98,14 +98,17 @@ class ClassificationTask(Task):
         logits, labels = outputs["logits"], batch["labels"]
 
         def to_head_width(x):
+            if logits.shape[-1] <= x.shape[-1]:
+                return x
             return jnp.pad(x, ((0, 0), (0, logits.shape[-1] - x.shape[-1])))
         kw = dict(self.loss_kw)
         if self.uses_negatives:
             if NEGATIVES_KEY not in batch:
-                raise ValueError(f"loss_kw.unknown_weight={kw['unknown_weight']} needs "
-                               f"{NEGATIVES_KEY!r} in every batch the loss sees (it has "
-                               f"{sorted(batch)}); add \"multi_hot(key='{NEGATIVES_KEY}', "
-                               f"fill_ancestors=False)\" and keep it in the pp string.")
+                raise ValueError(
+                    f"loss_kw.unknown_weight={kw['unknown_weight']} needs {NEGATIVES_KEY!r} "
+                    f"in every batch the loss sees (it has {sorted(batch)}); add "
+                    f"\"multi_hot(key='{NEGATIVES_KEY}', fill_ancestors=False)\" and keep it "
+                    "in the pp string.")
             kw["negatives"] = to_head_width(batch[NEGATIVES_KEY])
         return self.loss_fn(logits, to_head_width(labels), batch.get(MASK_KEY), **kw), {}
 
