@@ -30,13 +30,26 @@ def _masked_mean(per_example: jax.Array, mask: jax.Array | None) -> jax.Array:
 
 
 def sigmoid_xent(logits: jax.Array, labels: jax.Array,
-                 mask: jax.Array | None = None) -> jax.Array:
+                 mask: jax.Array | None = None, *, negatives: jax.Array | None = None,
+                 unknown_weight: float = 1.0) -> jax.Array:
     """Per-label logistic loss summed over classes, averaged over examples.
 
     Numerically stable for any logit (log-sigmoid form); labels are multi-hot.
+
+    With human-verified negatives (`negatives`, multi-hot like `labels`), a
+    label that is neither a positive nor a verified negative is unknown: the
+    class may be in the image unlabelled. Its term weighs `unknown_weight`;
+    positives and verified negatives weigh 1. The default 1.0 weighs every
+    label alike, the paper's loss (then `negatives` changes nothing).
+    Without `negatives`, every non-positive label counts as unknown.
     """
     per_label = optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32),
                                                    labels.astype(jnp.float32))
+    if unknown_weight != 1.0:
+        known = labels > 0
+        if negatives is not None:
+            known |= negatives > 0
+        per_label = jnp.where(known, per_label, jnp.float32(unknown_weight) * per_label)
     return _masked_mean(per_label.sum(axis=-1), mask)
 
 

@@ -42,6 +42,7 @@ PROJECT_BUILDERS = ("synthetic_jft", "sklearn_digits")
 # (TFDS's manual_dir); they never download.
 LOCAL_BUILDERS = ("voc2012_segmentation", "coco_keypoints", "coco_detection",
                   "voc2007_detection")
+LOCAL_BUILDERS += ("open_images_labels",)
 # More undecodable records in a row than this is not corruption but data the
 # pipeline cannot read at all (wrong format or feature): stop, do not skip on.
 MAX_CONSECUTIVE_CORRUPT = 1000
@@ -91,6 +92,7 @@ def get_builder(name: str, data_dir: str | None = None,
     """
     import input_pipeline.coco_detection.builder
     import input_pipeline.coco_keypoints.builder
+    import input_pipeline.open_images.builder
     import input_pipeline.sklearn_digits.builder
     import input_pipeline.synthetic_jft.builder
     import input_pipeline.voc2007.builder

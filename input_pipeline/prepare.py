@@ -36,7 +36,7 @@ def label_statistics(builder: tfds.core.DatasetBuilder, split: str = "train",
     key = "labels" if "labels" in features else "label" if "label" in features else None
     if key is None:
         return {}
-    n_labels = n_images = wrong = missing = 0
+    n_labels = n_images = wrong = missing = n_negatives = 0
     per_class = np.zeros(dataset.num_classes_of(builder))
     has_objects = "objects" in builder.info.features
     sample = min(sample or np.inf, builder.info.splits[split].num_examples)
@@ -46,18 +46,22 @@ def label_statistics(builder: tfds.core.DatasetBuilder, split: str = "train",
         n_images += 1
         n_labels += len(given)
         per_class[list(given)] += 1
+        n_negatives += len(ex.get("negative_labels", ()))  # verified absent (Open Images)
         if has_objects:
             present = set(ex["objects"]["label"].tolist())
             wrong += len(given - present)
             missing += len(present - given)
     stats = {"images": n_images, "labels_per_image": n_labels / max(n_images, 1)}
-    stats["classes_under_100_images"] = int((per_class < 100).sum())
-    stats["classes_under_20_images"] = int((per_class < 20).sum())
+    if "negative_labels" in builder.info.features:
+        stats["verified_negatives_per_image"] = n_negatives / max(n_images, 1)
     counts = np.sort(per_class[per_class > 0])[::-1]
     if len(counts) > 2:
         ranks = np.arange(1, len(counts) + 1)
         stats["rank_frequency_slope"] = float(np.polyfit(np.log(ranks), np.log(counts), 1)[0])
         stats["most_to_least_common"] = float(counts[0] / counts[-1])
+    # Of all classes, over the images read (the whole split when `sample` covers it).
+    stats["classes_under_100_images"] = int((per_class < 100).sum())
+    stats["classes_under_20_images"] = int((per_class < 20).sum())
     if has_objects:
         stats["noisy_label_rate"] = wrong / max(n_labels, 1)
         stats["unlabelled_objects_per_image"] = missing / max(n_images, 1)
@@ -90,8 +94,10 @@ def main() -> None:
                  if hierarchy else ""))
     for split, report in meta.get("skipped_images", {}).items():
         if report["missing"] or report["unreadable"]:
-                print(f"  split {split}: skipped {report['missing']} missing and "
+            print(f"  split {split}: skipped {report['missing']} missing and "
                   f"{report['unreadable']} unreadable images {report['examples'][:3]}")
+    for split, report in meta.get("build_report", {}).items():  # skipped input files
+        print(f"  {split} build report: {report}")
     split = "train" if "train" in builder.info.splits else next(iter(builder.info.splits))
     for key, value in label_statistics(builder, split, args.sample or None).items():
         print(f"  {split} {key}: {value:.3f}" if isinstance(value, float)

@@ -9,6 +9,7 @@ no cross-device softmax; a softmax over the sharded head is reduced across
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import flax.linen as nn
@@ -22,6 +23,9 @@ from big_vision_like import models
 from big_vision_like.mesh import DATA, MODEL
 from big_vision_like.tasks.base import Batch, Outputs, PredictFn, Task, TaskContext
 from input_pipeline.keys import MASK_KEY
+
+# Human-verified absent classes (multi-hot, as `labels`), for `loss_kw.unknown_weight`.
+NEGATIVES_KEY = "negative_labels"
 
 
 def round_up_classes(num_classes: int, mesh: Mesh) -> int:
@@ -52,10 +56,27 @@ class ClassificationTask(Task):
     batch_keys = ("image", "labels")
 
     def __init__(self, model: nn.Module, num_classes: int, loss: str = "sigmoid_xent",
-                 losses: Any = None, load: Any = None):
+                 losses: Any = None, load: Any = None, loss_kw: Any = None):
+        """loss_kw: keyword arguments of the loss (`config.loss_kw`). With
+        `unknown_weight` other than 1, batches also carry `negative_labels`
+        (verified negatives) and labels neither positive nor verified
+        negative weigh `unknown_weight` (losses.sigmoid_xent)."""
         self.model, self.num_classes, self.load = model, num_classes, load
         self.loss_name = loss
         self.loss_fn = (losses or losses_lib.default_registry()).get(loss)
+        self.loss_kw = dict(loss_kw or {})
+        accepted = inspect.signature(self.loss_fn).parameters
+        unknown = [k for k in self.loss_kw if k not in accepted or k == "negatives"]
+        if unknown:
+            raise ValueError(f"loss_kw: the loss {loss!r} takes no {unknown}; remove them "
+                             "or choose a loss that does (sigmoid_xent: unknown_weight).")
+        weight = self.loss_kw.get("unknown_weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ValueError(f"loss_kw.unknown_weight={weight!r}: give a number >= 0 "
+                             "(1.0: unknown labels weigh as much as verified ones).")
+        self.uses_negatives = weight != 1.0
+        if self.uses_negatives:
+            self.batch_keys = (*type(self).batch_keys, NEGATIVES_KEY)
 
     @classmethod
     def from_config(cls, config: Any, ctx: TaskContext) -> ClassificationTask:
@@ -67,7 +88,7 @@ class ClassificationTask(Task):
             config.model, ctx.models, num_classes=round_up_classes(num_classes, ctx.mesh),
             frozen=config.get("frozen") or None)
         return cls(model, num_classes, config.get("loss", "sigmoid_xent"), ctx.losses,
-                   entry.load)
+                   entry.load, config.get("loss_kw"))
 
     def outputs(self, raw: Any) -> Outputs:
         logits, named = raw
@@ -75,9 +96,21 @@ class ClassificationTask(Task):
 
     def loss(self, outputs: Outputs, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
         logits, labels = outputs["logits"], batch["labels"]
-        if logits.shape[-1] > labels.shape[-1]:
-            labels = jnp.pad(labels, ((0, 0), (0, logits.shape[-1] - labels.shape[-1])))
-        return self.loss_fn(logits, labels, batch.get(MASK_KEY)), {}
+
+        def to_head_width(x):
+            if logits.shape[-1] <= x.shape[-1]:
+                return x
+            return jnp.pad(x, ((0, 0), (0, logits.shape[-1] - x.shape[-1])))
+        kw = dict(self.loss_kw)
+        if self.uses_negatives:
+            if NEGATIVES_KEY not in batch:
+                raise ValueError(
+                    f"loss_kw.unknown_weight={kw['unknown_weight']} needs {NEGATIVES_KEY!r} "
+                    f"in every batch the loss sees (it has {sorted(batch)}); add "
+                    f"\"multi_hot(key='{NEGATIVES_KEY}', fill_ancestors=False)\" and keep it "
+                    "in the pp string.")
+            kw["negatives"] = to_head_width(batch[NEGATIVES_KEY])
+        return self.loss_fn(logits, to_head_width(labels), batch.get(MASK_KEY), **kw), {}
 
     def output_specs(self, mesh: Mesh) -> dict[str, P]:
         # Each device keeps its (examples, classes) block of the logits: the
