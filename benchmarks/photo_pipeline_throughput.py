@@ -263,7 +263,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=490)
     parser.add_argument("--batch", type=int, default=14)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--quality_images", type=int, default=49,
                         help="photos on which the DCT shortcut's difference is measured")
