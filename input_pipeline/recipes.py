@@ -12,7 +12,7 @@ def paper_train(crop: int = 299, resize: int = 340, fused_decode: bool = False) 
     """The paper's training recipe: resize 340x340, random 299 crop, flip, [-1, 1].
 
     fused_decode: decode JPEGs at reduced DCT scale where the source is at least
-    twice the 340 px target (pp_decode.decode_jpeg_and_resize); close to, not
+    twice the `resize` target (pp_decode.decode_jpeg_and_resize); close to, not
     bit-equal to, the full decode.
     """
     head = (f"decode_jpeg_and_resize({resize})" if fused_decode
