@@ -91,7 +91,7 @@ def test_dct_ratio_never_decodes_below_the_target(source, target, ratio):
 # Measured on this image (600x800, quality 90), max / mean |difference| of the
 # uint8 pixels: 43 / 1.06 at 300 px (ratio 2), 85 / 2.27 at 140 px (ratio 4).
 # On skimage's photos re-encoded at 1600x1200, at 340 px (ratio 2): max 9-42,
-# mean 0.7-1.6, below the 1.3-3.8 by which an antialiased resize differs from
+# mean 0.7-1.6, below the 1.2-3.8 by which an antialiased resize differs from
 # the plain bilinear one (benchmarks/photo_pipeline_throughput.py prints these).
 @pytest.mark.parametrize("target,max_bound,mean_bound", [(300, 60, 1.5), (140, 110, 3.0)])
 def test_dct_scaled_decode_is_close_to_full_decode(big_jpeg, target, max_bound, mean_bound):
