@@ -5,7 +5,7 @@ The photos are scikit-image's sample images that ship inside its wheel
 through `skimage.data`'s fetchers, so nothing is downloaded. Each is resized to
 cover one of a fixed mix of sizes (500x375 up to 1600x1200, one portrait),
 cropped at an offset that varies with the image index, and re-encoded as
-JPEG quality 90 (PIL, 4:2:0 chroma as cameras and most collections store).
+JPEG quality 90 (PIL, its default 4:2:0 chroma subsampling).
 
 The sources are 300-1000 px, so the larger sizes are upscaled: smoother than a
 camera's 1600x1200 and so fewer bytes per pixel, which makes entropy decoding
