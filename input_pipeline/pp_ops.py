@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from big_vision_like.registry import Registry
-from input_pipeline import pp_detection, pp_joint
+from input_pipeline import pp_decode, pp_detection, pp_joint
 from input_pipeline.keys import IGNORE_LABEL
 from input_pipeline.pp_base import Example, Op, OpFactory, PPContext, TensorFn, in_key_out_key
 from input_pipeline.synthetic_jft import taxonomy
@@ -178,6 +178,8 @@ def default_registry() -> Registry[OpFactory]:
     """A fresh registry of the standard ops."""
     reg: Registry[OpFactory] = Registry("preprocessing op")
     reg.register("decode", OpFactory(decode, decodes=True))
+    for fn in pp_decode.DECODE_OPS:
+        reg.register(fn.__name__, OpFactory(fn, decodes=True))
     from input_pipeline import pp_pose
 
     reg.register("pose_crop_train", OpFactory(pp_pose.pose_crop_train))

@@ -8,9 +8,16 @@ Plain strings and no imports: a config that uses them can be read (by
 from __future__ import annotations
 
 
-def paper_train(crop: int = 299, resize: int = 340) -> str:
-    """The paper's training recipe: resize 340x340, random 299 crop, flip, [-1, 1]."""
-    return f"decode|resize({resize})|random_crop({crop})|flip_lr|value_range(-1, 1)"
+def paper_train(crop: int = 299, resize: int = 340, fused_decode: bool = False) -> str:
+    """The paper's training recipe: resize 340x340, random 299 crop, flip, [-1, 1].
+
+    fused_decode: decode JPEGs at reduced DCT scale where the source is at least
+    twice the `resize` target (pp_decode.decode_jpeg_and_resize); close to, not
+    bit-equal to, the full decode.
+    """
+    head = (f"decode_jpeg_and_resize({resize})" if fused_decode
+            else f"decode|resize({resize})")
+    return f"{head}|random_crop({crop})|flip_lr|value_range(-1, 1)"
 
 
 def paper_eval(crop: int = 299, resize: int = 340) -> str:
@@ -18,5 +25,12 @@ def paper_eval(crop: int = 299, resize: int = 340) -> str:
     return f"decode|resize({resize})|central_crop({crop})|value_range(-1, 1)"
 
 
-def inception_train(crop: int = 224) -> str:
-    return f"decode|inception_crop({crop})|flip_lr|value_range(-1, 1)"
+def inception_train(crop: int = 224, fused_decode: bool = False) -> str:
+    """Inception crop (5-100% of the area, aspect 3/4-4/3), flip, [-1, 1].
+
+    fused_decode: decode only the crop window of a JPEG
+    (pp_decode.decode_jpeg_and_inception_crop); the same pixels, less work.
+    """
+    head = (f"decode_jpeg_and_inception_crop({crop})" if fused_decode
+            else f"decode|inception_crop({crop})")
+    return f"{head}|flip_lr|value_range(-1, 1)"

@@ -24,6 +24,34 @@ def test_input_pipeline_benchmark(tmp_path):
 
 
 @pytest.mark.slow
+def test_photo_pipeline_benchmark(tmp_path):
+    """The real-photo benchmark end to end on 14 photos: every row measured, the
+    ratios and cores-per-accelerator consistent with the rates it reports."""
+    out_json = tmp_path / "photos.json"
+    out = run(["benchmarks.photo_pipeline_throughput", "--images", "14", "--batch", "7",
+               "--repeats", "1", "--quality_images", "4", "--data_dir", str(tmp_path),
+               "--json", str(out_json)])
+    res = json.loads(out_json.read_text())
+    rows = {(r["recipe"], r["method"], r["shortcut"]): r for r in res["rows"]}
+    methods = ("tf.data (project)", "PIL", "OpenCV")
+    assert set(rows) == {*((rec, m, False) for rec in ("paper", "inception") for m in methods),
+                         *(("paper", m, True) for m in methods),
+                         ("inception", "tf.data (project)", True)}
+    for (recipe, method, shortcut), r in rows.items():
+        rate = r["img_per_s_per_core"]
+        assert rate > 0 and r["img_per_s_wall"] > 0
+        assert math.isclose(r["vs_PIL"] * rows[recipe, "PIL", False]["img_per_s_per_core"],
+                            rate, rel_tol=1e-9)
+        assert math.isclose(r["cores_per_accelerator"]["ResNet-50 224px"] * rate, 6784.0,
+                            rel_tol=1e-9)
+        assert (f"{recipe:<10} {method:<18} {'yes' if shortcut else 'no':<9} "
+                f"{rate:>10.1f}") in out
+    assert res["photos"]["images"] == 14 and 0.5 < res["photos"]["mean_megapixels"] < 1.0
+    quality = res["dct_shortcut_difference"]
+    assert quality["images"] == 4 and 0 < quality["mean_abs"] < 3
+
+
+@pytest.mark.slow
 def test_train_step_benchmark():
     out = run(["benchmarks.train_step_throughput", "--depth", "18", "--image_size", "32",
                "--batch_size", "8", "--steps", "1", "--matmul", "128", "--dtype", "float32"])
