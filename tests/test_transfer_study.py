@@ -40,27 +40,35 @@ def test_transfer_study_fills_every_row(tiny_builder, pretrained_tiny, tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("target", ["segmentation", "pose", "detection"])
 def test_dense_study_compares_scratch_and_pretrained_on_every_target(tiny_builder,
-                                                                     pretrained_tiny, tmp_path):
+                                                                     pretrained_tiny, tmp_path,
+                                                                     target):
+    """One target per test (two or three trainer runs each): the parts spread over
+    the test processes instead of one long test at the end."""
     from big_vision_like.tools import dense_study
 
+    assert set(dense_study.TARGETS) == {"segmentation", "pose", "detection"}  # all covered
     checkpoint = os.path.join(pretrained_tiny[0], "checkpoints", "8")
     results = dense_study.run_study(str(tmp_path), data_dir_of(tiny_builder), checkpoint,
-                                    size="tiny", total_steps=2)
+                                    size="tiny", targets=(target,), total_steps=2)
     assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert set(results["targets"]) == {target}
     text = (tmp_path / "results.md").read_text()
-    for target, (_, metrics, settings) in dense_study.TARGETS.items():
-        res = results["targets"][target]
-        assert res["steps"] == 2 and set(res["test"]) == set(settings)
-        for got in res["test"].values():
-            assert set(got) == set(metrics) and all(-1 <= v <= 1 for v in got.values())
-        assert f"| {target} (2 steps) | " + " | ".join(metrics) + " |" in text
-        assert ("chance" in res) == (target == "detection")
-        assert (dense_study.CHANCE in text) == ("chance" in results["targets"]["detection"])
-        # Fine-tuning started from the pre-trained body; scratch did not.
-        report = (tmp_path / target / "finetune" / "init_from_report.txt").read_text()
-        assert "loaded: params/conv5_block2/conv2/kernel" in report
-        assert not (tmp_path / target / "scratch" / "init_from_report.txt").exists()
+    _, metrics, settings = dense_study.TARGETS[target]
+    res = results["targets"][target]
+    assert res["steps"] == 2 and set(res["test"]) == set(settings)
+    for got in res["test"].values():
+        assert set(got) == set(metrics) and all(-1 <= v <= 1 for v in got.values())
+    assert f"| {target} (2 steps) | " + " | ".join(metrics) + " |" in text
+    assert ("chance" in res) == (target == "detection")
+    assert (dense_study.CHANCE in text) == (target == "detection")
+    # Fine-tuning started from the pre-trained body; scratch did not.
+    report = (tmp_path / target / "finetune" / "init_from_report.txt").read_text()
+    assert "loaded: params/conv5_block2/conv2/kernel" in report
+    assert not (tmp_path / target / "scratch" / "init_from_report.txt").exists()
+    if target != "detection":
+        return
     # Detection's frozen setting trained conv5 and the heads, not conv1-4.
     before = init_from.load_variables(checkpoint)
     after = init_from.load_variables(str(tmp_path / "detection" / "frozen" / "checkpoints" / "2"))
@@ -69,5 +77,11 @@ def test_dense_study_compares_scratch_and_pretrained_on_every_target(tiny_builde
         np.testing.assert_array_equal(after[path], before[path], err_msg=path)
     assert not np.array_equal(after["params/conv5_block2/conv2/kernel"],
                               before["params/conv5_block2/conv2/kernel"])
+
+
+def test_dense_study_refuses_unknown_targets(tmp_path):
+    from big_vision_like.tools import dense_study
+
     with pytest.raises(ValueError, match="unknown targets"):
-        dense_study.run_study(str(tmp_path), None, checkpoint, targets=("depth",))
+        dense_study.run_study(str(tmp_path), None, "unused", targets=("depth",))
+    assert not os.listdir(tmp_path)  # refused before anything ran
