@@ -36,17 +36,22 @@ def bench_builder(images: int, data_dir: str) -> tfds.core.DatasetBuilder:
     return builder
 
 
+def one_thread(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds` on one private thread, no autotuning: what one core gives."""
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
 def pipeline_rate(builder, images: int, batch: int = 32) -> float:
     """Images/s of the training pipeline restricted to one thread."""
     pp = preprocess.build_preprocess(preprocess.paper_train() + "|keep('image')",
                                      default_registry(), PPContext())
     ds = dataset.train_dataset(builder, "train", pp, batch, seed=0,
                                shard=dataset.HostShard(0, 1), shuffle_buffer=256)
-    options = tf.data.Options()
-    options.threading.private_threadpool_size = 1
-    options.threading.max_intra_op_parallelism = 1
-    options.autotune.enabled = False
-    it = iter(ds.with_options(options))
+    it = iter(one_thread(ds))
     for _ in range(4):  # warm up: fill buffers, trace functions
         next(it)
     n = max(1, images // batch)

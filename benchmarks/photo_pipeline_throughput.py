@@ -43,6 +43,7 @@ import tensorflow as tf
 from PIL import Image
 
 from benchmarks import photo_set
+from benchmarks.input_pipeline_throughput import one_thread
 from input_pipeline import dataset, preprocess
 from input_pipeline.keys import SEED_KEY
 from input_pipeline.pp_ops import PPContext, default_registry
@@ -80,11 +81,7 @@ def pipeline_rate(builder, spec: str, images: int, batch: int) -> tuple[float, f
                                      PPContext())
     ds = dataset.train_dataset(builder, "train", pp, batch, seed=0,
                                shard=dataset.HostShard(0, 1), shuffle_buffer=256)
-    options = tf.data.Options()
-    options.threading.private_threadpool_size = 1
-    options.threading.max_intra_op_parallelism = 1
-    options.autotune.enabled = False
-    it = iter(ds.with_options(options))
+    it = iter(one_thread(ds))
     for _ in range(2):  # warm up: fill buffers, trace functions
         next(it)
     n = max(1, images // batch)
