@@ -1,7 +1,13 @@
 """The table of benchmarks/gpu_speed_attempts.sh: img/s, ms/step and MFU of each
-attempt, and its ratio to the unchanged step measured in the same call.
+attempt, and its ratio to the unchanged step of the same model measured in
+the same call; and which single changes won, for the script's combined run.
 
     python -m benchmarks.attempts_table OUT_DIR
+    python -m benchmarks.attempts_table OUT_DIR --winners   # flags of the winners
+
+Attempts named `jft_*` are the ResNet-101 + 18,291-way head step and compare
+with `jft_base`; the others compare with `base`. An attempt timed without a
+FLOP count gets its model's MFU scaled by its speed (the same model FLOPs).
 """
 
 from __future__ import annotations
@@ -12,6 +18,12 @@ import json
 import os
 
 BASE = "base"
+# Single changes and the train_step_throughput flags that make them, in the
+# order the script tries them; a winner is at least WIN faster than base.
+SINGLE = {"bn_bf16": "--bf16_norm_stats", "pointwise_matmul": "--pointwise_as_matmul",
+          "stem_s2d": "--stem_space_to_depth", "maxpool_slices": "--max_pool_by_slices"}
+WIN = 1.01
+OPTIONS = ("bf16_norm_stats", "pointwise_as_matmul", "stem_space_to_depth", "max_pool_by_slices")
 
 
 def read_attempts(directory: str) -> dict[str, dict | None]:
@@ -26,23 +38,44 @@ def read_attempts(directory: str) -> dict[str, dict | None]:
             with open(path) as f:
                 result = json.load(f)
             if result["runs"]:
+                options = [k for k in OPTIONS if result.get(k)]
                 rows[name] = dict(result["runs"][0], device=result["device"],
+                                  batch_size=result.get("batch_size"), options=options,
                                   xla_flags=result.get("xla_flags", "").strip())
     return rows
 
 
+def base_of(name: str) -> str:
+    return "jft_base" if name.startswith("jft") else BASE
+
+
+def ratio(rows: dict[str, dict | None], name: str) -> float:
+    base, row = rows.get(base_of(name)), rows.get(name)
+    return row["img_per_s"] / base["img_per_s"] if base and row else float("nan")
+
+
+def winners(rows: dict[str, dict | None]) -> list[str]:
+    """train_step_throughput flags of the single changes at least WIN faster."""
+    return [flag for name, flag in SINGLE.items() if ratio(rows, name) >= WIN]
+
+
 def table(rows: dict[str, dict | None]) -> str:
-    base = rows.get(BASE)
-    lines = ["| attempt | XLA flags | img/s | ms/step | MFU | vs base |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| attempt | batch | model options | XLA flags | img/s | ms/step | MFU | vs base |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
         if row is None:
-            lines.append(f"| {name} | | failed (see attempt_{name}.log) | | | |")
+            lines.append(f"| {name} | | | | failed (see attempt_{name}.log) | | | |")
             continue
-        ratio = row["img_per_s"] / base["img_per_s"] if base else float("nan")
-        lines.append(f"| {name} | `{row['xla_flags'] or '-'}` | {row['img_per_s']:,.0f} | "
-                     f"{row['step_ms']:.1f} | {row['mfu_vs_measured_peak']:.1%} | "
-                     f"{ratio:.3f} |")
+        base = rows.get(base_of(name))
+        mfu = row.get("mfu_vs_measured_peak")
+        if mfu is None and base and base.get("mfu_vs_measured_peak") is not None:
+            mfu = base["mfu_vs_measured_peak"] * ratio(rows, name)
+        mfu_cell = "" if mfu is None else f"{mfu:.1%}"
+        options = ", ".join(row.get("options") or []) or "-"
+        lines.append(f"| {name} | {row.get('batch_size') or ''} | {options} | "
+                     f"`{row['xla_flags'] or '-'}` | "
+                     f"{row['img_per_s']:,.0f} | {row['step_ms']:.1f} | {mfu_cell} | "
+                     f"{ratio(rows, name):.3f} |")
     device = next((r["device"] for r in rows.values() if r), "?")
     return f"device: {device}\n\n" + "\n".join(lines) + "\n"
 
@@ -50,7 +83,12 @@ def table(rows: dict[str, dict | None]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory")
-    print(table(read_attempts(parser.parse_args().directory)), end="")
+    parser.add_argument("--winners", action="store_true",
+                        help="print the flags of the winning single changes, nothing else")
+    args = parser.parse_args()
+    rows = read_attempts(args.directory)
+    print(" ".join(winners(rows)) if args.winners else table(rows), end="\n" if args.winners
+          else "")
 
 
 if __name__ == "__main__":

@@ -1,39 +1,110 @@
 #!/usr/bin/env bash
-# Issue 14's GPU speed attempts, one device call: the ResNet-50 step (224 px,
-# bf16) under each attempt, one process per attempt on the same card, the
-# unchanged step first and last (drift check), then one table of img/s and
-# the ratio to the unchanged step (benchmarks/attempts_table.py).
-# An XLA flag this jaxlib does not know aborts that process only: its row
-# says "failed" and the others run.
+# Issue 14's GPU speed attempts, one device call, one process per attempt on
+# the same card, most important first so a short lease still gives a table:
+#   1. ResNet-50 (224 px, bf16, batch 256) unchanged, with a profiler trace of
+#      3 steps and its top-ops table (benchmarks/trace_top_ops.py);
+#   2. each single change: bf16 batch-norm statistics, 1x1 convolutions as
+#      matmuls, space-to-depth stem, max pool by slices (models/speed_ops.py);
+#   3. the winners (>= 1% faster) together, at batch 256 and 512;
+#   4. torch.compile'd torchvision ResNet-50, the in-run baseline;
+#   5. ResNet-101 299 px + 18,291-way sigmoid head: unchanged, then winners;
+#   6. torch.compile'd ResNet-101 with the same head;
+#   7. while time is left: XLA flags on the winners, and the unchanged step
+#      again (drift check).
+# Then one table (benchmarks/attempts_table.py) and the torch table.
+# ATTEMPTS_BUDGET_S (default 540) bounds the whole: each step's timeout fits
+# in what is left, and a step that cannot fit is skipped and says so.
 # Usage: bash benchmarks/gpu_speed_attempts.sh [OUT_DIR]
-#        ONLY="base bn_bf16" bash benchmarks/gpu_speed_attempts.sh OUT   # a subset
+#        ONLY="base bn_bf16" ...   # run only these attempts (no torch)
 #        BENCH_ARGS="--depth 18 --image_size 32 ..."  # appended: a CPU smoke run
 # PYTHON (default python3) runs the benchmarks.
 set -uo pipefail
 out="${1:-${OUT:-/tmp}}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+py="${PYTHON:-python3}"
+budget="${ATTEMPTS_BUDGET_S:-540}"
+SECONDS=0
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv \
+    2>/dev/null || true
 
-# name | XLA_FLAGS added | train_step_throughput flags
-attempts=(
-  "base||--batch_size 256"
-  "bn_bf16||--batch_size 256 --bf16_norm_stats"
-  "b512||--batch_size 512"
-  "b512_bn_bf16||--batch_size 512 --bf16_norm_stats"
-  "no_triton_gemm|--xla_gpu_enable_triton_gemm=false|--batch_size 256"
-  "exhaustive_tiling|--xla_gpu_exhaustive_tiling_search=true|--batch_size 256"
-  "no_command_buffer|--xla_gpu_enable_command_buffer=|--batch_size 256"
-  "base_again||--batch_size 256"
-)
-for spec in "${attempts[@]}"; do
-    IFS="|" read -r name flags args <<<"$spec"
-    if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then continue; fi
-    echo "== $name: XLA_FLAGS+='$flags' $args"
-    # shellcheck disable=SC2086  # $args and $BENCH_ARGS hold several flags
-    XLA_FLAGS="${XLA_FLAGS:-} $flags" timeout -k 10 120 "${PYTHON:-python3}" -m benchmarks.train_step_throughput \
-        --depth 50 --image_size 224 --dtype bfloat16 --steps 20 --no_reference --matmul 8192 \
-        $args ${BENCH_ARGS:-} --json "$out/attempt_$name.json" 2>&1 | grep -v "Delay kernel timed out" \
-        | tee "$out/attempt_$name.log"
-done
-"${PYTHON:-python3}" -m benchmarks.attempts_table "$out" | tee "$out/attempts.md"
+# fits CAP: prints the timeout for a step of at most CAP seconds, or nothing
+fits() {
+    local left=$((budget - SECONDS - 10))
+    local limit=$((left < $1 ? left : $1))
+    ((limit >= 30)) && echo "$limit"
+}
+
+# attempt NAME CAP "XLA flags" train_step_throughput args...
+attempt() {
+    local name=$1 cap=$2 flags=$3 limit
+    shift 3
+    if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then return; fi
+    if ! limit=$(fits "$cap"); then
+        echo "== $name: skipped, the ${budget} s budget is spent (at ${SECONDS} s)"
+        return
+    fi
+    echo "== $name (at ${SECONDS} s, timeout ${limit} s): XLA_FLAGS+='$flags' $*"
+    # An XLA_FLAGS of blanks alone is read as a file name: leave it unset then.
+    local xla_flags
+    xla_flags=$(echo "${XLA_FLAGS:-} $flags" | xargs)
+    # shellcheck disable=SC2086  # $BENCH_ARGS holds several flags
+    env ${xla_flags:+XLA_FLAGS="$xla_flags"} timeout -k 10 "$limit" "$py" -m benchmarks.train_step_throughput \
+        --image_size 224 --dtype bfloat16 --steps 30 --no_reference --matmul 8192 \
+        "$@" ${BENCH_ARGS:-} --json "$out/attempt_$name.json" 2>&1 \
+        | grep -v "Delay kernel timed out" | tee "$out/attempt_$name.log"
+}
+
+# torch_run RUN CAP JAX_JSON: torch_baseline's run, its row merged into torch_baseline.json
+torch_run() {
+    local run=$1 cap=$2 limit
+    if [[ -n "${ONLY:-}" ]]; then return; fi
+    if ! "$py" -c "import torch, torchvision" 2>/dev/null; then
+        echo "== torch $run: torch or torchvision missing"; return
+    fi
+    if ! limit=$(fits "$cap"); then
+        echo "== torch $run: skipped, the ${budget} s budget is spent (at ${SECONDS} s)"
+        "$py" -m benchmarks.torch_baseline --runs "$run" --json "$out/torch_baseline.json" \
+            --note "skipped: the attempts' ${budget} s budget was spent"
+        return
+    fi
+    echo "== torch $run (at ${SECONDS} s, timeout ${limit} s)"
+    timeout -k 10 "$limit" "$py" -m benchmarks.torch_baseline --runs "$run" --batch_size 256 \
+        --steps 20 --warmup 3 --matmul 0 --jax_json "$3" --json "$out/torch_baseline.json" 2>&1 \
+        | tee -a "$out/torch_baseline.log"
+    local rc=${PIPESTATUS[0]}
+    if ((rc == 124 || rc == 137)); then
+        "$py" -m benchmarks.torch_baseline --runs "$run" --json "$out/torch_baseline.json" \
+            --note "timed out after ${limit} s"
+    fi
+}
+
+r50=(--depth 50 --batch_size 256)
+attempt base 120 "" "${r50[@]}" --profile_dir "$out/profile"
+attempt bn_bf16 80 "" "${r50[@]}" --no_flops --bf16_norm_stats
+attempt pointwise_matmul 80 "" "${r50[@]}" --no_flops --pointwise_as_matmul
+attempt stem_s2d 80 "" "${r50[@]}" --no_flops --stem_space_to_depth
+attempt maxpool_slices 80 "" "${r50[@]}" --no_flops --max_pool_by_slices
+read -r -a won <<<"$("$py" -m benchmarks.attempts_table "$out" --winners)"
+echo "== winners: ${won[*]:-none}"
+if ((${#won[@]})); then
+    attempt combined 80 "" "${r50[@]}" --no_flops "${won[@]}"
+fi
+attempt combined_b512 90 "" --depth 50 --batch_size 512 --no_flops ${won[@]+"${won[@]}"}
+torch_run r50_compile 120 "$out/attempt_base.json"
+attempt jft_base 150 "" --batch_size 256 --only_jft
+attempt jft_combined 120 "" --batch_size 256 --only_jft --no_flops ${won[@]+"${won[@]}"}
+torch_run r101_compile 150 "$out/attempt_jft_base.json"
+attempt jft_combined_b512 120 "" --batch_size 512 --only_jft --no_flops ${won[@]+"${won[@]}"}
+attempt xla_no_command_buffer 70 "--xla_gpu_enable_command_buffer=" "${r50[@]}" --no_flops \
+    ${won[@]+"${won[@]}"}
+attempt xla_no_triton_gemm 70 "--xla_gpu_enable_triton_gemm=false" "${r50[@]}" --no_flops \
+    ${won[@]+"${won[@]}"}
+attempt base_again 70 "" "${r50[@]}" --no_flops
+
+echo "== tables (at ${SECONDS} s)"
+"$py" -m benchmarks.attempts_table "$out" | tee "$out/attempts.md"
+if [[ -f "$out/torch_baseline.json" ]]; then
+    "$py" -m benchmarks.torch_baseline --table --jax_json "$out/attempt_base.json" \
+        --json "$out/torch_baseline.json" | tee "$out/torch_table.txt"
+fi

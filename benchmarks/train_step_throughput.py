@@ -26,12 +26,14 @@ import numpy as np
 import optax
 from flax.training import train_state as flax_train_state
 
+from benchmarks import trace_top_ops
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import sharding, train_step
 from big_vision_like.models.resnet import ResNet
 from big_vision_like.tasks.classification import ClassificationTask
 
 DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}
+SPEED_OPS = ("pointwise_as_matmul", "stem_space_to_depth", "max_pool_by_slices")
 
 
 def measured_peak_flops(n: int, dtype) -> float:
@@ -49,7 +51,8 @@ def measured_peak_flops(n: int, dtype) -> float:
     return 2 * n ** 3 / best
 
 
-def time_steps(step, state, batch, steps: int) -> tuple[float, object]:
+def time_steps(step, state, batch, steps: int,
+               profile_dir: str | None = None) -> tuple[float, object]:
     state, metrics = step(state, batch)  # compile + warm up
     jax.block_until_ready(metrics)
     state, metrics = step(state, batch)
@@ -58,7 +61,15 @@ def time_steps(step, state, batch, steps: int) -> tuple[float, object]:
     for _ in range(steps):
         state, metrics = step(state, batch)
     jax.block_until_ready((state, metrics))
-    return (time.perf_counter() - start) / steps, state
+    seconds = (time.perf_counter() - start) / steps
+    if profile_dir:  # after the timing, so tracing costs it nothing
+        with jax.profiler.trace(profile_dir):
+            for _ in range(3):
+                state, metrics = step(state, batch)
+            jax.block_until_ready((state, metrics))
+        print(trace_top_ops.report(trace_top_ops.latest_xplane(profile_dir), steps=3),
+              flush=True)
+    return seconds, state
 
 
 def step_flops(task, tx, batch: dict[str, np.ndarray]) -> float:
@@ -82,13 +93,13 @@ def step_flops(task, tx, batch: dict[str, np.ndarray]) -> float:
     return per_example * len(next(iter(batch.values()))) + per_step
 
 
-def framework(task, tx, batch, image_shape, mesh, rules, steps):
+def framework(task, tx, batch, image_shape, mesh, rules, steps, profile_dir=None):
     state, shardings = train_step.create_train_state(
         task, tx, image_shape, jax.random.key(0), mesh, rules)
     step = train_step.jit_train_step(train_step.make_train_step(task, tx, mesh), shardings,
                                      mesh)
     batch = jax.device_put(batch, mesh_lib.batch_sharding(mesh))
-    seconds, _ = time_steps(step, state, batch, steps)
+    seconds, _ = time_steps(step, state, batch, steps, profile_dir)
     return seconds
 
 
@@ -131,16 +142,29 @@ def main() -> None:
                         help="also time ResNet-101, 299 px, 18,291-way sigmoid head")
     parser.add_argument("--bf16_norm_stats", action="store_true",
                         help="batch-norm means/variances in the compute dtype, not float32")
+    for option in SPEED_OPS:
+        parser.add_argument(f"--{option}", action="store_true",
+                            help="ResNet option of the same name (models/speed_ops.py)")
+    parser.add_argument("--only_jft", action="store_true",
+                        help="time only the JFT shape (ResNet-101, 299 px, 18,291 sigmoid)")
+    parser.add_argument("--jft_depth", type=int, default=101, help="(smoke runs: smaller)")
+    parser.add_argument("--jft_image_size", type=int, default=299)
+    parser.add_argument("--no_flops", action="store_true",
+                        help="skip the FLOP count (and MFU): attempts compare img/s")
+    parser.add_argument("--profile_dir", default=None,
+                        help="after timing, trace 3 steps with jax.profiler into this folder "
+                             "and print where the device time went")
     parser.add_argument("--json", default=None, help="write results here too")
     args = parser.parse_args()
     dtype = DTYPES[args.dtype]
     device = jax.devices()[0]
-    peak = measured_peak_flops(args.matmul, dtype)
+    peak = float("nan") if args.no_flops else measured_peak_flops(args.matmul, dtype)
     mesh = mesh_lib.make_mesh(data=-1, model=1)
     rng = np.random.default_rng(0)
     results = {"device": device.device_kind, "devices": jax.device_count(),
                "dtype": args.dtype, "peak_matmul_tflops": peak / 1e12,
                "batch_size": args.batch_size, "bf16_norm_stats": args.bf16_norm_stats,
+               **{option: getattr(args, option) for option in SPEED_OPS},
                "xla_flags": os.environ.get("XLA_FLAGS", ""), "runs": []}
 
     def run(name, depth, size, num_classes, loss, with_reference):
@@ -149,15 +173,18 @@ def main() -> None:
                  "labels": np.eye(num_classes, dtype=np.float32)[
                      rng.integers(0, num_classes, args.batch_size)]}
         model = ResNet(depth=depth, num_classes=num_classes, dtype=dtype,
-                       float32_norm_stats=not args.bf16_norm_stats)
+                       float32_norm_stats=not args.bf16_norm_stats,
+                       **{option: getattr(args, option) for option in SPEED_OPS})
         task = ClassificationTask(model, num_classes, loss)
         tx = optax.sgd(0.1, momentum=0.9)
+        profile_dir = args.profile_dir and os.path.join(args.profile_dir, f"r{depth}")
         seconds = framework(task, tx, batch, shape, mesh, sharding.HEAD_SHARDED_RULES,
-                            args.steps)
-        flops = step_flops(task, tx, batch)
-        row = {"name": name, "img_per_s": args.batch_size / seconds,
-               "step_ms": seconds * 1e3, "tflops_per_step": flops / 1e12,
-               "mfu_vs_measured_peak": flops / seconds / peak}
+                            args.steps, profile_dir)
+        row = {"name": name, "img_per_s": args.batch_size / seconds, "step_ms": seconds * 1e3}
+        if not args.no_flops:
+            flops = step_flops(task, tx, batch)
+            row.update(tflops_per_step=flops / 1e12,
+                       mfu_vs_measured_peak=flops / seconds / peak)
         if with_reference and not args.no_reference:
             ref = plain_flax(model, tx, batch, shape, args.steps)
             row.update(reference_img_per_s=args.batch_size / ref,
@@ -167,9 +194,11 @@ def main() -> None:
 
     jobs = [(f"ResNet-{args.depth} {args.image_size}px softmax 1000", args.depth,
              args.image_size, 1000, "softmax_xent", True)]
-    if args.jft_head:
-        jobs.append(("ResNet-101 299px sigmoid 18291 (JFT)", 101, 299, 18291,
-                     "sigmoid_xent", False))
+    if args.only_jft:
+        jobs = []
+    if args.jft_head or args.only_jft:
+        jobs.append((f"ResNet-{args.jft_depth} {args.jft_image_size}px sigmoid 18291 (JFT)",
+                     args.jft_depth, args.jft_image_size, 18291, "sigmoid_xent", False))
     for job in jobs:
         try:
             run(*job)
@@ -182,7 +211,8 @@ def main() -> None:
     nan = float("nan")
     for r in results["runs"]:
         print(f"{r['name']:<42} {r['img_per_s']:>9.1f} {r['step_ms']:>8.1f} "
-              f"{r['mfu_vs_measured_peak']:>6.1%} {r.get('reference_img_per_s', nan):>10.1f}"
+              f"{r.get('mfu_vs_measured_peak', nan):>6.1%} "
+              f"{r.get('reference_img_per_s', nan):>10.1f}"
               f" {r.get('ratio_framework_over_reference', nan):>6.3f}")
     if args.json:
         with open(args.json, "w") as f:

@@ -189,17 +189,29 @@ def test_torch_baseline_failure_is_recorded(tmp_path):
     assert row["id"] == "r50_eager" and row["status"].startswith("failed: ValueError")
 
 
-def test_attempts_table_marks_failed_attempts_and_ratios(tmp_path):
-    from benchmarks.attempts_table import read_attempts, table
+def test_attempts_table_ratios_per_model_derived_mfu_and_winners(tmp_path):
+    from benchmarks.attempts_table import read_attempts, table, winners
 
-    for name, img_s in [("base", 100.0), ("fast", 125.0), ("broken", None)]:
+    runs = [("base", 100.0, {}, 0.2), ("stem_s2d", 125.0, {"stem_space_to_depth": True}, None),
+            ("maxpool_slices", 100.5, {"max_pool_by_slices": True}, None),
+            ("broken", None, {}, None), ("jft_base", 40.0, {}, 0.3),
+            ("jft_combined", 50.0, {"stem_space_to_depth": True}, None)]
+    for name, img_s, options, mfu in runs:
         (tmp_path / f"attempt_{name}.log").write_text("")
         if img_s is not None:
+            row = {"img_per_s": img_s, "step_ms": 256e3 / img_s}
+            if mfu is not None:
+                row["mfu_vs_measured_peak"] = mfu
             (tmp_path / f"attempt_{name}.json").write_text(json.dumps({
-                "device": "NVIDIA H200", "xla_flags": " --x=1" if name == "fast" else "",
-                "runs": [{"img_per_s": img_s, "step_ms": 256e3 / img_s,
-                          "mfu_vs_measured_peak": 0.2}]}))
-    text = table(read_attempts(str(tmp_path)))
+                "device": "NVIDIA H200", "batch_size": 256, **options,
+                "xla_flags": " --x=1" if name == "stem_s2d" else "", "runs": [row]}))
+    rows = read_attempts(str(tmp_path))
+    text = table(rows)
     assert "device: NVIDIA H200" in text
-    assert "| fast | `--x=1` | 125 | 2048.0 | 20.0% | 1.250 |" in text
-    assert "| broken | | failed" in text
+    # MFU scaled from base's by the speed-up; JFT attempts compare with jft_base.
+    assert ("| stem_s2d | 256 | stem_space_to_depth | `--x=1` | 125 | 2048.0 | 25.0% | 1.250 |"
+            in text)
+    assert ("| jft_combined | 256 | stem_space_to_depth | `-` | 50 | 5120.0 | 37.5% | 1.250 |"
+            in text)
+    assert "| broken | | | | failed" in text
+    assert winners(rows) == ["--stem_space_to_depth"]  # 0.5% is not a win

@@ -27,16 +27,21 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from big_vision_like.models import speed_ops
+
 STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
           101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
 def _conv(features: int, kernel: int, strides: int = 1, dilation: int = 1,
-          dtype: Any = jnp.float32, name: str | None = None) -> nn.Conv:
+          dtype: Any = jnp.float32, name: str | None = None,
+          as_matmul: bool = False) -> nn.Module:
+    init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+    if kernel == 1 and as_matmul:
+        return speed_ops.PointwiseConv(features, strides, dtype, init, name=name)
     return nn.Conv(features, (kernel, kernel), (strides, strides),
                    kernel_dilation=(dilation, dilation), padding="SAME", use_bias=False,
-                   dtype=dtype, name=name,
-                   kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
+                   dtype=dtype, name=name, kernel_init=init)
 
 
 def _norm(train: bool, dtype: Any, name: str, zero_scale: bool = False,
@@ -59,6 +64,12 @@ class _Block(nn.Module):
     dtype: Any = jnp.float32
     frozen: str | None = None
     float32_norm_stats: bool = True
+    pointwise_as_matmul: bool = False
+
+    def conv(self, features: int, kernel: int, strides: int = 1, dilation: int = 1,
+             name: str | None = None) -> nn.Module:
+        return _conv(features, kernel, strides, dilation, self.dtype, name,
+                     self.pointwise_as_matmul)
 
     def norm(self, train: bool, name: str, zero_scale: bool = False) -> nn.BatchNorm:
         return _norm(train, self.dtype, name, zero_scale, self.frozen, self.path,
@@ -68,29 +79,27 @@ class _Block(nn.Module):
 class BottleneckBlock(_Block):
     @nn.compact
     def __call__(self, x, train: bool):
-        dt = self.dtype
-        y = nn.relu(self.norm(train, "bn1")(_conv(self.filters, 1, dtype=dt, name="conv1")(x)))
-        y = nn.relu(self.norm(train, "bn2")(_conv(self.filters, 3, self.strides, self.dilation,
-                                                  dt, name="conv2")(y)))
+        y = nn.relu(self.norm(train, "bn1")(self.conv(self.filters, 1, name="conv1")(x)))
+        y = nn.relu(self.norm(train, "bn2")(self.conv(self.filters, 3, self.strides,
+                                                      self.dilation, name="conv2")(y)))
         y = self.norm(train, "bn3", zero_scale=True)(
-            _conv(self.filters * 4, 1, dtype=dt, name="conv3")(y))
+            self.conv(self.filters * 4, 1, name="conv3")(y))
         if x.shape != y.shape:
-            x = self.norm(train, "proj_bn")(_conv(self.filters * 4, 1, self.strides, dtype=dt,
-                                                  name="proj")(x))
+            x = self.norm(train, "proj_bn")(self.conv(self.filters * 4, 1, self.strides,
+                                                      name="proj")(x))
         return nn.relu(x + y)
 
 
 class BasicBlock(_Block):
     @nn.compact
     def __call__(self, x, train: bool):
-        dt = self.dtype
-        y = nn.relu(self.norm(train, "bn1")(_conv(self.filters, 3, self.strides, self.dilation,
-                                                  dt, name="conv1")(x)))
+        y = nn.relu(self.norm(train, "bn1")(self.conv(self.filters, 3, self.strides,
+                                                      self.dilation, name="conv1")(x)))
         y = self.norm(train, "bn2", zero_scale=True)(
-            _conv(self.filters, 3, 1, self.dilation, dt, name="conv2")(y))
+            self.conv(self.filters, 3, 1, self.dilation, name="conv2")(y))
         if x.shape != y.shape:
-            x = self.norm(train, "proj_bn")(_conv(self.filters, 1, self.strides, dtype=dt,
-                                                  name="proj")(x))
+            x = self.norm(train, "proj_bn")(self.conv(self.filters, 1, self.strides,
+                                                      name="proj")(x))
         return nn.relu(x + y)
 
 
@@ -107,13 +116,25 @@ class ResNet(nn.Module):
     # Batch-norm means and variances in float32 (flax's default) even when
     # `dtype` is bfloat16; False reduces in `dtype`, a GPU speed attempt.
     float32_norm_stats: bool = True
+    # Other forms of the same ops (models/speed_ops.py), same parameters and
+    # results; GPU speed attempts, off by default.
+    pointwise_as_matmul: bool = False
+    stem_space_to_depth: bool = False
+    max_pool_by_slices: bool = False
 
     def stem(self, images, train: bool):
         """conv1 (7x7, stride 2) and its max pool: stride 4. Call inside a compact method."""
-        x = nn.Conv(int(64 * self.width), (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
-                    use_bias=False, dtype=self.dtype, name="conv1")(images.astype(self.dtype))
+        features = int(64 * self.width)
+        if self.stem_space_to_depth:
+            conv = speed_ops.SpaceToDepthStemConv(features, self.dtype, name="conv1")
+        else:
+            conv = nn.Conv(features, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
+                           use_bias=False, dtype=self.dtype, name="conv1")
         x = nn.relu(_norm(train, self.dtype, "conv1_bn", frozen=self.frozen,
-                          float32_stats=self.float32_norm_stats)(x))
+                          float32_stats=self.float32_norm_stats)(
+                              conv(images.astype(self.dtype))))
+        if self.max_pool_by_slices:
+            return x, speed_ops.max_pool_by_slices(x, 3, 2)
         return x, nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
 
     def stage(self, x, index: int, strides: int, dilation: int, train: bool):
@@ -125,6 +146,7 @@ class ResNet(nn.Module):
             x = block_cls(int(64 * self.width) * 2 ** index, strides=strides if j == 0 else 1,
                           dilation=dilation, dtype=self.dtype, frozen=self.frozen,
                           float32_norm_stats=self.float32_norm_stats,
+                          pointwise_as_matmul=self.pointwise_as_matmul,
                           name=f"conv{index + 2}_block{j + 1}")(x, train)
         return x
 

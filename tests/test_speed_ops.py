@@ -1,0 +1,83 @@
+"""models/speed_ops.py: each other form computes what the op it replaces
+computes, with the same parameters (float32, so only summation order differs)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from big_vision_like.models import speed_ops
+from big_vision_like.models.resnet import ResNet
+
+
+def _same_params_same_output(fast, reference, x, rtol=1e-5):
+    params = reference.init(jax.random.key(0), x)
+    fast_params = fast.init(jax.random.key(0), x)
+    assert jax.tree.map(jnp.shape, fast_params) == jax.tree.map(jnp.shape, params)
+    for a, b in zip(jax.tree.leaves(fast_params), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(a, b)  # same initialiser, same key
+    # A distinctive kernel, so a transposed or shifted tap cannot pass.
+    params = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), params)
+    want = reference.apply(params, x)
+    got = fast.apply(params, x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * float(jnp.abs(want).max()))
+
+
+@pytest.mark.parametrize("strides,size", [(1, 6), (2, 6), (2, 7)])
+def test_pointwise_conv_is_a_1x1_convolution(strides, size):
+    x = jax.random.normal(jax.random.key(2), (2, size, size + 1, 5))
+    _same_params_same_output(
+        speed_ops.PointwiseConv(8, strides),
+        nn.Conv(8, (1, 1), (strides, strides), padding="SAME", use_bias=False), x)
+
+
+@pytest.mark.parametrize("height,width", [(16, 16), (15, 17), (224, 224)])
+def test_space_to_depth_stem_is_the_7x7_stride_2_convolution(height, width):
+    x = jax.random.normal(jax.random.key(3), (2, height, width, 3))
+    _same_params_same_output(
+        speed_ops.SpaceToDepthStemConv(4),
+        nn.Conv(4, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False), x)
+
+
+@pytest.mark.parametrize("size", [8, 9])
+def test_max_pool_by_slices_values_and_gradient_behind_a_relu(size):
+    x = jax.random.normal(jax.random.key(4), (2, size, size, 3))
+    x = x.at[0, :3, :3].set(-1.0)  # a whole window of ReLU zeros: ties
+    reference = lambda x: nn.max_pool(jax.nn.relu(x), (3, 3), (2, 2), padding="SAME")
+    fast = lambda x: speed_ops.max_pool_by_slices(jax.nn.relu(x), 3, 2)
+    np.testing.assert_array_equal(fast(x), reference(x))
+    cotangent = jax.random.normal(jax.random.key(5), reference(x).shape)
+    grads = [jax.grad(lambda x, f=f: jnp.sum(f(x) * cotangent))(x) for f in (fast, reference)]
+    np.testing.assert_array_equal(grads[0], grads[1])
+    assert float(jnp.abs(grads[1]).sum()) > 0
+
+
+def test_resnet_with_every_speed_op_trains_like_the_default():
+    """Same parameter tree and initial values, and the same loss, gradients and
+    batch statistics of a train step (ResNet-50 layout, small width)."""
+    images = jax.random.normal(jax.random.key(6), (4, 32, 32, 3))
+    models = [ResNet(depth=50, num_classes=7, width=0.125, head_bias_init=0.1),
+              ResNet(depth=50, num_classes=7, width=0.125, head_bias_init=0.1,
+                     pointwise_as_matmul=True, stem_space_to_depth=True,
+                     max_pool_by_slices=True)]
+    variables = [m.init(jax.random.key(0), images, train=False) for m in models]
+    assert jax.tree.structure(variables[0]) == jax.tree.structure(variables[1])
+    for a, b in zip(jax.tree.leaves(variables[0]), jax.tree.leaves(variables[1])):
+        np.testing.assert_array_equal(a, b)
+    # Non-zero block-final scales and head, so every path carries gradient.
+    params = jax.tree.map(lambda p: p + 0.1, variables[0]["params"])
+
+    def loss(params, model):
+        (logits, _), new = model.apply({"params": params,
+                                        "batch_stats": variables[0]["batch_stats"]},
+                                       images, train=True, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(logits)), new
+
+    results = [jax.value_and_grad(loss, has_aux=True)(params, m) for m in models]
+    (loss_a, stats_a), grads_a = results[0]
+    (loss_b, stats_b), grads_b = results[1]
+    np.testing.assert_allclose(loss_b, loss_a, rtol=1e-4)
+    for a, b in zip(jax.tree.leaves((grads_a, stats_a)), jax.tree.leaves((grads_b, stats_b))):
+        np.testing.assert_allclose(b, a, rtol=2e-3, atol=2e-3 * float(jnp.abs(a).max()) + 1e-5)
