@@ -9,8 +9,9 @@
 #   4. torch.compile'd torchvision ResNet-50, the in-run baseline;
 #   5. ResNet-101 299 px + 18,291-way sigmoid head: unchanged, then winners;
 #   6. torch.compile'd ResNet-101 with the same head;
-#   7. while time is left: XLA flags on the winners, and the unchanged step
-#      again (drift check).
+#   7. while time is left: the winners at batch 1024, XLA flags on the
+#      winners (matmuls without Triton, GEMM fusions through cuDNN, no CUDA
+#      graphs), and the unchanged step again (drift check).
 # Then one table (benchmarks/attempts_table.py) and the torch table.
 # ATTEMPTS_BUDGET_S (default 540) bounds the whole: each step's timeout fits
 # in what is left, and a step that cannot fit is skipped and says so.
@@ -96,9 +97,12 @@ attempt jft_base 150 "" --batch_size 256 --only_jft
 attempt jft_combined 120 "" --batch_size 256 --only_jft --no_flops ${won[@]+"${won[@]}"}
 torch_run r101_compile 150 "$out/attempt_jft_base.json"
 attempt jft_combined_b512 120 "" --batch_size 512 --only_jft --no_flops ${won[@]+"${won[@]}"}
-attempt xla_no_command_buffer 70 "--xla_gpu_enable_command_buffer=" "${r50[@]}" --no_flops \
-    ${won[@]+"${won[@]}"}
+attempt combined_b1024 100 "" --depth 50 --batch_size 1024 --no_flops ${won[@]+"${won[@]}"}
 attempt xla_no_triton_gemm 70 "--xla_gpu_enable_triton_gemm=false" "${r50[@]}" --no_flops \
+    ${won[@]+"${won[@]}"}
+attempt xla_cudnn_gemm_fusion 70 "--xla_gpu_cudnn_gemm_fusion_level=3" "${r50[@]}" --no_flops \
+    ${won[@]+"${won[@]}"}
+attempt xla_no_command_buffer 70 "--xla_gpu_enable_command_buffer=" "${r50[@]}" --no_flops \
     ${won[@]+"${won[@]}"}
 attempt base_again 70 "" "${r50[@]}" --no_flops
 

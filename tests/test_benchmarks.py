@@ -5,6 +5,8 @@ import math
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 
@@ -215,3 +217,26 @@ def test_attempts_table_ratios_per_model_derived_mfu_and_winners(tmp_path):
             in text)
     assert "| broken | | | | failed" in text
     assert winners(rows) == ["--stem_space_to_depth"]  # 0.5% is not a win
+
+
+def test_trace_top_ops_sums_a_real_trace_by_op_and_kind(tmp_path):
+    from benchmarks import trace_top_ops
+
+    x = jnp.ones((256, 256))
+    step = jax.jit(lambda x: jnp.tanh(jax.lax.conv_general_dilated(
+        x[None, :, :, None], jnp.ones((3, 3, 1, 4)), (1, 1), "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))).sum())
+    step(x).block_until_ready()
+    with jax.profiler.trace(str(tmp_path)):
+        for _ in range(2):
+            step(x).block_until_ready()
+    path = trace_top_ops.latest_xplane(str(tmp_path))
+    times = trace_top_ops.op_times(path)
+    assert times and all(ns >= 0 for ns, _ in times.values())
+    assert any(trace_top_ops.kind(op, kernel) == "convolution" for op, (_, kernel) in times.items())
+    text = trace_top_ops.report(path, steps=2)
+    assert "| convolution |" in text and "ms of device ops per step (2 steps)" in text
+    assert trace_top_ops.kind("convert_reduce_fusion", "") == "reduction"
+    assert trace_top_ops.kind("custom-call.3", "sm90_xmma_wgrad_implicit_gemm") == "convolution"
+    with pytest.raises(FileNotFoundError, match="No .xplane.pb"):
+        trace_top_ops.latest_xplane(str(tmp_path / "empty"))
