@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Issue 14's GPU speed attempts, one device call, one process per attempt on
-# the same card, most important first so a short lease still gives a table:
-#   1. ResNet-50 (224 px, bf16, batch 256) unchanged, with a profiler trace of
-#      3 steps and its top-ops table (benchmarks/trace_top_ops.py);
-#   2. each single change: bf16 batch-norm statistics, 1x1 convolutions as
-#      matmuls, space-to-depth stem, max pool by slices (models/speed_ops.py);
-#   3. the winners (>= 1% faster) together, at batch 256 and 512;
+# the same card, most important first so a short lease still gives a table
+# (BENCHMARKS.md has the first call's results and what was dropped):
+#   1. ResNet-50 (224 px, bf16, batch 256) as the project runs it, with a
+#      profiler trace of 3 steps and its top-kernels table
+#      (benchmarks/trace_top_ops.py);
+#   2. the plain 7x7 stem (the space-to-depth stem's effect, again), and each
+#      candidate change: the max pool's gather gradient (models/speed_ops.py);
+#   3. the winners (>= 1% faster) at batch 512;
 #   4. torch.compile'd torchvision ResNet-50, the in-run baseline;
-#   5. ResNet-101 299 px + 18,291-way sigmoid head: unchanged, then winners;
+#   5. ResNet-101 299 px + 18,291-way sigmoid head: as is, then the winners
+#      at batch 512;
 #   6. torch.compile'd ResNet-101 with the same head;
 #   7. while time is left: the winners at batch 1024, XLA flags on the
 #      winners (matmuls without Triton, GEMM fusions through cuDNN, no CUDA
@@ -16,7 +19,7 @@
 # ATTEMPTS_BUDGET_S (default 540) bounds the whole: each step's timeout fits
 # in what is left, and a step that cannot fit is skipped and says so.
 # Usage: bash benchmarks/gpu_speed_attempts.sh [OUT_DIR]
-#        ONLY="base bn_bf16" ...   # run only these attempts (no torch)
+#        ONLY="base torch_r101_compile" ...   # run only these steps
 #        BENCH_ARGS="--depth 18 --image_size 32 ..."  # appended: a CPU smoke run
 # PYTHON (default python3) runs the benchmarks.
 set -uo pipefail
@@ -59,7 +62,7 @@ attempt() {
 # torch_run RUN CAP JAX_JSON: torch_baseline's run, its row merged into torch_baseline.json
 torch_run() {
     local run=$1 cap=$2 limit
-    if [[ -n "${ONLY:-}" ]]; then return; fi
+    if [[ -n "${ONLY:-}" && " $ONLY " != *" torch_$run "* ]]; then return; fi
     if ! "$py" -c "import torch, torchvision" 2>/dev/null; then
         echo "== torch $run: torch or torchvision missing"; return
     fi
@@ -82,21 +85,15 @@ torch_run() {
 
 r50=(--depth 50 --batch_size 256)
 attempt base 120 "" "${r50[@]}" --profile_dir "$out/profile"
-attempt bn_bf16 80 "" "${r50[@]}" --no_flops --bf16_norm_stats
-attempt pointwise_matmul 80 "" "${r50[@]}" --no_flops --pointwise_as_matmul
-attempt stem_s2d 80 "" "${r50[@]}" --no_flops --stem_space_to_depth
-attempt maxpool_slices 80 "" "${r50[@]}" --no_flops --max_pool_by_slices
+attempt plain_stem 80 "" "${r50[@]}" --no_flops --plain_stem
+attempt maxpool_gather 80 "" "${r50[@]}" --no_flops --max_pool_gather_grad
 read -r -a won <<<"$("$py" -m benchmarks.attempts_table "$out" --winners)"
 echo "== winners: ${won[*]:-none}"
-if ((${#won[@]})); then
-    attempt combined 80 "" "${r50[@]}" --no_flops "${won[@]}"
-fi
 attempt combined_b512 90 "" --depth 50 --batch_size 512 --no_flops ${won[@]+"${won[@]}"}
 torch_run r50_compile 120 "$out/attempt_base.json"
 attempt jft_base 150 "" --batch_size 256 --only_jft
-attempt jft_combined 120 "" --batch_size 256 --only_jft --no_flops ${won[@]+"${won[@]}"}
+attempt jft_combined_b512 150 "" --batch_size 512 --only_jft --no_flops ${won[@]+"${won[@]}"}
 torch_run r101_compile 150 "$out/attempt_jft_base.json"
-attempt jft_combined_b512 120 "" --batch_size 512 --only_jft --no_flops ${won[@]+"${won[@]}"}
 attempt combined_b1024 100 "" --depth 50 --batch_size 1024 --no_flops ${won[@]+"${won[@]}"}
 attempt xla_no_triton_gemm 70 "--xla_gpu_enable_triton_gemm=false" "${r50[@]}" --no_flops \
     ${won[@]+"${won[@]}"}

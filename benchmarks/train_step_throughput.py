@@ -33,7 +33,6 @@ from big_vision_like.models.resnet import ResNet
 from big_vision_like.tasks.classification import ClassificationTask
 
 DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}
-SPEED_OPS = ("pointwise_as_matmul", "stem_space_to_depth", "max_pool_by_slices")
 
 
 def measured_peak_flops(n: int, dtype) -> float:
@@ -128,6 +127,12 @@ def plain_flax(model, tx, batch, image_shape, steps):
     return seconds
 
 
+def model_options(args: argparse.Namespace) -> dict[str, bool]:
+    """The ResNet options of models/speed_ops.py that the flags choose."""
+    return {"stem_space_to_depth": not args.plain_stem,
+            "max_pool_gather_grad": args.max_pool_gather_grad}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=50)
@@ -140,11 +145,10 @@ def main() -> None:
                         help="skip the plain-flax reference (batch-size sweeps)")
     parser.add_argument("--jft_head", action="store_true",
                         help="also time ResNet-101, 299 px, 18,291-way sigmoid head")
-    parser.add_argument("--bf16_norm_stats", action="store_true",
-                        help="batch-norm means/variances in the compute dtype, not float32")
-    for option in SPEED_OPS:
-        parser.add_argument(f"--{option}", action="store_true",
-                            help="ResNet option of the same name (models/speed_ops.py)")
+    parser.add_argument("--plain_stem", action="store_true",
+                        help="the stem's 7x7 stride-2 convolution as one, not by space-to-depth")
+    parser.add_argument("--max_pool_gather_grad", action="store_true",
+                        help="ResNet option of the same name (models/speed_ops.py)")
     parser.add_argument("--only_jft", action="store_true",
                         help="time only the JFT shape (ResNet-101, 299 px, 18,291 sigmoid)")
     parser.add_argument("--jft_depth", type=int, default=101, help="(smoke runs: smaller)")
@@ -163,8 +167,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     results = {"device": device.device_kind, "devices": jax.device_count(),
                "dtype": args.dtype, "peak_matmul_tflops": peak / 1e12,
-               "batch_size": args.batch_size, "bf16_norm_stats": args.bf16_norm_stats,
-               **{option: getattr(args, option) for option in SPEED_OPS},
+               "batch_size": args.batch_size, **model_options(args),
                "xla_flags": os.environ.get("XLA_FLAGS", ""), "runs": []}
 
     def run(name, depth, size, num_classes, loss, with_reference):
@@ -172,9 +175,7 @@ def main() -> None:
         batch = {"image": rng.normal(size=(args.batch_size, *shape)).astype(np.float32),
                  "labels": np.eye(num_classes, dtype=np.float32)[
                      rng.integers(0, num_classes, args.batch_size)]}
-        model = ResNet(depth=depth, num_classes=num_classes, dtype=dtype,
-                       float32_norm_stats=not args.bf16_norm_stats,
-                       **{option: getattr(args, option) for option in SPEED_OPS})
+        model = ResNet(depth=depth, num_classes=num_classes, dtype=dtype, **model_options(args))
         task = ClassificationTask(model, num_classes, loss)
         tx = optax.sgd(0.1, momentum=0.9)
         profile_dir = args.profile_dir and os.path.join(args.profile_dir, f"r{depth}")

@@ -194,10 +194,11 @@ def test_torch_baseline_failure_is_recorded(tmp_path):
 def test_attempts_table_ratios_per_model_derived_mfu_and_winners(tmp_path):
     from benchmarks.attempts_table import read_attempts, table, winners
 
-    runs = [("base", 100.0, {}, 0.2), ("stem_s2d", 125.0, {"stem_space_to_depth": True}, None),
-            ("maxpool_slices", 100.5, {"max_pool_by_slices": True}, None),
+    gather = {"max_pool_gather_grad": True}
+    runs = [("base", 100.0, {}, 0.2), ("maxpool_gather", 125.0, gather, None),
+            ("plain_stem", 100.5, {"stem_space_to_depth": False}, None),
             ("broken", None, {}, None), ("jft_base", 40.0, {}, 0.3),
-            ("jft_combined", 50.0, {"stem_space_to_depth": True}, None)]
+            ("jft_combined", 50.0, gather, None)]
     for name, img_s, options, mfu in runs:
         (tmp_path / f"attempt_{name}.log").write_text("")
         if img_s is not None:
@@ -206,17 +207,19 @@ def test_attempts_table_ratios_per_model_derived_mfu_and_winners(tmp_path):
                 row["mfu_vs_measured_peak"] = mfu
             (tmp_path / f"attempt_{name}.json").write_text(json.dumps({
                 "device": "NVIDIA H200", "batch_size": 256, **options,
-                "xla_flags": " --x=1" if name == "stem_s2d" else "", "runs": [row]}))
+                "xla_flags": " --x=1" if name == "maxpool_gather" else "", "runs": [row]}))
     rows = read_attempts(str(tmp_path))
     text = table(rows)
     assert "device: NVIDIA H200" in text
     # MFU scaled from base's by the speed-up; JFT attempts compare with jft_base.
-    assert ("| stem_s2d | 256 | stem_space_to_depth | `--x=1` | 125 | 2048.0 | 25.0% | 1.250 |"
-            in text)
-    assert ("| jft_combined | 256 | stem_space_to_depth | `-` | 50 | 5120.0 | 37.5% | 1.250 |"
+    assert ("| maxpool_gather | 256 | max_pool_gather_grad | `--x=1` | 125 | 2048.0 | 25.0% "
+            "| 1.250 |" in text)
+    assert ("| jft_combined | 256 | max_pool_gather_grad | `-` | 50 | 5120.0 | 37.5% | 1.250 |"
             in text)
     assert "| broken | | | | failed" in text
-    assert winners(rows) == ["--stem_space_to_depth"]  # 0.5% is not a win
+    assert winners(rows) == ["--max_pool_gather_grad"]
+    rows["maxpool_gather"]["img_per_s"] = 100.5  # under 1% faster: not a win
+    assert winners(rows) == []
 
 
 def test_trace_top_ops_sums_a_real_trace_by_op_and_kind(tmp_path):
@@ -233,10 +236,14 @@ def test_trace_top_ops_sums_a_real_trace_by_op_and_kind(tmp_path):
     path = trace_top_ops.latest_xplane(str(tmp_path))
     times = trace_top_ops.op_times(path)
     assert times and all(ns >= 0 for ns, _ in times.values())
-    assert any(trace_top_ops.kind(op, kernel) == "convolution" for op, (_, kernel) in times.items())
+    assert any(trace_top_ops.kind(name, op) == "convolution" for name, (_, op) in times.items())
     text = trace_top_ops.report(path, steps=2)
     assert "| convolution |" in text and "ms of device ops per step (2 steps)" in text
     assert trace_top_ops.kind("convert_reduce_fusion", "") == "reduction"
-    assert trace_top_ops.kind("custom-call.3", "sm90_xmma_wgrad_implicit_gemm") == "convolution"
+    assert trace_top_ops.kind("sm90_xmma_wgrad_implicit_gemm", "command_buffer_3") == "convolution"
     with pytest.raises(FileNotFoundError, match="No .xplane.pb"):
         trace_top_ops.latest_xplane(str(tmp_path / "empty"))
+    assert trace_top_ops.kind("nvjet_sm90_tst_128x128_64x6_1x2_h_bz_splitK_NTT") == "matmul"
+    assert trace_top_ops.kind("input_scatter_fusion") == "scatter"
+    assert trace_top_ops.kind("nvjet_sm90_tst_256x128", "cudnn-conv.132") == "convolution"
+    assert trace_top_ops.kind("wrapped_convert", "wrapped_convert.39") == "other"

@@ -34,24 +34,20 @@ STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
 
 
 def _conv(features: int, kernel: int, strides: int = 1, dilation: int = 1,
-          dtype: Any = jnp.float32, name: str | None = None,
-          as_matmul: bool = False) -> nn.Module:
-    init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-    if kernel == 1 and as_matmul:
-        return speed_ops.PointwiseConv(features, strides, dtype, init, name=name)
+          dtype: Any = jnp.float32, name: str | None = None) -> nn.Conv:
     return nn.Conv(features, (kernel, kernel), (strides, strides),
                    kernel_dilation=(dilation, dilation), padding="SAME", use_bias=False,
-                   dtype=dtype, name=name, kernel_init=init)
+                   dtype=dtype, name=name,
+                   kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
 
 
 def _norm(train: bool, dtype: Any, name: str, zero_scale: bool = False,
-          frozen: str | None = None, prefix: tuple[str, ...] = (),
-          float32_stats: bool = True) -> nn.BatchNorm:
+          frozen: str | None = None, prefix: tuple[str, ...] = ()) -> nn.BatchNorm:
     if frozen and re.search(frozen, "/".join((*prefix, name, "scale"))):
         train = False
     # A zero scale on a block's last BN makes the block start as the identity.
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        dtype=dtype, name=name, force_float32_reductions=float32_stats,
+                        dtype=dtype, name=name,
                         scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones)
 
 
@@ -63,43 +59,37 @@ class _Block(nn.Module):
     dilation: int = 1
     dtype: Any = jnp.float32
     frozen: str | None = None
-    float32_norm_stats: bool = True
-    pointwise_as_matmul: bool = False
-
-    def conv(self, features: int, kernel: int, strides: int = 1, dilation: int = 1,
-             name: str | None = None) -> nn.Module:
-        return _conv(features, kernel, strides, dilation, self.dtype, name,
-                     self.pointwise_as_matmul)
 
     def norm(self, train: bool, name: str, zero_scale: bool = False) -> nn.BatchNorm:
-        return _norm(train, self.dtype, name, zero_scale, self.frozen, self.path,
-                     self.float32_norm_stats)
+        return _norm(train, self.dtype, name, zero_scale, self.frozen, self.path)
 
 
 class BottleneckBlock(_Block):
     @nn.compact
     def __call__(self, x, train: bool):
-        y = nn.relu(self.norm(train, "bn1")(self.conv(self.filters, 1, name="conv1")(x)))
-        y = nn.relu(self.norm(train, "bn2")(self.conv(self.filters, 3, self.strides,
-                                                      self.dilation, name="conv2")(y)))
+        dt = self.dtype
+        y = nn.relu(self.norm(train, "bn1")(_conv(self.filters, 1, dtype=dt, name="conv1")(x)))
+        y = nn.relu(self.norm(train, "bn2")(_conv(self.filters, 3, self.strides, self.dilation,
+                                                  dt, name="conv2")(y)))
         y = self.norm(train, "bn3", zero_scale=True)(
-            self.conv(self.filters * 4, 1, name="conv3")(y))
+            _conv(self.filters * 4, 1, dtype=dt, name="conv3")(y))
         if x.shape != y.shape:
-            x = self.norm(train, "proj_bn")(self.conv(self.filters * 4, 1, self.strides,
-                                                      name="proj")(x))
+            x = self.norm(train, "proj_bn")(_conv(self.filters * 4, 1, self.strides, dtype=dt,
+                                                  name="proj")(x))
         return nn.relu(x + y)
 
 
 class BasicBlock(_Block):
     @nn.compact
     def __call__(self, x, train: bool):
-        y = nn.relu(self.norm(train, "bn1")(self.conv(self.filters, 3, self.strides,
-                                                      self.dilation, name="conv1")(x)))
+        dt = self.dtype
+        y = nn.relu(self.norm(train, "bn1")(_conv(self.filters, 3, self.strides, self.dilation,
+                                                  dt, name="conv1")(x)))
         y = self.norm(train, "bn2", zero_scale=True)(
-            self.conv(self.filters, 3, 1, self.dilation, name="conv2")(y))
+            _conv(self.filters, 3, 1, self.dilation, dt, name="conv2")(y))
         if x.shape != y.shape:
-            x = self.norm(train, "proj_bn")(self.conv(self.filters, 1, self.strides,
-                                                      name="proj")(x))
+            x = self.norm(train, "proj_bn")(_conv(self.filters, 1, self.strides, dtype=dt,
+                                                  name="proj")(x))
         return nn.relu(x + y)
 
 
@@ -113,14 +103,10 @@ class ResNet(nn.Module):
     output_stride: int = 32
     dtype: Any = jnp.float32
     frozen: str | None = None  # regex over parameter paths, see the module docstring
-    # Batch-norm means and variances in float32 (flax's default) even when
-    # `dtype` is bfloat16; False reduces in `dtype`, a GPU speed attempt.
-    float32_norm_stats: bool = True
-    # Other forms of the same ops (models/speed_ops.py), same parameters and
-    # results; GPU speed attempts, off by default.
-    pointwise_as_matmul: bool = False
-    stem_space_to_depth: bool = False
-    max_pool_by_slices: bool = False
+    # Other forms of the stem's ops with the same parameters and results
+    # (models/speed_ops.py); the space-to-depth convolution is faster on GPUs.
+    stem_space_to_depth: bool = True
+    max_pool_gather_grad: bool = False
 
     def stem(self, images, train: bool):
         """conv1 (7x7, stride 2) and its max pool: stride 4. Call inside a compact method."""
@@ -130,11 +116,10 @@ class ResNet(nn.Module):
         else:
             conv = nn.Conv(features, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
                            use_bias=False, dtype=self.dtype, name="conv1")
-        x = nn.relu(_norm(train, self.dtype, "conv1_bn", frozen=self.frozen,
-                          float32_stats=self.float32_norm_stats)(
-                              conv(images.astype(self.dtype))))
-        if self.max_pool_by_slices:
-            return x, speed_ops.max_pool_by_slices(x, 3, 2)
+        x = nn.relu(_norm(train, self.dtype, "conv1_bn", frozen=self.frozen)(
+            conv(images.astype(self.dtype))))
+        if self.max_pool_gather_grad:
+            return x, speed_ops.max_pool_gather_grad(x, 3, 2)
         return x, nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
 
     def stage(self, x, index: int, strides: int, dilation: int, train: bool):
@@ -145,8 +130,6 @@ class ResNet(nn.Module):
         for j in range(STAGES[self.depth][index]):
             x = block_cls(int(64 * self.width) * 2 ** index, strides=strides if j == 0 else 1,
                           dilation=dilation, dtype=self.dtype, frozen=self.frozen,
-                          float32_norm_stats=self.float32_norm_stats,
-                          pointwise_as_matmul=self.pointwise_as_matmul,
                           name=f"conv{index + 2}_block{j + 1}")(x, train)
         return x
 

@@ -1,47 +1,32 @@
-"""Other forms of three ResNet ops, with the same parameters and results, that
-a compiler may run faster (issue 14's GPU step attempts).
+"""Other forms of ResNet stem ops, with the same parameters and results, that
+run faster (issue 14's GPU step attempts; BENCHMARKS.md has the figures).
 
-- `PointwiseConv`: a 1x1 convolution as a matrix product over channels. XLA
-  lowers a convolution to a cuDNN call, which takes its input from memory; a
-  matrix product can instead become a Triton GEMM that reads the batch-norm
-  and ReLU before it inside its prologue, so their output is never written.
 - `SpaceToDepthStemConv`: the 7x7 stride-2 stem convolution on 3 channels as
   a 4x4 stride-1 convolution on 12 (each 2x2 pixel block folded into
-  channels; TPU ResNets do this, since 3 channels fill the matrix units badly).
-- `max_pool_by_slices`: max pooling as the maximum of the window's strided
-  slices, whose gradient is elementwise selects instead of XLA's
-  select-and-scatter (overlapping windows scatter with atomics on GPUs).
+  channels; TPU ResNets do this, since 3 channels fill the matrix units
+  badly). It keeps nn.Conv's parameter (`kernel`, 7x7x3xF, same initialiser),
+  so checkpoints move between the forms. On an H200 the ResNet-50 step ran
+  4.5% faster with it: cuDNN's 3-channel kernels were 7% of the step.
+- `max_pool_gather_grad`: the stem's max pool with its gradient computed by
+  elementwise compares and strided pads instead of XLA's select-and-scatter,
+  which ran as one scatter kernel taking 3.5% of that step.
 
-Each keeps the parameter tree of the op it replaces (`kernel`, same shape and
-initialiser), so checkpoints move between the forms.
+Tried and dropped (slower on the H200): 1x1 convolutions as explicit
+matmuls (XLA's cuDNN already runs them with cuBLAS's matmul kernels), max
+pooling as a maximum of strided slices left to autodiff, and batch-norm
+statistics reduced in bfloat16.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from jax import lax
-
-
-class PointwiseConv(nn.Module):
-    """nn.Conv(features, (1, 1), strides, padding="SAME", use_bias=False) as a matmul."""
-
-    features: int
-    strides: int = 1
-    dtype: Any = jnp.float32
-    kernel_init: Callable = nn.initializers.lecun_normal()
-
-    @nn.compact
-    def __call__(self, x):
-        kernel = self.param("kernel", self.kernel_init, (1, 1, x.shape[-1], self.features),
-                            jnp.float32)
-        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-        if self.strides > 1:  # SAME padding of a 1x1 window pads nothing: a strided slice
-            x = x[:, ::self.strides, ::self.strides]
-        return lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
 
 
 class SpaceToDepthStemConv(nn.Module):
@@ -69,22 +54,43 @@ class SpaceToDepthStemConv(nn.Module):
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def max_pool_by_slices(x, window: int = 3, strides: int = 2):
-    """nn.max_pool(x, (window, window), (strides, strides), padding="SAME").
+def _max_pool(x, window: int, strides: int):
+    return nn.max_pool(x, (window, window), (strides, strides), padding="SAME")
 
-    Forward values are identical. Where several inputs of a window tie for
-    the maximum, the gradient is shared between them (jnp.maximum's rule)
-    rather than given to the first; behind a ReLU, as in the ResNet stem,
-    ties at zero get no gradient either way.
-    """
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def max_pool_gather_grad(x, window: int = 3, strides: int = 2):
+    """nn.max_pool(x, (window, window), (strides, strides), padding="SAME"), with
+    the same gradient (each window's first maximum, in row-major order, gets
+    it) computed from the window's taps: per tap a compare and a select, and
+    one strided pad-and-add into the input's shape, all elementwise."""
+    return _max_pool(x, window, strides)
+
+
+def _max_pool_fwd(x, window, strides):
+    y = _max_pool(x, window, strides)
+    return y, (x, y)
+
+
+def _max_pool_bwd(window, strides, residuals, g):
+    x, y = residuals
     pads = lax.padtype_to_pads(x.shape[1:3], (window, window), (strides, strides), "SAME")
-    x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
-    out_h = (x.shape[1] - window) // strides + 1
-    out_w = (x.shape[2] - window) // strides + 1
-    out = None
+    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
+    out_h, out_w = y.shape[1:3]
+    span_h, span_w = strides * (out_h - 1) + 1, strides * (out_w - 1) + 1
+    taken = jnp.zeros(y.shape, bool)
+    dxp = jnp.zeros(xp.shape, g.dtype)
     for i in range(window):
         for j in range(window):
-            tap = x[:, i:i + strides * (out_h - 1) + 1:strides,
-                    j:j + strides * (out_w - 1) + 1:strides]
-            out = tap if out is None else jnp.maximum(out, tap)
-    return out
+            hit = (xp[:, i:i + span_h:strides, j:j + span_w:strides] == y) & ~taken
+            taken = taken | hit
+            # Back to the padded input's grid: tap (i, j) of output (a, b) is
+            # input (strides * a + i, strides * b + j).
+            dxp = dxp + lax.pad(jnp.where(hit, g, 0).astype(g.dtype), jnp.zeros((), g.dtype),
+                                ((0, 0, 0), (i, xp.shape[1] - i - span_h, strides - 1),
+                                 (j, xp.shape[2] - j - span_w, strides - 1), (0, 0, 0)))
+    (top, _), (left, _) = pads
+    return (dxp[:, top:top + x.shape[1], left:left + x.shape[2]],)
+
+
+max_pool_gather_grad.defvjp(_max_pool_fwd, _max_pool_bwd)
