@@ -35,10 +35,10 @@ from configs.common import data_fields
 from input_pipeline.recipes import paper_eval, paper_train
 
 DATA = "open_images_labels/human_machine"
-# Positives with ancestors filled in, verified negatives as they are (a verified
-# absent 'Dog' says nothing of 'Animal').
-LABELS = ("|multi_hot|multi_hot(key='negative_labels', fill_ancestors=False)"
-          "|keep('image', 'labels', 'negative_labels')")
+# Positives with ancestors filled in, verified negatives with descendants (no
+# 'Animal' means no 'Dog'; a verified absent 'Dog' says nothing of 'Animal').
+LABELS = ("|multi_hot|multi_hot(key='negative_labels', fill_ancestors=False, "
+          "fill_descendants=True)|keep('image', 'labels', 'negative_labels')")
 
 
 def get_config(size: str | None = None) -> ml_collections.ConfigDict:

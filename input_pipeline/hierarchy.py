@@ -1,4 +1,4 @@
-"""Label hierarchies: read, validate, and fill in ancestors.
+"""Label hierarchies: read, validate, and fill in ancestors (or descendants).
 
 The paper fills in missing labels from a hand-designed hierarchy ('apple'
 implies 'fruit'). A hierarchy here is a DAG over class ids: a class may have
@@ -134,6 +134,14 @@ class LabelHierarchy:
             own = [np.array([c])] + [memo[p] for p in self.parents[c]]
             memo[c] = np.unique(np.concatenate(own)).astype(np.int32)
         return memo  # type: ignore[return-value]
+
+    def descendants(self) -> list[np.ndarray]:
+        """Per class: the sorted ids of itself and all its descendants."""
+        below: list[list[int]] = [[] for _ in range(self.num_classes)]
+        for c, anc in enumerate(self.ancestors()):
+            for a in anc:
+                below[a].append(c)
+        return [np.array(b, np.int32) for b in below]  # ascending: c runs in order
 
     def _topological_order(self) -> list[int]:
         order, seen = [], np.zeros(self.num_classes, bool)

@@ -41,13 +41,19 @@ def value_range(ctx: PPContext, vmin: float = -1, vmax: float = 1,
 
 @in_key_out_key("labels")
 def multi_hot(ctx: PPContext, num_classes: int | None = None,
-              fill_ancestors: bool = True) -> TensorFn:
+              fill_ancestors: bool = True, fill_descendants: bool = False) -> TensorFn:
     """Class ids -> multi-hot float vector, ancestors switched on.
 
     Ancestors come from the context's hierarchy; a label id outside
     [0, num_classes) stops the pipeline with an error naming the id. With a
     class subset in the context, only its columns are kept, in its order.
+    `fill_ancestors=False, fill_descendants=True` is for verified negatives:
+    an image without 'Animal' has no 'Dog' either.
     """
+    if fill_ancestors and fill_descendants:
+        raise ValueError("multi_hot: fill_ancestors and fill_descendants are both on; "
+                         "positives fill ancestors, negatives descendants: pass "
+                         "fill_ancestors=False with fill_descendants=True.")
     n = num_classes or ctx.num_classes
     if n is None:
         raise ValueError("multi_hot: num_classes is unknown; give multi_hot(N) "
@@ -59,13 +65,13 @@ def multi_hot(ctx: PPContext, num_classes: int | None = None,
                              f"{max(ctx.classes)}, outside the {n} classes.")
         columns = tf.constant(ctx.classes, tf.int64)
     table = None
-    if fill_ancestors and ctx.hierarchy is not None:
+    if (fill_ancestors or fill_descendants) and ctx.hierarchy is not None:
         if ctx.hierarchy.num_classes != n:
             raise ValueError(f"multi_hot({n}): the hierarchy has "
                              f"{ctx.hierarchy.num_classes} classes.")
-        anc = ctx.hierarchy.ancestors()
+        fill = ctx.hierarchy.ancestors() if fill_ancestors else ctx.hierarchy.descendants()
         table = tf.RaggedTensor.from_row_lengths(
-            np.concatenate(anc).astype(np.int64), [len(a) for a in anc])
+            np.concatenate(fill).astype(np.int64), [len(a) for a in fill])
 
     def fn(labels):
         ids = tf.cast(tf.reshape(labels, [-1]), tf.int64)

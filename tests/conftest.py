@@ -28,10 +28,19 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_builder(tmp_path_factory):
     """synthetic_jft/tiny (32 px, 40 leaves), generated once per test session."""
+    import fcntl
+
     from input_pipeline.dataset import get_builder
 
-    data_dir = os.environ.get("BVL_TEST_DATA_DIR") or str(tmp_path_factory.mktemp("tfds"))
-    return get_builder("synthetic_jft/tiny", data_dir=data_dir)
+    shared = os.environ.get("BVL_TEST_DATA_DIR")
+    if not shared:
+        return get_builder("synthetic_jft/tiny", data_dir=str(tmp_path_factory.mktemp("tfds")))
+    # Test processes (pytest -n 2) share this folder: one generates the data,
+    # the others wait for it instead of writing the same files at once.
+    os.makedirs(shared, exist_ok=True)
+    with open(os.path.join(shared, ".bvl_test_data.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return get_builder("synthetic_jft/tiny", data_dir=shared)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,13 @@ def test_fill_ancestors_matches_transitive_closure():
     np.testing.assert_array_equal(h.fill_ancestors([]), np.zeros(6))
 
 
+def test_descendants_invert_ancestors():
+    h = LabelHierarchy.from_pairs(PAIRS, 6)
+    closure = brute_force_ancestors(PAIRS, 6)
+    for c, got in enumerate(h.descendants()):
+        np.testing.assert_array_equal(got, [d for d in range(6) if c in closure[d]])
+
+
 def test_random_dag_matches_transitive_closure():
     rng = np.random.default_rng(0)
     n = 60

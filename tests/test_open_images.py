@@ -168,6 +168,8 @@ def test_a_reloaded_builder_has_classes_hierarchy_and_report(built, tmp_path):
 
 
 def test_hierarchy_fills_ancestors_through_the_pipeline(built):
+    # Negatives fill descendants along Subcategory edges only: 'Car' is not
+    # 'Wheel''s parent (a Part), so image C's negatives stay {'Car'}.
     from input_pipeline import preprocess
     from input_pipeline.pp_ops import PPContext, default_registry
 
@@ -178,7 +180,7 @@ def test_hierarchy_fills_ancestors_through_the_pipeline(built):
     assert {names[p] for p in hierarchy.parents[teddy]} == {"Animal", "Toy"}
     pp = preprocess.build_preprocess(
         "decode|resize(8)|value_range(-1, 1)|multi_hot"
-        "|multi_hot(key='negative_labels', fill_ancestors=False)"
+        "|multi_hot(key='negative_labels', fill_ancestors=False, fill_descendants=True)"
         "|keep('image', 'labels', 'negative_labels', 'image_id')", default_registry(),
         PPContext(num_classes=dataset.num_classes_of(builder), hierarchy=hierarchy))
     for split in ("train", "validation"):
@@ -189,6 +191,50 @@ def test_hierarchy_fills_ancestors_through_the_pipeline(built):
             assert {names[i] for i in np.flatnonzero(batch["labels"][k])} == filled
             assert {names[i] for i in np.flatnonzero(batch["negative_labels"][k])} == negatives
         assert batch["image"].shape[1:] == (8, 8, 3)
+
+
+def write_rotations(manual: str, rows) -> None:
+    """The image-id file's layout (V6 columns), Rotation last."""
+    with open(os.path.join(manual, "oidv6-train-images-with-labels-with-rotation.csv"), "w",
+              newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ImageID", "Subset", "OriginalURL", "OriginalLandingURL", "License",
+                    "AuthorProfileURL", "Author", "Title", "OriginalSize", "OriginalMD5",
+                    "Thumbnail300KURL", "Rotation"])
+        w.writerows([i, "train", "", "", "", "", "", "", "0", "", "", r] for i, r in rows)
+
+
+def test_rotation_file_turns_images_upright(tmp_path):
+    manual = write_open_images(str(tmp_path / "manual"))
+    # A turns a quarter counter-clockwise; B stays (0.0); C's orientation was lost (nan).
+    write_rotations(manual, [(A, "90.0"), (B, "0.0"), (C, "nan"), (MISSING, "180.0")])
+    pixels = {}
+    for rotate in (True, False):
+        builder = dataset.get_builder(f"open_images_labels/human/rotate={rotate}",
+                                      data_dir=str(tmp_path / f"tfds_{rotate}"),
+                                      manual_dir=manual)
+        assert builder.info.metadata["build_report"]["train"]["rotated_images"] == (
+            1 if rotate else 0)
+        pixels[rotate] = {ex["image_id"].decode(): ex["image"]
+                          for ex in tfds.as_numpy(builder.as_dataset("train"))}
+    original = pixels[False][A]
+    assert original.shape == (12, 16, 3)
+    turned = pixels[True][A]
+    assert turned.shape == (16, 12, 3)
+    # Counter-clockwise: the original's top row is the left column, read upwards.
+    err = np.abs(turned.astype(int) - np.rot90(original).astype(int)).mean()
+    assert err < 3, err  # re-encoded as JPEG
+    assert np.abs(turned.astype(int) - np.rot90(original, -1).astype(int)).mean() > 20
+    for image in (B, C):
+        np.testing.assert_array_equal(pixels[True][image], pixels[False][image])
+
+
+def test_a_bad_rotation_value_names_the_file_and_line(tmp_path):
+    manual = write_open_images(str(tmp_path / "manual"))
+    write_rotations(manual, [(B, "0"), (A, "45")])
+    with pytest.raises(InputPipelineError, match=r"with-rotation\.csv:3: Rotation '45' is not 0, "):
+        dataset.get_builder("open_images_labels/human", data_dir=str(tmp_path / "tfds"),
+                            manual_dir=manual)
 
 
 def test_strict_mode_stops_on_a_missing_image(tmp_path):

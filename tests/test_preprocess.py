@@ -98,6 +98,20 @@ def test_multi_hot_fills_ancestors_like_the_numpy_reference():
     np.testing.assert_array_equal(plain, [0, 0, 0, 1, 0, 0])
 
 
+def test_multi_hot_fills_descendants_of_verified_negatives():
+    # 0 Animal <- 1 Mammal <- {2 Dog, 3 Cat}; 4 Toy <- 5 Teddy bear -> 0 Animal.
+    h = LabelHierarchy.from_pairs([(1, 0), (2, 1), (3, 1), (5, 4), (5, 0)], 6)
+    ctx = PPContext(num_classes=6, hierarchy=h)
+    op = "multi_hot(key='negative_labels', fill_ancestors=False, fill_descendants=True)"
+    for negatives, want in (([1], [0, 1, 1, 1, 0, 0]), ([4], [0, 0, 0, 0, 1, 1]),
+                            ([2], [0, 0, 1, 0, 0, 0]), ([0], [1, 1, 1, 1, 0, 1]), ([], [0] * 6)):
+        got = run(op, {"negative_labels": np.array(negatives, np.int64)},
+                  ctx=ctx)["negative_labels"]
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="fill_ancestors=False with fill_descendants=True"):
+        run("multi_hot(fill_descendants=True)", {"labels": np.array([1], np.int64)}, ctx=ctx)
+
+
 def test_label_out_of_range_is_a_clear_error():
     ctx = PPContext(num_classes=6)
     with pytest.raises(tf.errors.InvalidArgumentError,

@@ -17,8 +17,11 @@ Metadata: class_names (the LabelNames, e.g. '/m/011k07', the names the
 hierarchy JSON and `input.data.classes` files use), display_names,
 hierarchy ([child, parent] id pairs; absent without a hierarchy file), and
 build_report: per split, the images listed but missing, the unreadable ones
-(each named, the first few), and label rows left out. Missing and unreadable
-images are skipped and counted; `strict=True` makes them an error:
+(each named, the first few), the images turned upright, and label rows left
+out. Missing and unreadable images are skipped and counted; `strict=True`
+makes them an error. Where the image-id files with a `Rotation` column are in
+the folder, the 2.6% of photos stored sideways or upside down are turned as
+they say (`rotate=False` keeps the files' pixels):
 
     import input_pipeline.open_images.builder  # registers it with TFDS
     builder = tfds.builder("open_images_labels/human", data_dir=...)
@@ -91,12 +94,14 @@ class OpenImagesLabels(tfds.core.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "human"
 
-    def __init__(self, *, strict: bool = False, verify_images: bool = True, **kwargs):
+    def __init__(self, *, strict: bool = False, verify_images: bool = True,
+                 rotate: bool = True, **kwargs):
         """strict: a missing or unreadable image, or a label of a class outside the
         class list, stops preparation (default: skipped and counted in the
         metadata's build_report). verify_images=False skips the decode check
-        (unreadable images then fail, or are skipped, in the training pipeline)."""
-        self.strict, self.verify_images = strict, verify_images
+        (unreadable images then fail, or are skipped, in the training pipeline).
+        rotate=False leaves images as stored, whatever the rotation files say."""
+        self.strict, self.verify_images, self.rotate = strict, verify_images, rotate
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -170,6 +175,10 @@ class OpenImagesLabels(tfds.core.GeneratorBasedBuilder):
             "conflicting_human_labels": labels.conflicts,
             "unreadable_images": 0, "unreadable": [], "examples": 0,
         }
+        turns = {}
+        if self.rotate:
+            turns = files.read_rotations(layout.rotation_files.get(split, ()), usable)
+        report["rotated_images"] = len(turns)
         self.info.metadata["build_report"][split] = report
         where = folder or os.path.join(layout.root, files.IMAGE_DIRS[split][0])
         if labels.missing:
@@ -189,15 +198,17 @@ class OpenImagesLabels(tfds.core.GeneratorBasedBuilder):
                             "out.", split)
             return {}
         paths = [os.path.join(folder, on_disk[i]) for i in usable]
-        return {split: self._generate_examples(split, usable, paths, labels)}
+        return {split: self._generate_examples(split, usable, paths, labels, turns)}
 
     def _generate_examples(self, split: str, ids: list[str], paths: list[str],
-                           labels: files.SplitLabels) -> Iterator[tuple[str, dict]]:
+                           labels: files.SplitLabels,
+                           turns: dict[str, int]) -> Iterator[tuple[str, dict]]:
         report = self.info.metadata["build_report"][split]
         with futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
             for start in range(0, len(ids), _CHUNK):
                 chunk = slice(start, start + _CHUNK)
-                loaded = pool.map(self._load, paths[chunk])
+                loaded = pool.map(self._load, paths[chunk],
+                                  [turns.get(i, 0) for i in ids[chunk]])
                 for image_id, path, (image, why) in zip(ids[chunk], paths[chunk], loaded):
                     if image is None:
                         self._unreadable(split, report, path, why)
@@ -212,11 +223,19 @@ class OpenImagesLabels(tfds.core.GeneratorBasedBuilder):
             logging.warning("open_images_labels %s: %d unreadable images skipped (e.g. %s).",
                             split, report["unreadable_images"], report["unreadable"][:3])
 
-    def _load(self, path: str) -> tuple[bytes | np.ndarray | None, str | None]:
-        if self.verify_images:
-            return read_image(path)
-        with open(path, "rb") as f:
-            return f.read(), None
+    def _load(self, path: str, turns: int = 0) -> tuple[bytes | np.ndarray | None, str | None]:
+        if self.verify_images or turns:
+            image, why = read_image(path)
+        else:
+            with open(path, "rb") as f:
+                image, why = f.read(), None
+        if image is None or not turns:
+            return image, why
+        if isinstance(image, bytes):
+            with Image.open(io.BytesIO(image)) as im:
+                image = np.asarray(im.convert("RGB"))
+        # Counter-clockwise quarter turns; the feature re-encodes the pixels as JPEG.
+        return np.ascontiguousarray(np.rot90(image, turns)), None
 
     def _unreadable(self, split: str, report: dict, path: str, why: str | None) -> None:
         if self.strict:

@@ -15,6 +15,11 @@ The files keep the names of the official downloads (V5, V6 and V7 are read):
                    classifier's score.
     hierarchy      bbox_labels_600_hierarchy.json (optional): nested
                    {"LabelName", "Subcategory": [...]}, rooted at Entity.
+    rotations      the image-id files (optional): train-images-boxable-with-
+                   rotation.csv, oidv6-train-images-with-labels-with-rotation.csv,
+                   validation-images-with-rotation.csv, ...; their `Rotation`
+                   column gives the degrees (0, 90, 180, 270) an image is to be
+                   turned counter-clockwise to stand as its author took it.
     images         train/<ImageID>.jpg, validation/<ImageID>.jpg,
                    test/<ImageID>.jpg (as the CVDF / AWS downloads).
 
@@ -45,6 +50,9 @@ IMAGE_DIRS = {"train": ("train",), "validation": ("validation", "val"), "test": 
 _LABEL_FILE = re.compile(
     r"^(?:oidv\d+-)?(train|validation|val|test)-annotations-(human|machine)-imagelabels"
     r"(?:-boxable)?\.csv$")
+_ROTATION_FILE = re.compile(
+    r"^(?:oidv\d+-)?(train|validation|val|test)-images(?:-boxable|-with-labels)?"
+    r"-with-rotation\.csv$")
 # How many ids or names a report lists by name.
 EXAMPLES_SHOWN = 10
 
@@ -68,6 +76,8 @@ class Layout:
     hierarchy_file: str | None
     # split -> kind ('human' / 'machine') -> files
     label_files: dict[str, dict[str, tuple[str, ...]]]
+    # split -> image-id files with a Rotation column
+    rotation_files: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 def find_layout(manual_dir: str) -> Layout:
@@ -82,9 +92,13 @@ def find_layout(manual_dir: str) -> Layout:
     label_files: dict[str, dict[str, list[str]]] = collections.defaultdict(
         lambda: collections.defaultdict(list))
     hierarchies = []
+    rotation_files: dict[str, list[str]] = collections.defaultdict(list)
     for d in dirs:
         for name in sorted(os.listdir(d)):
             path = os.path.join(d, name)
+            rotation = _ROTATION_FILE.match(name)
+            if rotation:
+                rotation_files["validation" if rotation[1] == "val" else rotation[1]].append(path)
             # Other image-level files (the challenges' *-detection-human-imagelabels.csv)
             # are not this format's and are left alone.
             if re.search(r"-annotations-(human|machine)-imagelabels", name):
@@ -110,7 +124,37 @@ def find_layout(manual_dir: str) -> Layout:
     return Layout(os.path.normpath(manual_dir), class_file,
                   (preferred or hierarchies or [None])[0],
                   {s: {k: tuple(v) for k, v in kinds.items()}
-                   for s, kinds in label_files.items()})
+                   for s, kinds in label_files.items()},
+                  {s: tuple(v) for s, v in rotation_files.items()})
+
+
+def read_rotations(paths: Sequence[str], wanted: Iterable[str]) -> dict[str, int]:
+    """ImageID -> quarter turns counter-clockwise (1, 2 or 3) of the `wanted`
+    images that the files say to turn. An empty or 'nan' Rotation (the photo
+    left Flickr before its orientation was read) leaves the image as it is."""
+    wanted = set(wanted)
+    turns: dict[str, int] = {}
+    for path in paths:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not {"ImageID", "Rotation"} <= set(reader.fieldnames or ()):
+                raise LocalDataError(f"{path}: no ImageID and Rotation columns (header "
+                                     f"{reader.fieldnames}); is it an Open Images image-id "
+                                     "file with rotation?")
+            for lineno, row in enumerate(reader, 2):
+                image, value = row["ImageID"], (row["Rotation"] or "").strip()
+                if image not in wanted or value.lower() in ("", "nan"):
+                    continue
+                try:
+                    degrees = float(value)
+                except ValueError:
+                    degrees = -1.0
+                if degrees not in (0.0, 90.0, 180.0, 270.0):
+                    raise LocalDataError(f"{path}:{lineno}: Rotation {value!r} is not 0, 90, "
+                                         "180 or 270; download the file again.")
+                if degrees:
+                    turns[image] = int(degrees) // 90
+    return turns
 
 
 def image_dir(root: str, split: str) -> str | None:
