@@ -222,9 +222,10 @@ def test_rotation_file_turns_images_upright(tmp_path):
     turned = pixels[True][A]
     assert turned.shape == (16, 12, 3)
     # Counter-clockwise: the original's top row is the left column, read upwards.
-    err = np.abs(turned.astype(int) - np.rot90(original).astype(int)).mean()
-    assert err < 3, err  # re-encoded as JPEG
-    assert np.abs(turned.astype(int) - np.rot90(original, -1).astype(int)).mean() > 20
+    # Re-encoded as JPEG (noise pixels: a few levels off), far from any other turn.
+    err = {k: np.abs(turned.astype(int) - np.rot90(original, k).astype(int)).mean()
+           for k in (1, -1)}
+    assert err[1] < 10 and err[-1] > 5 * err[1], err
     for image in (B, C):
         np.testing.assert_array_equal(pixels[True][image], pixels[False][image])
 

@@ -6,7 +6,7 @@ run faster (issue 14's GPU step attempts; BENCHMARKS.md has the figures).
   channels; TPU ResNets do this, since 3 channels fill the matrix units
   badly). It keeps nn.Conv's parameter (`kernel`, 7x7x3xF, same initialiser),
   so checkpoints move between the forms. On an H200 the ResNet-50 step ran
-  4.5% faster with it: cuDNN's 3-channel kernels were 7% of the step.
+  4.5% faster with it: cuDNN's 3-channel kernels were 6.5% of the step.
 - `max_pool_gather_grad`: the stem's max pool with its gradient computed by
   elementwise compares and strided pads instead of XLA's select-and-scatter,
   which ran as one scatter kernel taking 3.5% of that step.
