@@ -62,8 +62,9 @@ Put Open Images' image-level files in one folder and pass it as manual_dir
 --data_dir DIR --manual_dir FOLDER`): the class list
 (oidv7-class-descriptions.csv or oidv6-class-descriptions.csv), the human-verified
 labels (oidv7-train-annotations-human-imagelabels.csv, ...; for machine labels also
-*-annotations-machine-imagelabels.csv), optionally bbox_labels_600_hierarchy.json,
-and the images as train/<ImageID>.jpg, validation/<ImageID>.jpg, test/<ImageID>.jpg.
+*-annotations-machine-imagelabels.csv), optionally bbox_labels_600_hierarchy.json
+and the image-id files with rotation (*-images*-with-rotation.csv), and the images
+as train/<ImageID>.jpg, validation/<ImageID>.jpg, test/<ImageID>.jpg.
 The CSV and JSON files may also lie in FOLDER/annotations/."""
 
 
