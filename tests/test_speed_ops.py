@@ -84,3 +84,16 @@ def test_resnet_with_every_speed_op_trains_like_the_plain_ops():
     np.testing.assert_allclose(loss_b, loss_a, rtol=1e-4)
     for a, b in zip(jax.tree.leaves((grads_a, stats_a)), jax.tree.leaves((grads_b, stats_b))):
         np.testing.assert_allclose(b, a, rtol=2e-3, atol=2e-3 * float(jnp.abs(a).max()) + 1e-5)
+
+
+def test_resnet_stem_form_by_default_follows_the_backend():
+    """Plain 7x7 convolution on the CPU (faster there), space-to-depth on GPUs/TPUs."""
+    images = jax.random.normal(jax.random.key(7), (2, 16, 16, 3))
+    default = ResNet(depth=18, num_classes=3, width=0.25)
+    variables = default.init(jax.random.key(0), images)
+    assert jax.default_backend() == "cpu"
+    for form, want_equal in ((False, True), (True, False)):
+        got = ResNet(depth=18, num_classes=3, width=0.25, stem_space_to_depth=form).apply(
+            variables, images)[1]["conv1"]
+        same = bool(jnp.array_equal(got, default.apply(variables, images)[1]["conv1"]))
+        assert same == want_equal  # s2d differs by summation order only
