@@ -1,6 +1,18 @@
-"""Configs and paths the trainer tests share."""
+"""Configs, paths and subprocess settings the tests share."""
+
+import os
 
 from configs import demo
+
+DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def xla_flags(devices: int) -> str:
+    """This session's XLA_FLAGS (conftest's) with `devices` fake CPU devices, for a
+    subprocess: its programs then compile as the test process's do."""
+    kept = [f for f in os.environ.get("XLA_FLAGS", "").split()
+            if not f.startswith(DEVICE_COUNT_FLAG)]
+    return " ".join([*kept, f"{DEVICE_COUNT_FLAG}={devices}"])
 
 
 def tiny_config(data_dir, **overrides):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.helpers import tiny_config
+from tests.helpers import tiny_config, xla_flags
 
 WORKER = os.path.join(os.path.dirname(__file__), "multiprocess", "train_steps.py")
 
@@ -21,7 +21,7 @@ def free_port() -> int:
 
 def env(devices: int) -> dict:
     e = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.getcwd())
-    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    e["XLA_FLAGS"] = xla_flags(devices)
     return e
 
 

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from tests.helpers import xla_flags
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "notebooks", "analyze_checkpoint.ipynb")
 
@@ -18,8 +20,8 @@ def _kernel_manager(tmp_path):
 
     spec_dir = tmp_path / "kernels" / "bvl_python"
     spec_dir.mkdir(parents=True)
-    # One real CPU device, no fake ones.
-    env = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # One CPU device, no fake ones; compiled like the tests' programs.
+    env = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags(1), "TF_CPP_MIN_LOG_LEVEL": "2"}
     (spec_dir / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "bvl test", "language": "python", "env": env}))

@@ -16,7 +16,9 @@ from input_pipeline import dataset
 from tests.helpers import data_dir_of, tiny_config
 
 TIME_KEYS = ("time/step_ms", "time/input_ms", "time/compute_ms", "time/input_wait_fraction")
-SLEEP_S = 0.3  # per batch, in the slow input pipeline
+# Per batch, in the slow input pipeline: well above a tiny step's compute
+# (80-180 ms with the tests' -O0 XLA:CPU code), so the pipeline sets the pace.
+SLEEP_S = 0.6
 # One execution of the jitted train step (make_train_step names it `step`).
 TRAIN_STEP_EVENT = "CommonPjRtLoadedExecutable::Execute (jit_step)"
 

@@ -14,7 +14,7 @@ import pytest
 from big_vision_like import checkpoint_mirror, checkpointing, trainer
 from big_vision_like import filesystem as fs
 from big_vision_like.metrics import MetricWriter, read_metrics
-from tests.helpers import data_dir_of, tiny_config
+from tests.helpers import data_dir_of, tiny_config, xla_flags
 
 
 @pytest.fixture
@@ -189,7 +189,7 @@ def test_params_saved_over_8_devices_load_in_a_process_with_one(pretrained_tiny)
     code = ("import sys, jax, numpy as np; from big_vision_like import checkpointing; "
             "p = checkpointing.load_params(sys.argv[1]); assert len(jax.devices()) == 1; "
             "np.save(sys.argv[2], np.asarray(p['head']['kernel']))")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=xla_flags(1))
     out = os.path.join(workdir, "head_kernel.npy")
     subprocess.run([sys.executable, "-c", code, step_dir, out], check=True, env=env,
                    timeout=300, capture_output=True)
