@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Issue 14's GPU speed attempts, one device call, one process per attempt on
-# the same card, most important first so a short lease still gives a table
-# (BENCHMARKS.md has the first call's results and what was dropped):
-#   1. ResNet-50 (224 px, bf16, batch 256) as the project runs it, with a
-#      profiler trace of 3 steps and its top-kernels table
-#      (benchmarks/trace_top_ops.py);
-#   2. the plain 7x7 stem (the space-to-depth stem's effect, again), and each
-#      candidate change: the max pool's gather gradient (models/speed_ops.py);
-#   3. the winners (>= 1% faster) at batch 512;
-#   4. torch.compile'd torchvision ResNet-50, the in-run baseline;
-#   5. ResNet-101 299 px + 18,291-way sigmoid head: as is, then the winners
-#      at batch 512;
-#   6. torch.compile'd ResNet-101 with the same head;
-#   7. while time is left: the winners at batch 1024, XLA flags on the
-#      winners (matmuls without Triton, GEMM fusions through cuDNN, no CUDA
-#      graphs), and the unchanged step again (drift check).
+# the same card, most important first so a short lease still gives a table.
+# The first call (BENCHMARKS.md) measured the base step, its profile, the
+# space-to-depth stem (kept) and three dropped changes; this order spends the
+# next lease on what is still unmeasured and on the targets:
+#   1. ResNet-50 (224 px, bf16, batch 256) as the project runs it (the
+#      space-to-depth stem is its default on GPUs), then the max pool's gather
+#      gradient (models/speed_ops.py);
+#   2. the winners (>= 1% faster) at batch 512 and 1024;
+#   3. ResNet-101 299 px + 18,291-way sigmoid head with the winners at batch
+#      512, and the torch.compile'd torchvision ResNet-50, the in-run baseline;
+#   4. while time is left: XLA flags on ResNet-50 (convolutions forced to
+#      NCHW, matmuls without Triton, GEMM fusions through cuDNN, no CUDA
+#      graphs), the ResNet-101 step as is at batch 256 and its torch.compile
+#      baseline, the plain 7x7 stem, and the unchanged step again (drift).
+# The profiler trace (benchmarks/trace_top_ops.py) is on for a step only when
+# TRACE=1 (the first call's trace is in benchmarks/results_h200_attempts/).
 # Then one table (benchmarks/attempts_table.py) and the torch table.
 # ATTEMPTS_BUDGET_S (default 540) bounds the whole: each step's timeout fits
 # in what is left, and a step that cannot fit is skipped and says so.
@@ -84,23 +85,27 @@ torch_run() {
 }
 
 r50=(--depth 50 --batch_size 256)
-attempt base 120 "" "${r50[@]}" --profile_dir "$out/profile"
-attempt plain_stem 80 "" "${r50[@]}" --no_flops --plain_stem
+trace=()
+[[ "${TRACE:-0}" == 1 ]] && trace=(--profile_dir "$out/profile")
+attempt base 80 "" "${r50[@]}" ${trace[@]+"${trace[@]}"}
 attempt maxpool_gather 80 "" "${r50[@]}" --no_flops --max_pool_gather_grad
 read -r -a won <<<"$("$py" -m benchmarks.attempts_table "$out" --winners)"
 echo "== winners: ${won[*]:-none}"
 attempt combined_b512 90 "" --depth 50 --batch_size 512 --no_flops ${won[@]+"${won[@]}"}
-torch_run r50_compile 120 "$out/attempt_base.json"
-attempt jft_base 150 "" --batch_size 256 --only_jft
-attempt jft_combined_b512 150 "" --batch_size 512 --only_jft --no_flops ${won[@]+"${won[@]}"}
-torch_run r101_compile 150 "$out/attempt_jft_base.json"
 attempt combined_b1024 100 "" --depth 50 --batch_size 1024 --no_flops ${won[@]+"${won[@]}"}
+attempt jft_combined_b512 160 "" --batch_size 512 --only_jft ${won[@]+"${won[@]}"}
+torch_run r50_compile 120 "$out/attempt_base.json"
+attempt xla_conv_nchw 70 "--xla_gpu_force_conv_nchw=true" "${r50[@]}" --no_flops \
+    ${won[@]+"${won[@]}"}
 attempt xla_no_triton_gemm 70 "--xla_gpu_enable_triton_gemm=false" "${r50[@]}" --no_flops \
     ${won[@]+"${won[@]}"}
 attempt xla_cudnn_gemm_fusion 70 "--xla_gpu_cudnn_gemm_fusion_level=3" "${r50[@]}" --no_flops \
     ${won[@]+"${won[@]}"}
 attempt xla_no_command_buffer 70 "--xla_gpu_enable_command_buffer=" "${r50[@]}" --no_flops \
     ${won[@]+"${won[@]}"}
+attempt jft_base 150 "" --batch_size 256 --only_jft
+torch_run r101_compile 150 "$out/attempt_jft_base.json"
+attempt plain_stem 80 "" "${r50[@]}" --no_flops --plain_stem
 attempt base_again 70 "" "${r50[@]}" --no_flops
 
 echo "== tables (at ${SECONDS} s)"
