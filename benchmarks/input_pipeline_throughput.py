@@ -84,7 +84,7 @@ def main() -> None:
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="bench_tfds_")
     builder = bench_builder(args.images, data_dir)
     jpegs = [ex["image"] for ex in tfds.as_numpy(builder.as_dataset(
-        "train", decoders={"image": tfds.decode.SkipDecoding()}))]
+        "train", decoders=dataset.images_undecoded(builder)))]
     pil = pil_rate(jpegs)  # interleave the two so machine noise hits both
     pipe = pipeline_rate(builder, args.images)
     pil = max(pil, pil_rate(jpegs, seed=1))

@@ -33,10 +33,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
-from absl import logging
 
 from big_vision_like import filesystem as fs
-from big_vision_like.tools.study_common import match_model, pretrained_checkpoint, study_main
+from big_vision_like.tools.study_common import (
+    match_model,
+    pretrained_checkpoint,
+    study_main,
+    train_run,
+)
 from configs.transfer import deeplab_synthetic, faster_rcnn_synthetic, pose_synthetic
 from configs.transfer.detection_common import FROZEN_CONV1_4
 
@@ -93,8 +97,6 @@ def markdown(results: dict[str, Any]) -> str:
 def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
               size: str = "demo", targets: Sequence[str] = tuple(TARGETS),
               total_steps: int | None = None) -> dict[str, Any]:
-    from big_vision_like import trainer
-
     unknown = sorted(set(targets) - set(TARGETS))
     if unknown:
         raise ValueError(f"unknown targets {unknown}; known: {list(TARGETS)}")
@@ -109,12 +111,8 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
         res: dict[str, Any] = {"test": {}}
         for setting in TARGETS[target][2]:
             config = run_config(target, setting, size, data_dir, checkpoint, total_steps)
-            run_dir = fs.join(workdir, target, setting)
-            t0 = time.time()
-            logging.info("dense study: %s / %s in %s", target, setting, run_dir)
-            trainer.train(config, run_dir)
-            results["seconds"][f"{target}/{setting}"] = round(time.time() - t0, 1)
-            got = trainer.summary(run_dir)
+            got = train_run("dense study", f"{target}/{setting}", config,
+                            fs.join(workdir, target, setting), results["seconds"])
             res["test"][setting] = {m: got[f"test/{m}"] for m in TARGETS[target][1]
                                     if f"test/{m}" in got}
             res["steps"] = int(config.total_steps)

@@ -1,9 +1,11 @@
-"""What the transfer studies share: the pre-trained checkpoint they start from."""
+"""What the transfer studies share: the pre-trained checkpoint they start from, how
+one run of a study is trained, and the command line."""
 
 from __future__ import annotations
 
 import json
 import logging as pylogging
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import ml_collections
@@ -27,6 +29,19 @@ def pretrained_checkpoint(workdir: str, data_dir: str | None, given: str | None)
     pretrain_dir = fs.join(workdir, "pretrain")
     state = trainer.train(config, pretrain_dir)  # resumes; a finished run does nothing
     return fs.join(fs.absolute(pretrain_dir), "checkpoints", str(int(state.step)))
+
+
+def train_run(study: str, key: str, config: ml_collections.ConfigDict, run_dir: str,
+              seconds: dict[str, float]) -> dict[str, float]:
+    """Trains one run of a study (resuming; a finished run does nothing), records its
+    wall time as seconds[key] and returns its final metrics (trainer.summary)."""
+    from big_vision_like import trainer
+
+    t0 = time.time()
+    logging.info("%s: %s in %s", study, key, run_dir)
+    trainer.train(config, run_dir)
+    seconds[key] = round(time.time() - t0, 1)
+    return trainer.summary(run_dir)
 
 
 def match_model(config: ml_collections.ConfigDict, checkpoint: str,

@@ -24,10 +24,14 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-from absl import logging
 
 from big_vision_like import filesystem as fs
-from big_vision_like.tools.study_common import match_model, pretrained_checkpoint, study_main
+from big_vision_like.tools.study_common import (
+    match_model,
+    pretrained_checkpoint,
+    study_main,
+    train_run,
+)
 from configs.transfer import digits, object_count
 from configs.transfer.common import FROZEN_BODY
 from input_pipeline.keys import MASK_KEY
@@ -79,7 +83,6 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
               size: str = "demo", targets: Sequence[str] = tuple(TARGETS),
               total_steps: int | None = None) -> dict[str, Any]:
     """Runs every run of the study (skipping finished ones) and returns the results."""
-    from big_vision_like import trainer
     from big_vision_like.tools import study_report
 
     if size != "demo" and not pretrained:
@@ -94,12 +97,8 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
         res: dict[str, Any] = {"train": {}, "features": {}}
         for setting in (*SETTINGS, "features_pretrained", "features_random"):
             config = run_config(target, setting, size, data_dir, checkpoint, total_steps)
-            run_dir = fs.join(workdir, target, setting)
-            t0 = time.time()
-            logging.info("transfer study: %s / %s in %s", target, setting, run_dir)
-            trainer.train(config, run_dir)
-            results["seconds"][f"{target}/{setting}"] = round(time.time() - t0, 1)
-            got = trainer.summary(run_dir)
+            got = train_run("transfer study", f"{target}/{setting}", config,
+                            fs.join(workdir, target, setting), results["seconds"])
             if setting in SETTINGS:
                 res["train"][setting] = got["test/prec@1"]
                 res["steps"] = int(config.total_steps)
