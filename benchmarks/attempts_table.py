@@ -24,6 +24,13 @@ SINGLE = {"maxpool_gather": "--max_pool_gather_grad"}
 WIN = 1.01
 # Model options a result records (a row lists those that are on).
 OPTIONS = ("stem_space_to_depth", "max_pool_gather_grad")
+AUTOTUNE_CACHE_FLAG = "--xla_gpu_per_fusion_autotune_cache_dir"
+
+
+def attempt_flags(xla_flags: str) -> str:
+    """The XLA flags that make an attempt: the script's autotuning cache, on for
+    every attempt alike, is left out."""
+    return " ".join(f for f in xla_flags.split() if not f.startswith(AUTOTUNE_CACHE_FLAG))
 
 
 def read_attempts(directory: str) -> dict[str, dict | None]:
@@ -41,7 +48,7 @@ def read_attempts(directory: str) -> dict[str, dict | None]:
                 options = [k for k in OPTIONS if result.get(k)]
                 rows[name] = dict(result["runs"][0], device=result["device"],
                                   batch_size=result.get("batch_size"), options=options,
-                                  xla_flags=result.get("xla_flags", "").strip())
+                                  xla_flags=attempt_flags(result.get("xla_flags", "")))
     return rows
 
 
