@@ -13,7 +13,8 @@
 #   4. while time is left: XLA flags on ResNet-50 (convolutions forced to
 #      NCHW, matmuls without Triton, GEMM fusions through cuDNN, no CUDA
 #      graphs), the ResNet-101 step as is at batch 256 and its torch.compile
-#      baseline, the plain 7x7 stem, and the unchanged step again (drift).
+#      baseline, the plain 7x7 stem, the unchanged step again (drift), and
+#      the RPN's NMS by tiles against the box-by-box loop.
 # The profiler trace (benchmarks/trace_top_ops.py) is on for a step only when
 # TRACE=1 (the first call's trace is in benchmarks/results_h200_attempts/).
 # Then one table (benchmarks/attempts_table.py) and the torch table.
@@ -116,6 +117,13 @@ attempt jft_base 150 "" --batch_size 256 --only_jft
 torch_run r101_compile 150 "$out/attempt_jft_base.json"
 attempt plain_stem 80 "" "${r50[@]}" --no_flops --plain_stem
 attempt base_again 70 "" "${r50[@]}" --no_flops
+# The RPN's NMS by tiles against the box-by-box loop (Faster R-CNN's 6,000
+# boxes x 8 images): seconds, so it goes last, while any time is left.
+if [[ -z "${ONLY:-}" || " $ONLY " == *" nms "* ]] && limit=$(fits 40); then
+    echo "== nms (at ${SECONDS} s, timeout ${limit} s)"
+    timeout -k 10 "$limit" "$py" -m benchmarks.nms_speed --boxes 6000 --batch 8 \
+        --json "$out/nms_speed.json" 2>&1 | tee "$out/nms_speed.log"
+fi
 
 echo "== tables (at ${SECONDS} s)"
 "$py" -m benchmarks.attempts_table "$out" | tee "$out/attempts.md"

@@ -81,6 +81,16 @@ TORCH_RESULTS = {
              {"id": "r101_compile", "status": "running"}]}
 
 
+def test_nms_speed_benchmark_checks_tiles_against_the_box_by_box_loop(tmp_path):
+    out = tmp_path / "nms.json"
+    run(["benchmarks.nms_speed", "--boxes", "200", "--batch", "2", "--keep", "50",
+         "--tile", "32", "--repeats", "1", "--json", str(out)])
+    result = json.loads(out.read_text())  # written only after the indices matched
+    assert result["tile"] == 32 and result["boxes"] == 200
+    assert 0 < result["kept_per_image"] <= 50
+    assert result["tiled_ms"] > 0 and result["speedup"] > 0
+
+
 @pytest.mark.parametrize("script", ["gpu_suite.sh", "gpu_dense_suite.sh", "gpu_speed_attempts.sh"])
 def test_gpu_suite_script_parses(script):
     out = subprocess.run(["bash", "-n", f"benchmarks/{script}"], capture_output=True,

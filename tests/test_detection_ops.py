@@ -143,6 +143,22 @@ def test_nms_matches_greedy_reference(thr, max_out):
     assert max(kept_counts) > 3 and max(kept_counts) < 100
 
 
+def test_nms_by_tiles_is_the_greedy_result_for_any_tile_size():
+    """A chain of boxes, each overlapping the next, by falling score: greedy NMS
+    keeps every other one, so each box depends on all before it, across tile
+    borders. Random boxes with ties too; tiles of 1 box up to all of them."""
+    x = np.arange(40, dtype=np.float32) * 4.0
+    chain = np.stack([np.zeros_like(x), x, np.full_like(x, 10.0), x + 10.0], axis=1)
+    chain_scores = np.linspace(1.0, 0.1, 40, dtype=np.float32)
+    assert _py_nms(chain, chain_scores, 0.3, 100) == list(range(0, 40, 2))
+    cases = [(chain, chain_scores), *(_nms_case(seed) for seed in range(3))]
+    for tile in (1, 5, 16, 1000):
+        f = jax.jit(lambda b, s, tile=tile: nms.nms(b, s, 0.3, 100, tile=tile))
+        for b, s in cases:
+            idx, valid = f(b, s)
+            assert list(np.asarray(idx)[np.asarray(valid)]) == _py_nms(b, s, 0.3, 100), tile
+
+
 def test_nms_under_vmap():
     cases = [_nms_case(seed) for seed in range(4)]
     b = np.stack([c[0] for c in cases])
