@@ -89,6 +89,8 @@ def test_nms_speed_benchmark_checks_tiles_against_the_box_by_box_loop(tmp_path):
     assert result["tile"] == 32 and result["boxes"] == 200
     assert 0 < result["kept_per_image"] <= 50
     assert result["tiled_ms"] > 0 and result["speedup"] > 0
+    # 7 tiles of 29 boxes, each one step plus at least one pass.
+    assert 14 <= result["dependent_steps_tiled"] < result["dependent_steps_box_by_box"] == 200
 
 
 @pytest.mark.parametrize("script", ["gpu_suite.sh", "gpu_dense_suite.sh", "gpu_speed_attempts.sh"])
