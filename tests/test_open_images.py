@@ -43,6 +43,7 @@ UNLISTED, VAL = "00abcdef00000000", "001f5d6a1b4b2a3c"
 HUMAN_TRAIN = [  # ImageID, Source, LabelName (display), Confidence
     (A, "verification", "Dog", "1"), (A, "verification", "Cat", "0"),
     (A, "verification", "Car", "0"), (B, "verification", "Teddy bear", "1"),
+    (B, "verification", "Toy", "0"),  # a Teddy bear is a Toy: implied present
     (C, "verification", "Wheel", "1"), (C, "crowdsource-verification", "Wheel", "0"),
     (C, "verification", "Car", "0"), (MISSING, "verification", "Dog", "1"),
     (BROKEN, "verification", "Cat", "1")]
@@ -51,11 +52,13 @@ MACHINE_TRAIN = [(B, "machine", "Tortoise", "0.9"), (B, "machine", "Cat", "0.5")
 HUMAN_VAL = [(VAL, "verification", "Cat", "1"), (VAL, "verification", "Dog", "0")]
 # Worked out by hand: human verdicts overrule machine labels, machine labels of
 # Confidence >= 0.7 count, ancestors follow Subcategory edges (not Part, not the root).
-EXPECTED = {  # image: (labels as given, filled labels, verified negatives)
-    A: ({"Dog"}, {"Dog", "Mammal", "Animal"}, {"Cat", "Car"}),
-    B: ({"Teddy bear", "Tortoise"}, {"Teddy bear", "Animal", "Toy", "Tortoise"}, set()),
-    C: ({"Wheel"}, {"Wheel"}, {"Car"}),
-    VAL: ({"Cat"}, {"Cat", "Mammal", "Animal"}, {"Dog"}),
+EXPECTED = {  # image: (labels as given, filled labels, verified negatives as given,
+    #                  negatives with their descendants filled)
+    A: ({"Dog"}, {"Dog", "Mammal", "Animal"}, {"Cat", "Car"}, {"Cat", "Car"}),
+    B: ({"Teddy bear", "Tortoise"}, {"Teddy bear", "Animal", "Toy", "Tortoise"}, {"Toy"},
+        {"Toy", "Teddy bear"}),
+    C: ({"Wheel"}, {"Wheel"}, {"Car"}, {"Car"}),
+    VAL: ({"Cat"}, {"Cat", "Mammal", "Animal"}, {"Dog"}, {"Dog"}),
 }
 
 
@@ -133,7 +136,7 @@ def test_positives_negatives_and_machine_threshold(built):
         VAL: (EXPECTED[VAL][0], EXPECTED[VAL][2])}
     # Human labels only: B's machine Tortoise (0.9) is gone.
     human = stored(built["human"], "train")
-    assert human[B] == ({"Teddy bear"}, set()) and human[A] == got[A]
+    assert human[B] == ({"Teddy bear"}, {"Toy"}) and human[A] == got[A]
 
 
 def test_missing_and_unreadable_images_are_counted_in_the_metadata(built):
@@ -149,6 +152,7 @@ def test_missing_and_unreadable_images_are_counted_in_the_metadata(built):
     assert report["machine_labels_below_threshold"] == 2
     assert report["machine_labels_overruled_by_humans"] == 1  # C's Car
     assert report["conflicting_human_labels"] == 1  # C's Wheel: 1 and 0
+    assert report["negatives_implied_present"] == 1  # B's Toy, above its Teddy bear
     human = built["human"].info.metadata["build_report"]["train"]
     assert (human["listed_images"], human["unlisted_images"]) == (5, 2)
     assert human["machine_labels_below_threshold"] == 0
@@ -187,7 +191,7 @@ def test_hierarchy_fills_ancestors_through_the_pipeline(built):
         ds, _ = dataset.eval_dataset(builder, split, pp, 4, shard=dataset.HostShard(0, 1))
         batch = next(dataset.HostIterator(ds))
         for k, image_id in enumerate(batch["image_id"][batch["_mask"]]):
-            _, filled, negatives = EXPECTED[image_id.decode()]
+            _, filled, _, negatives = EXPECTED[image_id.decode()]
             assert {names[i] for i in np.flatnonzero(batch["labels"][k])} == filled
             assert {names[i] for i in np.flatnonzero(batch["negative_labels"][k])} == negatives
         assert batch["image"].shape[1:] == (8, 8, 3)
@@ -305,9 +309,9 @@ def test_prepare_label_statistics(built, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "classes: 11, hierarchy depth 3" in out and "split train: 3 examples" in out
     assert "train build report: {" in out and "'missing_images': 1" in out
-    assert "train verified_negatives_per_image: 1.000" in out
+    assert "train verified_negatives_per_image: 1.333" in out
     stats = prepare.label_statistics(built["human_machine"])
-    # Labels as stored (before ancestor filling): A 1, B 2, C 1; negatives 2, 0, 1.
+    # Labels as stored (before ancestor filling): A 1, B 2, C 1; negatives 2, 1, 1.
     assert stats["images"] == 3 and stats["labels_per_image"] == pytest.approx(4 / 3)
-    assert stats["verified_negatives_per_image"] == pytest.approx(1.0)
+    assert stats["verified_negatives_per_image"] == pytest.approx(4 / 3)
     assert stats["classes_under_20_images"] == len(CLASSES)

@@ -17,9 +17,10 @@ Metadata: class_names (the LabelNames, e.g. '/m/011k07', the names the
 hierarchy JSON and `input.data.classes` files use), display_names,
 hierarchy ([child, parent] id pairs; absent without a hierarchy file), and
 build_report: per split, the images listed but missing, the unreadable ones
-(each named, the first few), the images turned upright, and label rows left
-out. Missing and unreadable images are skipped and counted; `strict=True`
-makes them an error. Where the image-id files with a `Rotation` column are in
+(each named, the first few), the images turned upright, label rows left
+out, and verified negatives a positive implies present (kept as given).
+Missing and unreadable images are skipped and counted; `strict=True` makes
+them an error. Where the image-id files with a `Rotation` column are in
 the folder, the 2.6% of photos stored sideways or upside down are turned as
 they say (`rotate=False` keeps the files' pixels):
 
@@ -131,11 +132,13 @@ class OpenImagesLabels(tfds.core.GeneratorBasedBuilder):
         meta.update(class_names=names, display_names=display,
                     class_file=os.path.basename(layout.class_file),
                     machine_threshold=cfg.machine_threshold, build_report={})
+        ancestors = None
         if layout.hierarchy_file is not None:
             from input_pipeline.hierarchy import LabelHierarchy
 
             pairs = files.hierarchy_pairs(layout.hierarchy_file, index)
-            LabelHierarchy.from_pairs(pairs, len(names), names)  # a cycle is an error
+            # A cycle is an error here.
+            ancestors = LabelHierarchy.from_pairs(pairs, len(names), names).ancestors()
             meta.update(hierarchy=[list(p) for p in pairs],
                         hierarchy_file=os.path.basename(layout.hierarchy_file))
         else:
@@ -147,14 +150,15 @@ class OpenImagesLabels(tfds.core.GeneratorBasedBuilder):
         for split in files.SPLITS:
             kinds = layout.label_files.get(split, {})
             if kinds.get("human") or (kinds.get("machine") and cfg.machine_threshold is not None):
-                splits.update(self._split(layout, split, kinds, index))
+                splits.update(self._split(layout, split, kinds, index, ancestors))
         if not splits:
             raise LocalDataError(
                 f"open_images_labels: no split has both label files and images on disk "
                 f"under {layout.root} (report: {meta['build_report']}). {files.INSTRUCTIONS}")
         return splits
 
-    def _split(self, layout: files.Layout, split: str, kinds: dict, index: dict) -> dict:
+    def _split(self, layout: files.Layout, split: str, kinds: dict, index: dict,
+               ancestors: list[np.ndarray] | None) -> dict:
         cfg: OpenImagesLabelsConfig = self.builder_config
         folder = files.image_dir(layout.root, split)
         on_disk = files.list_images(folder) if folder else {}
@@ -173,6 +177,7 @@ class OpenImagesLabels(tfds.core.GeneratorBasedBuilder):
             "machine_labels_below_threshold": labels.machine_below_threshold,
             "machine_labels_overruled_by_humans": labels.machine_overruled,
             "conflicting_human_labels": labels.conflicts,
+            "negatives_implied_present": files.negatives_implied_present(labels, ancestors),
             "unreadable_images": 0, "unreadable": [], "examples": 0,
         }
         turns = {}

@@ -36,6 +36,8 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from input_pipeline.local_files import LocalDataError, read_json
 
 LABEL_HEADER = ["ImageID", "Source", "LabelName", "Confidence"]
@@ -288,6 +290,21 @@ def read_split_labels(human: Sequence[str], machine: Sequence[str],
                     pos[image].add(label)
     out.positives, out.negatives = dict(pos), {k: v for k, v in neg.items() if v}
     return out
+
+
+def negatives_implied_present(labels: SplitLabels,
+                              ancestors: Sequence[np.ndarray] | None) -> int:
+    """(image, class) verified negatives that a positive implies present: the class
+    is an ancestor of one of the image's positives ('no Animal' beside 'Dog').
+    They are kept as given; after filling, the loss sees the class as a positive."""
+    if ancestors is None:
+        return 0
+    count = 0
+    for image, negatives in labels.negatives.items():
+        positives = labels.positives.get(image, ())
+        implied = set().union(*(ancestors[p].tolist() for p in positives))
+        count += len(negatives & implied)
+    return count
 
 
 def _rows(path: str, index: dict[str, int], present: set[str], out: SplitLabels):
