@@ -37,10 +37,12 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm 
 # the attempts: most compile the same ResNet-50 convolutions, and autotuning
 # them is much of each compile. Only where this jaxlib knows the flag (an
 # unknown XLA flag aborts the process).
-cache_flag="--xla_gpu_per_fusion_autotune_cache_dir=${AUTOTUNE_CACHE:-/tmp/bvl_autotune_cache}"
+cache_dir="${AUTOTUNE_CACHE:-/tmp/bvl_autotune_cache}"
+mkdir -p "$cache_dir"
+cache_flag="--xla_gpu_per_fusion_autotune_cache_dir=$cache_dir"
 if env XLA_FLAGS="$(echo "${XLA_FLAGS:-} $cache_flag" | xargs)" "$py" -c "import jax; jax.devices()" &>/dev/null; then
     export XLA_FLAGS="$(echo "${XLA_FLAGS:-} $cache_flag" | xargs)"
-    echo "== autotuning results shared through ${cache_flag#*=}"
+    echo "== autotuning results shared through $cache_dir"
 fi
 
 # fits CAP: prints the timeout for a step of at most CAP seconds, or nothing
