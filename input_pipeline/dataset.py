@@ -195,7 +195,8 @@ def _raw(builder, split: str, shuffle_seed: int | None, subset: DataSubset | Non
     return ds, _source_files(builder, split)
 
 
-def images_undecoded(builder: tfds.core.DatasetBuilder) -> dict:
+def images_undecoded(builder: tfds.core.DatasetBuilder | tfds.folder_dataset.ImageFolder
+                     ) -> dict:
     """`decoders=` for `as_dataset` that leaves every image feature encoded."""
     return {k: tfds.decode.SkipDecoding() for k, f in builder.info.features.items()
             if isinstance(f, tfds.features.Image)}

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import tensorflow_datasets as tfds
 
+from input_pipeline.dataset import images_undecoded
 from input_pipeline.local_files import LocalDataError
 from input_pipeline.local_formats import common
 
@@ -83,8 +84,7 @@ class LocalImageFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
         skips = common.SkipCounter(f"image_folder:{self._root}", split, self._strict)
-        ds = self._folder.as_dataset(split=split,
-                                     decoders={"image": tfds.decode.SkipDecoding()})
+        ds = self._folder.as_dataset(split=split, decoders=images_undecoded(self._folder))
         for ex in tfds.as_numpy(ds):
             name = os.path.relpath(ex["image/filename"].decode(), self._root)
             problem = common.image_problem(ex["image"])
