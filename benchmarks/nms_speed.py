@@ -68,8 +68,7 @@ def dependent_steps(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
     overlaps = np.asarray(box_ops.iou(jnp.asarray(boxes[order]),
                                       jnp.asarray(boxes[order]))) > iou_threshold
     n = len(scores)
-    tiles = max(1, -(-n // tile))
-    tile = max(1, -(-n // tiles))
+    _, tile = nms_lib.tile_layout(n, tile)
     kept, steps = np.zeros(n, bool), 0
     for start in range(0, n, tile):
         span = slice(start, start + tile)

@@ -6,6 +6,13 @@ import jax.numpy as jnp
 from big_vision_like.detection import boxes as box_ops
 
 
+def tile_layout(n: int, tile: int) -> tuple[int, int]:
+    """(number of tiles, boxes per tile) for n boxes in tiles of at most `tile`: as
+    even as they can be, so the padding is least."""
+    tiles = max(1, -(-n // max(1, tile)))
+    return tiles, max(1, -(-n // tiles))
+
+
 def nms(
     boxes: jax.Array,
     scores: jax.Array,
@@ -34,8 +41,7 @@ def nms(
             f"nms wants boxes [N, 4] and scores [N], got {boxes.shape} and {scores.shape}; "
             "vmap over any batch or class axis.")
     order = jnp.argsort(-scores, stable=True)
-    tiles = max(1, -(-n // max(1, tile)))
-    tile = max(1, -(-n // tiles))  # as even as the tiles can be: the least padding
+    tiles, tile = tile_layout(n, tile)
     padded = tiles * tile
     # Padding boxes are never eligible: they neither survive nor suppress.
     eligible = jnp.pad(scores[order] >= score_threshold, (0, padded - n))
