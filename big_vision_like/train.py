@@ -70,7 +70,7 @@ def main(argv) -> None:
     from big_vision_like.workdir_lock import WorkdirLockedError
 
     logging.get_absl_handler().addFilter(quiet_errors.one_line_for_orbax_errors)
-    sys.stderr = quiet_errors.DropClosedLoopTracebacks(sys.stderr)
+    sys.unraisablehook = quiet_errors.drop_closed_loop_errors(sys.unraisablehook)
     try:
         trainer.train(config, _WORKDIR.value, resume_step=_RESUME_STEP.value)
     except (CheckpointError, WorkdirLockedError, NonFiniteLossError) as e:
