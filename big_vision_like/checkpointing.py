@@ -119,6 +119,8 @@ class Checkpointer:
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """Restores into the shardings of `abstract_state` (ShapeDtypeStructs).
         The input state comes back with the loss record under HEALTH, if saved."""
+        if self._mirror is not None:
+            self._mirror.fetch(str(step))
         self._check_shapes(step, abstract_state)
         out = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
@@ -160,7 +162,7 @@ class Checkpointer:
         later = sorted(s for s in steps if s > step)
         if jax.process_index() == 0:
             for s in later:
-                fs.rename(fs.join(self._dir, str(s)), fs.join(self._dir, f"{s}.after_{step}"))
+                self._rename(str(s), f"{s}.after_{step}")
             fs.write_atomic(record_path, json.dumps([*done, {"step": step, "moved": later}]))
             self._sync_mirror()
         _sync_processes("resume_from")
@@ -195,7 +197,7 @@ class Checkpointer:
                 problem = f"{bad} holds NaN or infinite values"
             aside = fs.join(self.directory, f"{step}.unreadable")
             if jax.process_index() == 0:
-                fs.rename(fs.join(self._dir, str(step)), fs.join(self._dir, f"{step}.unreadable"))
+                self._rename(str(step), f"{step}.unreadable")
                 self._sync_mirror()
             moved = True
             logging.warning("checkpoint %d cannot be used: %s. Moved it to %s; resuming "
@@ -242,6 +244,13 @@ class Checkpointer:
             self._sync_mirror()
         except Exception as e:
             raise self._failed(step, e) from e
+
+    def _rename(self, name: str, new_name: str) -> None:
+        """Renames a step folder (the mirror's, so `sync` renames it remotely)."""
+        if self._mirror is not None:
+            self._mirror.rename(name, new_name)
+        else:
+            fs.rename(fs.join(self._dir, name), fs.join(self._dir, new_name))
 
     def _sync_mirror(self) -> None:
         if self._mirror is not None:

@@ -100,6 +100,11 @@ def isfile(path: str) -> bool:
     return exists(path) and not isdir(path)
 
 
+def size(path: str) -> int:
+    """A file's size in bytes, without reading it."""
+    return _gfile().stat(path).length if is_url(path) else os.path.getsize(path)
+
+
 def makedirs(path: str) -> None:
     if is_url(path):
         _gfile().makedirs(path)

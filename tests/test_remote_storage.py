@@ -141,6 +141,71 @@ def test_the_checkpoint_mirror_skips_a_cut_upload_and_follows_the_rotation(ram):
     assert not os.path.exists(mirror.local)
 
 
+def _remote_files(root: str) -> dict[str, bytes]:
+    return {rel: fs.read_bytes(fs.join(root, rel)) for rel in fs.walk_files(root)}
+
+
+# ram:// deletes and lists by name prefix ("4" takes "4.unreadable" along), so
+# tests that rename steps use a file:// URL: TensorFlow's file system layer
+# over the local disk, mirrored like any remote scheme.
+
+
+def test_the_mirror_downloads_a_steps_arrays_only_when_it_is_restored(tmp_path, monkeypatch):
+    """A resume reads one step; the others (keep_ckpt_every_steps may keep
+    dozens) stay remote, metadata aside, and still move when renamed."""
+    monkeypatch.setattr(checkpoint_mirror, "DEFER_BYTES", 1000)
+    remote = f"file://{tmp_path}/checkpoints"
+    for step in (4, 8):
+        fs.write_atomic(f"{remote}/{step}/state/d/blob", bytes([step]) * 5000)
+        fs.write_atomic(f"{remote}/{step}/state/_METADATA", f"meta {step}")
+        fs.write_atomic(f"{remote}/{step}/data/input.json", "{}" + " " * 2000)  # not arrays
+        fs.write_atomic(f"{remote}/{step}/{checkpoint_mirror.COMMITTED}", "ok")
+    before = _remote_files(remote)
+    mirror = checkpoint_mirror.Mirror(remote)
+    try:
+        assert sorted(fs.walk_files(mirror.local)) == sorted(
+            rel for rel in before if not rel.endswith("blob"))
+        mirror.fetch("8")
+        assert fs.read_bytes(f"{mirror.local}/8/state/d/blob") == before["8/state/d/blob"]
+        mirror.rename("4", "4.unreadable")  # moved aside without being downloaded
+        mirror.rename("8", "8.after_2")
+        mirror.sync()
+        assert _remote_files(remote) == {
+            rel.replace("4/", "4.unreadable/", 1).replace("8/", "8.after_2/", 1): data
+            for rel, data in before.items()}
+    finally:
+        mirror.close()
+
+
+def test_a_mirrored_checkpointer_restores_and_goes_back_with_arrays_left_remote(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint_mirror, "DEFER_BYTES", 1000)
+    directory = f"file://{tmp_path}/checkpoints"
+    ckpt = checkpointing.Checkpointer(directory, keep=None, asynchronous=False)
+    for step in (1, 2, 3):
+        ckpt.save(step, {"w": np.arange(4096, dtype=np.float32) * step})
+    ckpt.close()
+    saved = _remote_files(directory)
+    resumed = checkpointing.Checkpointer(directory, keep=None, asynchronous=False)
+    try:
+        staged = sum(os.path.getsize(os.path.join(resumed._dir, rel))
+                     for rel in fs.walk_files(resumed._dir))
+        assert staged < sum(len(data) for data in saved.values()) / 3  # <1 step's arrays
+        abstract = {"w": jax.ShapeDtypeStruct((4096,), np.float32)}
+        state, _ = resumed.restore(3, abstract)
+        np.testing.assert_array_equal(state["w"], np.arange(4096, dtype=np.float32) * 3)
+        assert resumed.resume_from(1) == [2, 3]
+    finally:
+        resumed.close()
+    assert _remote_files(directory) == {
+        **{rel: d for rel, d in saved.items() if rel.startswith("1/")},
+        **{rel.replace("2/", "2.after_1/", 1): d for rel, d in saved.items()
+           if rel.startswith("2/")},
+        **{rel.replace("3/", "3.after_1/", 1): d for rel, d in saved.items()
+           if rel.startswith("3/")},
+        "resume_steps.json": fs.read_bytes(f"{directory}/resume_steps.json")}
+
+
 def test_a_multi_host_run_cannot_stage_checkpoints(ram, monkeypatch):
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     with pytest.raises(checkpointing.CheckpointError, match="gs:// or on a disk"):
