@@ -7,7 +7,10 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+
+from big_vision_like import checkpointing
 
 
 def run(args, timeout=600):
@@ -262,3 +265,16 @@ def test_trace_top_ops_sums_a_real_trace_by_op_and_kind(tmp_path):
     assert trace_top_ops.kind("input_scatter_fusion") == "scatter"
     assert trace_top_ops.kind("nvjet_sm90_tst_256x128", "cudnn-conv.132") == "convolution"
     assert trace_top_ops.kind("wrapped_convert", "wrapped_convert.39") == "other"
+
+
+def test_mirror_resume_bytes_benchmark(tmp_path):
+    """Three steps of an 8 MB array (about 7.4 compressed): a resume stages one."""
+    ckpt = checkpointing.Checkpointer(str(tmp_path / "ckpt"), keep=None, asynchronous=False)
+    rng = np.random.default_rng(0)
+    for step in (1, 2, 3):  # random: orbax compresses
+        ckpt.save(step, {"w": rng.standard_normal(2_000_000, np.float32)})
+    ckpt.close()
+    res = json.loads(run(["benchmarks.mirror_resume_bytes", str(tmp_path / "ckpt")]))
+    assert res["steps"] == [1, 2, 3] and res["remote_mb"] > 20
+    assert res["staged_at_open_mb"] < 1
+    assert 6 < res["staged_for_resume_mb"] < res["remote_mb"] / 3 + 1
