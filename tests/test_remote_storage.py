@@ -74,8 +74,18 @@ def test_a_run_on_ram_with_its_data_there_is_killed_resumes_and_matches_a_local_
         return out
 
     monkeypatch.setattr(checkpointing.Checkpointer, "restore_latest_intact", spy)
+    # The step's array files stay remote until its restore fetches them.
+    monkeypatch.setattr(checkpoint_mirror, "DEFER_BYTES", 4096)
+    real_fetch, fetched = checkpoint_mirror.Mirror.fetch, []
+
+    def fetch_spy(self, name):
+        fetched.append((name, len(self._deferred.get(name, []))))
+        real_fetch(self, name)
+
+    monkeypatch.setattr(checkpoint_mirror.Mirror, "fetch", fetch_spy)
     resumed = trainer.train(config, workdir)
     assert restored_steps == [4]  # read back from ram://, not trained again from 0
+    assert fetched and fetched[0][0] == "4" and fetched[0][1] > 0, fetched
 
     local_dir, local_state = pretrained_tiny
     for x, y in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(local_state.params)):
