@@ -1,9 +1,10 @@
 """What a resume downloads from a workdir on a mirrored scheme (s3://, hdfs://).
 
-Copies a run's checkpoints folder, opens it through a file:// URL (TensorFlow's
-file system layer, staged and mirrored like any scheme orbax cannot write),
-and reports the bytes in the remote folder, staged when the Checkpointer opens
-it, and staged once the latest step is fetched for its restore.
+Copies a run's checkpoints folder, opens the copy through a file:// URL
+(TensorFlow's file system layer, staged like any scheme orbax cannot write)
+with the Checkpointer's mirror, and reports the bytes in the remote folder,
+staged when the mirror opens it, and staged once the latest step is fetched
+for its restore.
 
     python -m benchmarks.mirror_resume_bytes workdirs/demo/checkpoints
 """
@@ -16,7 +17,7 @@ import os
 import shutil
 import tempfile
 
-from big_vision_like import checkpointing
+from big_vision_like import checkpoint_mirror
 from big_vision_like import filesystem as fs
 
 
@@ -32,13 +33,13 @@ def main() -> None:
     try:
         shutil.copytree(args.checkpoints, os.path.join(scratch, "checkpoints"))
         remote = f"file://{scratch}/checkpoints"
-        ckpt = checkpointing.Checkpointer(remote, keep=None, asynchronous=False)
-        staging = ckpt._mirror.local
-        result = {"steps": ckpt.all_steps(), "remote_mb": _bytes(remote) / 1e6,
-                  "staged_at_open_mb": _bytes(staging) / 1e6}
-        ckpt._mirror.fetch(str(ckpt.latest_step()))  # what restore() downloads
-        result["staged_for_resume_mb"] = _bytes(staging) / 1e6
-        ckpt.close()
+        mirror = checkpoint_mirror.Mirror(remote)
+        steps = sorted(int(n) for n in fs.listdir(mirror.local) if n.isdigit())
+        result = {"steps": steps, "remote_mb": _bytes(remote) / 1e6,
+                  "staged_at_open_mb": _bytes(mirror.local) / 1e6}
+        mirror.fetch(str(steps[-1]))  # what Checkpointer.restore downloads
+        result["staged_for_resume_mb"] = _bytes(mirror.local) / 1e6
+        mirror.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps(result))
