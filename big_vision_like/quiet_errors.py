@@ -2,11 +2,13 @@
 
 When an asynchronous orbax save fails (full disk, read-only folder), the
 failure shows up many times over: orbax logs it once per background thread
-with a traceback, and tensorstore writes still in flight call back into
-the failed save's closed event loop, each printing a "RuntimeError: Event
-loop is closed" traceback (an unraisable exception), hundreds of lines in
-all. The run reports the failure itself (`checkpointing.CheckpointError`),
-so these are noise.
+with a traceback; asyncio logs "Task exception was never retrieved" with a
+traceback for each of orbax's array writes that failed after the first;
+and tensorstore writes still in flight call back into the failed save's
+closed event loop, each printing a "RuntimeError: Event loop is closed"
+traceback (an unraisable exception), hundreds of lines in all. The run
+reports the failure itself (`checkpointing.CheckpointError`), so these are
+noise.
 """
 
 from __future__ import annotations
@@ -21,11 +23,19 @@ from types import TracebackType
 from typing import Any
 
 
-def one_line_for_orbax_errors(record: logging.LogRecord) -> bool:
-    """A logging filter: orbax's error records without their tracebacks."""
-    if "/orbax/" in record.pathname and record.exc_info:
+def quiet_orbax_errors(record: logging.LogRecord) -> bool:
+    """A logging filter: orbax's error records without their tracebacks, and
+    none of asyncio's reports of orbax tasks whose error nobody retrieved
+    (orbax raised the first of them; the rest say the same)."""
+    if record.exc_info and "/orbax/" in record.pathname:
         record.exc_info, record.exc_text = None, None
+    elif record.exc_info and record.name == "asyncio" and _raised_in_orbax(record.exc_info[2]):
+        return False
     return True
+
+
+def _raised_in_orbax(tb: TracebackType | None) -> bool:
+    return any("/orbax/" in frame.filename for frame in traceback.extract_tb(tb))
 
 
 def drop_closed_loop_errors(passed_on: Callable[[Any], None]) -> Callable[[Any], None]:

@@ -69,7 +69,7 @@ def main(argv) -> None:
     from big_vision_like.step_monitor import NonFiniteLossError
     from big_vision_like.workdir_lock import WorkdirLockedError
 
-    logging.get_absl_handler().addFilter(quiet_errors.one_line_for_orbax_errors)
+    logging.get_absl_handler().addFilter(quiet_errors.quiet_orbax_errors)
     sys.unraisablehook = quiet_errors.drop_closed_loop_errors(sys.unraisablehook)
     try:
         trainer.train(config, _WORKDIR.value, resume_step=_RESUME_STEP.value)
