@@ -58,32 +58,38 @@ def rpn_like_boxes(rng: np.random.Generator, batch: int, n: int) -> tuple[np.nda
     return boxes, scores
 
 
-def dependent_steps(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
-                    tile: int) -> int:
-    """The loop steps one image's NMS by tiles takes, each waiting on the one before:
-    one per tile plus its passes (the last confirms that nothing changed), replayed
-    in NumPy; the box-by-box loop takes one per box. The cap on kept boxes is left
-    out: it does not change the passes."""
+def passes_per_tile(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
+                    tile: int) -> list[int]:
+    """The passes of the within-tile loop of one image's NMS by tiles, per tile
+    (the last pass confirms that nothing changed), replayed in NumPy. The cap
+    on kept boxes is left out: it does not change the passes."""
     order = np.argsort(-scores, kind="stable")
     overlaps = np.asarray(box_ops.iou(jnp.asarray(boxes[order]),
                                       jnp.asarray(boxes[order]))) > iou_threshold
     n = len(scores)
     _, tile = nms_lib.tile_layout(n, tile)
-    kept, steps = np.zeros(n, bool), 0
+    kept, passes = np.zeros(n, bool), []
     for start in range(0, n, tile):
         span = slice(start, start + tile)
         candidates = ~np.any(kept[:, None] & overlaps[:, span], axis=0)
         within = np.triu(overlaps[span, span], k=1)
-        keep = candidates
+        keep, count = candidates, 0
         while True:
-            steps += 1
+            count += 1
             new = candidates & ~np.any(keep[:, None] & within, axis=0)
             if np.array_equal(new, keep):
                 break
             keep = new
         kept[span] = keep
-        steps += 1
-    return steps
+        passes.append(count)
+    return passes
+
+
+def dependent_steps(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
+                    tile: int) -> int:
+    """The loop steps one image's NMS by tiles takes, each waiting on the one
+    before: one per tile plus its passes; the box-by-box loop takes one per box."""
+    return sum(p + 1 for p in passes_per_tile(boxes, scores, iou_threshold, tile))
 
 
 def seconds_per_call(fn, *args, repeats: int) -> float:

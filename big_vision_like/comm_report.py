@@ -1,4 +1,5 @@
-"""Collectives of a compiled train step, and the bytes each device sends.
+"""Collectives of a compiled train step, and the bytes each device sends
+(and those inside loops, which run once per pass).
 
 Compiles the step for a mesh on abstract inputs (fake CPU devices are
 enough; nothing runs), reads the collectives from the optimised HLO and
@@ -68,3 +69,32 @@ def collectives(hlo_text: str, num_devices: int) -> dict[str, dict[str, float]]:
         out[kind]["count"] += 1
         out[kind]["bytes_sent"] += sent
     return dict(out)
+
+
+_HEADER = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$")
+_LOOP = re.compile(r"\b(?:condition|body)=%?([\w.\-]+)")
+
+
+def in_loops(hlo_text: str, num_devices: int) -> dict[str, int]:
+    """Per kind: collectives inside while loops (their bodies, conditions and
+    what those call), each counted once though it runs at every pass; a
+    data-dependent loop over a sharded batch makes them tiny and many."""
+    computations: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for line in hlo_text.splitlines():
+        header = _HEADER.match(line)
+        if header:
+            lines = computations.setdefault(header.group(1), [])
+        lines.append(line)
+    refs = {name: set(re.findall(r"%?([\w.\-]+)", "\n".join(body[1:]))) & computations.keys()
+            for name, body in computations.items()}
+    todo = [m for body in computations.values() for m in _LOOP.findall("\n".join(body))]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in seen and name in computations:
+            seen.add(name)
+            todo.extend(refs[name])
+    found = collectives("\n".join(line for name in seen for line in computations[name][1:]),
+                        num_devices)
+    return {kind: int(v["count"]) for kind, v in found.items()}

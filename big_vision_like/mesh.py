@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 from jax.sharding import AxisType, Mesh, NamedSharding
@@ -40,3 +40,32 @@ def make_mesh(data: int = -1, model: int = 1,
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) dimension split over `data`, replicated over `model`."""
     return NamedSharding(mesh, P(DATA))
+
+
+def tracing_on(mesh: Mesh):
+    """Context for tracing a step that runs on `mesh`: lets model code see the
+    mesh (`per_data_shard`) without being handed it."""
+    return jax.sharding.use_abstract_mesh(mesh.abstract_mesh)
+
+
+def per_data_shard(fn: Callable, in_axes: Sequence[int | None]) -> Callable:
+    """`fn` over a batch (leading axis of the arguments whose `in_axes` is 0;
+    None: the same for every example), run on each device's share of the batch
+    when traced under `tracing_on` a mesh whose `data` axis has several devices.
+
+    For per-example work with data-dependent loops (NMS): vmapped over a
+    sharded batch, a `while_loop` runs until every example is done, which
+    takes an all-reduce over the devices at every pass. Per shard, each
+    device loops over its own examples only. Outside such a mesh, or when the
+    batch does not split evenly, `fn` runs as it is.
+    """
+    def run(*args):
+        mesh = jax.sharding.get_abstract_mesh()
+        batched = [a for a, axis in zip(args, in_axes) if axis == 0]
+        if (mesh.empty or DATA not in mesh.axis_names or mesh.shape[DATA] == 1
+                or batched[0].shape[0] % mesh.shape[DATA]):
+            return fn(*args)
+        specs = tuple(P(DATA) if axis == 0 else P() for axis in in_axes)
+        return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(DATA),
+                             axis_names={DATA}, check_vma=False)(*args)
+    return run

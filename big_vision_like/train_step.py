@@ -22,7 +22,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from big_vision_like import sharding as sharding_lib
-from big_vision_like.mesh import batch_sharding
+from big_vision_like.mesh import batch_sharding, tracing_on
 from big_vision_like.tasks.base import Task
 
 
@@ -105,9 +105,10 @@ def make_train_step(task: Task, tx: optax.GradientTransformation, mesh: Mesh,
         mutable = list(state.model_state)
 
         def loss(params):
-            outputs, new_state = task.forward(
-                {"params": params, **state.model_state}, batch, train=True,
-                rngs={"dropout": rng}, mutable=mutable)
+            with tracing_on(mesh):
+                outputs, new_state = task.forward(
+                    {"params": params, **state.model_state}, batch, train=True,
+                    rngs={"dropout": rng}, mutable=mutable)
             value, aux = task.loss(constrain_outputs(outputs, task, mesh), batch)
             return value, (new_state, aux)
 

@@ -366,8 +366,10 @@ def _build_evaluators(config, task, mesh, shardings, data, durations):
     in_shardings = (var_shardings, mesh_lib.batch_sharding(mesh))
 
     def jitted(fn):
-        return jax.jit(lambda variables, batch: fn(task.forward(variables, batch, train=False),
-                                                   batch), in_shardings=in_shardings)
+        def predict(variables, batch):
+            with mesh_lib.tracing_on(mesh):
+                return fn(task.forward(variables, batch, train=False), batch)
+        return jax.jit(predict, in_shardings=in_shardings)
 
     def batch_loss(outputs, batch):
         # The task's loss is a mean over the real examples; times their count

@@ -96,6 +96,18 @@ def test_nms_speed_benchmark_checks_tiles_against_the_box_by_box_loop(tmp_path):
     assert 14 <= result["dependent_steps_tiled"] < result["dependent_steps_box_by_box"] == 200
 
 
+def test_nms_sharded_benchmark_finds_the_loop_all_reduce_only_when_vmapped(tmp_path):
+    out = tmp_path / "nms_sharded.json"
+    run(["benchmarks.nms_sharded", "--per_device", "1", "--boxes", "300", "--keep", "50",
+         "--repeats", "1", "--json", str(out)])
+    result = json.loads(out.read_text())  # written only after the indices matched
+    assert result["devices"] == 8 and result["images"] == 8
+    assert result["collectives_in_loops"] == {"vmapped": {"all-reduce": 1}, "per_shard": {}}
+    # Two tiles of 150 boxes, at least one pass each.
+    assert 2 <= result["passes_per_call_slowest_device"] <= result["passes_per_call_vmapped"]
+    assert result["per_shard_ms"] > 0
+
+
 @pytest.mark.parametrize("script", ["gpu_suite.sh", "gpu_dense_suite.sh", "gpu_speed_attempts.sh"])
 def test_gpu_suite_script_parses(script):
     out = subprocess.run(["bash", "-n", f"benchmarks/{script}"], capture_output=True,

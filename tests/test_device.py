@@ -1,4 +1,5 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -44,3 +45,24 @@ def test_mesh_sizes_must_match_the_devices():
     assert mesh_lib.make_mesh(-1, 2).shape == {"data": 4, "model": 2}
     with pytest.raises(ValueError, match="product is 8"):
         mesh_lib.make_mesh(3, 2)
+
+
+@pytest.mark.parametrize("data,model,batch,seen", [(8, 1, 16, 2), (2, 4, 16, 8), (1, 8, 16, 16),
+                                                   (8, 1, 12, 12)])
+def test_per_data_shard_runs_on_each_devices_share_of_the_batch(data, model, batch, seen):
+    """`seen`: the batch `fn` sees; the whole one without several `data`
+    devices or when the batch does not split evenly."""
+    mesh = mesh_lib.make_mesh(data, model)
+
+    def fn(x, offset):  # (an output that ignores x fails to compile in shard_map)
+        return x[:, 0].astype(jnp.int32) + x.shape[0] + offset
+
+    def traced(x):
+        with mesh_lib.tracing_on(mesh):
+            return mesh_lib.per_data_shard(fn, (0, None))(x, jnp.int32(100))
+
+    x = jax.device_put(np.zeros((batch, 3), np.float32), mesh_lib.batch_sharding(mesh)
+                       if batch % data == 0 else None)
+    np.testing.assert_array_equal(np.asarray(jax.jit(traced)(x)), np.full(batch, seen + 100))
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda x: mesh_lib.per_data_shard(
+        fn, (0, None))(x, 100))(x)), np.full(batch, batch + 100))  # no mesh in context

@@ -41,6 +41,7 @@ from big_vision_like.detection import anchors as anchor_lib
 from big_vision_like.detection import boxes as box_lib
 from big_vision_like.detection import nms as nms_lib
 from big_vision_like.detection import roi_align, targets
+from big_vision_like.mesh import per_data_shard
 from big_vision_like.models.resnet import ResNet
 
 FEATURE_STRIDE = 16  # conv4 of a ResNet
@@ -108,7 +109,9 @@ class FasterRCNN(ResNet):
         objectness = objectness.reshape(b, -1).astype(jnp.float32)
         rpn_deltas = rpn_deltas.reshape(b, -1, 4).astype(jnp.float32)
 
-        proposals, proposal_valid = jax.vmap(self._propose, in_axes=(None, 0, 0, 0))(
+        # Per device: NMS loops until its slowest image is done (see per_data_shard).
+        proposals, proposal_valid = per_data_shard(
+            jax.vmap(self._propose, in_axes=(None, 0, 0, 0)), (None, 0, 0, 0))(
             anchors, objectness, rpn_deltas, image_hw)
         proposals = jax.lax.stop_gradient(proposals)
         out = {"rpn_objectness": objectness, "rpn_deltas": rpn_deltas}
@@ -138,8 +141,8 @@ class FasterRCNN(ResNet):
         class_logits, box_deltas = self._box_classifier(feat, rois, train)
         out.update(class_logits=class_logits, box_deltas=box_deltas)
         if not train:
-            out.update(jax.vmap(self._detect)(rois, proposal_valid, class_logits,
-                                              box_deltas, image_hw))
+            out.update(per_data_shard(jax.vmap(self._detect), (0,) * 5)(
+                rois, proposal_valid, class_logits, box_deltas, image_hw))
             out["proposals"], out["proposal_valid"] = proposals, proposal_valid
         return out
 
