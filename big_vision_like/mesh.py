@@ -62,10 +62,13 @@ def per_data_shard(fn: Callable, in_axes: Sequence[int | None]) -> Callable:
     def run(*args):
         mesh = jax.sharding.get_abstract_mesh()
         batched = [a for a, axis in zip(args, in_axes) if axis == 0]
-        if (mesh.empty or DATA not in mesh.axis_names or mesh.shape[DATA] == 1
+        if (not batched or mesh.empty or DATA not in mesh.axis_names or mesh.shape[DATA] == 1
                 or batched[0].shape[0] % mesh.shape[DATA]):
             return fn(*args)
         specs = tuple(P(DATA) if axis == 0 else P() for axis in in_axes)
+        # check_vma off: with it, a loop started from a constant carry (NMS's
+        # `jnp.bool_(True)`) fails to type-check once the carry depends on the
+        # device's data; `fn` would need `jax.lax.pcast` in every such loop.
         return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(DATA),
                              axis_names={DATA}, check_vma=False)(*args)
     return run
