@@ -18,7 +18,6 @@ ones are used.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 
@@ -82,11 +81,9 @@ def main() -> None:
     if "xla_force_host_platform_device_count" not in flags:
         os.environ["XLA_FLAGS"] = (
             f"{flags} --xla_force_host_platform_device_count={args.devices}").strip()
-    result = measure(args.per_device, args.boxes, args.keep, args.repeats)
-    print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    from benchmarks.nms_speed import report
+
+    report(measure(args.per_device, args.boxes, args.keep, args.repeats), args.json)
 
 
 if __name__ == "__main__":

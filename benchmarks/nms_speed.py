@@ -102,6 +102,14 @@ def seconds_per_call(fn, *args, repeats: int) -> float:
     return best
 
 
+def report(result: dict, path: str | None) -> None:
+    """Prints `result`, and writes it to `path` as JSON if given."""
+    print(json.dumps(result, indent=1))
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boxes", type=int, default=6000)
@@ -130,10 +138,7 @@ def main() -> None:
                                            for b, s in zip(boxes, scores, strict=True)),
               "box_by_box_ms": 1e3 * t_loop, "tiled_ms": 1e3 * t_tiled,
               "speedup": t_loop / t_tiled}
-    print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    report(result, args.json)
 
 
 if __name__ == "__main__":
