@@ -23,17 +23,21 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from input_pipeline import dataset, preprocess
-from input_pipeline.pp_ops import PPContext, default_registry
-from input_pipeline.synthetic_jft.builder import SyntheticJft, SyntheticJftConfig
+from input_pipeline.pp.base import PPContext
+from input_pipeline.pp.builder import build_preprocess
+from input_pipeline.pp.recipes import paper_train
+from input_pipeline.pp.registry import default_registry
+from input_pipeline.sources.core import DataSource
+from input_pipeline.sources.synthetic_jft.builder import SyntheticJft, SyntheticJftConfig
+from input_pipeline.stream import batches
 
 
-def bench_builder(images: int, data_dir: str) -> tfds.core.DatasetBuilder:
+def bench_source(images: int, data_dir: str) -> DataSource:
     config = SyntheticJftConfig(name=f"bench340_{images}", image_size=340, num_leaves=100,
                                 train_examples=images, fasteval_examples=0, test_examples=0)
     builder = SyntheticJft(config=config, data_dir=data_dir)
     builder.download_and_prepare()
-    return builder
+    return DataSource(config.name, builder)
 
 
 def one_thread(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -45,12 +49,11 @@ def one_thread(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
-def pipeline_rate(builder, images: int, batch: int = 32) -> float:
+def pipeline_rate(source: DataSource, images: int, batch: int = 32) -> float:
     """Images/s of the training pipeline restricted to one thread."""
-    pp = preprocess.build_preprocess(preprocess.paper_train() + "|keep('image')",
-                                     default_registry(), PPContext())
-    ds = dataset.train_dataset(builder, "train", pp, batch, seed=0,
-                               shard=dataset.HostShard(0, 1), shuffle_buffer=256)
+    pp = build_preprocess(paper_train() + "|keep('image')", default_registry(), PPContext())
+    ds = batches.train_dataset(source, "train", pp, batch, seed=0,
+                               shard=batches.HostShard(0, 1), shuffle_buffer=256)
     it = iter(one_thread(ds))
     for _ in range(4):  # warm up: fill buffers, trace functions
         next(it)
@@ -82,13 +85,12 @@ def main() -> None:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.threading.set_intra_op_parallelism_threads(1)
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="bench_tfds_")
-    builder = bench_builder(args.images, data_dir)
-    jpegs = [ex["image"] for ex in tfds.as_numpy(builder.as_dataset(
-        "train", decoders=dataset.images_undecoded(builder)))]
+    source = bench_source(args.images, data_dir)
+    jpegs = [ex["image"] for ex in tfds.as_numpy(source.read("train"))]
     pil = pil_rate(jpegs)  # interleave the two so machine noise hits both
-    pipe = pipeline_rate(builder, args.images)
+    pipe = pipeline_rate(source, args.images)
     pil = max(pil, pil_rate(jpegs, seed=1))
-    pipe = max(pipe, pipeline_rate(builder, args.images))
+    pipe = max(pipe, pipeline_rate(source, args.images))
     print(f"{'method':<40} {'img/s/core':>10}")
     print(f"{'tf.data pipeline (paper recipe)':<40} {pipe:>10.1f}")
     print(f"{'plain PIL loop':<40} {pil:>10.1f}")

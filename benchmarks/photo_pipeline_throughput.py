@@ -2,7 +2,7 @@
 
 The photos (benchmarks.photo_set: scikit-image's bundled photographs, 500x375
 to 1600x1200, JPEG quality 90) go into a TFDS dataset and through the
-project's training pipeline (`dataset.train_dataset`, the recipes' pp
+project's training pipeline (`stream.batches.train_dataset`, the recipes' pp
 strings) on one tf.data thread. Beside it, in the same process and
 interleaved so machine noise hits all, a PIL loop and an OpenCV loop do the
 same work on the same bytes on one core:
@@ -11,7 +11,7 @@ same work on the same bytes on one core:
   inception  decode, inception crop (5-100% area, aspect 3/4-4/3) resized to
              224 (bilinear), flip, [-1, 1]
 
-each with and without the decode shortcut (pp_decode): DCT-scaled decoding
+each with and without the decode shortcut (pp.decode): DCT-scaled decoding
 for the paper recipe (TF `decode_jpeg(ratio=r)`, PIL `Image.draft`, OpenCV
 `IMREAD_REDUCED_COLOR_r`, r the largest of 2/4/8 that keeps both sides at or
 above 340), and crop-window decoding for the inception crop (TF
@@ -44,18 +44,22 @@ from PIL import Image
 
 from benchmarks import photo_set
 from benchmarks.input_pipeline_throughput import one_thread
-from input_pipeline import dataset, preprocess
 from input_pipeline.keys import SEED_KEY
-from input_pipeline.pp_ops import PPContext, default_registry
+from input_pipeline.pp.base import PPContext
+from input_pipeline.pp.builder import build_preprocess
+from input_pipeline.pp.recipes import inception_train, paper_train
+from input_pipeline.pp.registry import default_registry
+from input_pipeline.sources.core import DataSource
+from input_pipeline.stream import batches
 
 # This project's measured H200 step rates (BENCHMARKS.md), img/s.
 STEP_RATES = {"ResNet-50 224px": 6784.0, "ResNet-101 299px JFT head": 2518.0}
 RESIZE, CROP, INCEPTION = 340, 299, 224
 RECIPES = {  # (recipe, shortcut) -> pp string
-    ("paper", False): preprocess.paper_train(CROP, RESIZE),
-    ("paper", True): preprocess.paper_train(CROP, RESIZE, fused_decode=True),
-    ("inception", False): preprocess.inception_train(INCEPTION),
-    ("inception", True): preprocess.inception_train(INCEPTION, fused_decode=True),
+    ("paper", False): paper_train(CROP, RESIZE),
+    ("paper", True): paper_train(CROP, RESIZE, fused_decode=True),
+    ("inception", False): inception_train(INCEPTION),
+    ("inception", True): inception_train(INCEPTION, fused_decode=True),
 }
 
 
@@ -75,12 +79,11 @@ class Clock:
         return n / self.wall, n / self.cpu
 
 
-def pipeline_rate(builder, spec: str, images: int, batch: int) -> tuple[float, float]:
+def pipeline_rate(source: DataSource, spec: str, images: int, batch: int) -> tuple[float, float]:
     """(img/s, img per CPU-s) of the training pipeline restricted to one thread."""
-    pp = preprocess.build_preprocess(spec + "|keep('image')", default_registry(),
-                                     PPContext())
-    ds = dataset.train_dataset(builder, "train", pp, batch, seed=0,
-                               shard=dataset.HostShard(0, 1), shuffle_buffer=256)
+    pp = build_preprocess(spec + "|keep('image')", default_registry(), PPContext())
+    ds = batches.train_dataset(source, "train", pp, batch, seed=0,
+                               shard=batches.HostShard(0, 1), shuffle_buffer=256)
     it = iter(one_thread(ds))
     for _ in range(2):  # warm up: fill buffers, trace functions
         next(it)
@@ -92,7 +95,7 @@ def pipeline_rate(builder, spec: str, images: int, batch: int) -> tuple[float, f
 
 
 def dct_ratio(width: int, height: int, target: int) -> int:
-    """The largest r in 1/2/4/8 with both sides // r >= target (pp_decode's rule)."""
+    """The largest r in 1/2/4/8 with both sides // r >= target (pp.decode's rule)."""
     return max(r for r in (1, 2, 4, 8) if width // r >= target and height // r >= target)
 
 
@@ -178,7 +181,7 @@ def shortcut_difference(jpegs: list[bytes], limit: int = 49) -> dict:
     reg = default_registry()
     specs = (f"decode|resize({RESIZE})", f"decode_jpeg_and_resize({RESIZE})",
              f"decode|resize({RESIZE}, antialias=True)")
-    pps = [preprocess.build_preprocess(s, reg, PPContext()) for s in specs]
+    pps = [build_preprocess(s, reg, PPContext()) for s in specs]
 
     def run(pp, data):
         ex = {"image": tf.constant(data), SEED_KEY: tf.constant([0, 0], tf.int64)}
@@ -200,7 +203,7 @@ def shortcut_difference(jpegs: list[bytes], limit: int = 49) -> dict:
             "antialias_vs_plain_mean_abs": float(a.mean())}
 
 
-def measure(jpegs: list[bytes], builder, images: int, batch: int, repeats: int) -> list:
+def measure(jpegs: list[bytes], source: DataSource, images: int, batch: int, repeats: int) -> list:
     """Rows of the table. Per core = images per CPU-second of the process (all its
     threads), best of `repeats`: on a shared machine CPU time is what other
     processes disturb least; the wall-clock rate is kept beside it."""
@@ -214,7 +217,7 @@ def measure(jpegs: list[bytes], builder, images: int, batch: int, repeats: int) 
         for recipe in ("paper", "inception"):
             for shortcut in (False, True):
                 keep((recipe, "tf.data (project)", shortcut),
-                     pipeline_rate(builder, RECIPES[recipe, shortcut], images, batch))
+                     pipeline_rate(source, RECIPES[recipe, shortcut], images, batch))
                 for lib in ("PIL", "OpenCV"):
                     if shortcut and (recipe, lib) not in HAS_SHORTCUT:
                         continue
@@ -273,8 +276,8 @@ def main() -> None:
     cv2.setNumThreads(1)
     jpegs = photo_set.make_jpegs(args.images)
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="bench_photos_")
-    builder = photo_set.as_tfds(jpegs, data_dir)
-    rows = measure(jpegs, builder, args.images, args.batch, args.repeats)
+    source = DataSource("photos", photo_set.as_tfds(jpegs, data_dir))
+    rows = measure(jpegs, source, args.images, args.batch, args.repeats)
     photos = photo_set.describe(jpegs)
     quality = shortcut_difference(jpegs, args.quality_images)
     print_table(rows, photos, quality)

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
-import tensorflow as tf
-import tensorflow_datasets as tfds
 from absl import logging
 
 import evaluators
@@ -38,11 +34,9 @@ from big_vision_like.step_monitor import StepMonitor
 from big_vision_like.tasks.base import Task, TaskContext
 from big_vision_like.workdir_lock import hold_workdir
 from evaluators.common import EvalContext
-from input_pipeline import dataset, preprocess, subsets
-from input_pipeline.device import DevicePrefetcher
-from input_pipeline.hierarchy import LabelHierarchy
+from input_pipeline import subsets
 from input_pipeline.keys import MASK_KEY
-from input_pipeline.pp_ops import PPContext, default_registry
+from input_pipeline.run_data import RunData
 
 
 def build_task(config: ml_collections.ConfigDict, mesh, num_classes: int | None,
@@ -52,21 +46,6 @@ def build_task(config: ml_collections.ConfigDict, mesh, num_classes: int | None,
                       losses=losses.default_registry())
     cls = (registry or tasks.default_registry()).get(config.get("task", "classification"))
     return cls.from_config(config, ctx)
-
-
-def load_hierarchy(spec: str, builder) -> LabelHierarchy | None:
-    """'dataset' (its metadata), 'none', a child-parent file or Open Images JSON."""
-    if spec in ("dataset", "none", "", None):
-        return dataset.hierarchy_of(builder) if spec == "dataset" else None
-    meta = builder.info.metadata or {}
-    names = meta.get("class_names")
-    if spec.endswith(".json"):
-        if names is None:
-            raise ValueError(f"hierarchy {spec}: an Open Images hierarchy names classes; "
-                             "the dataset's metadata has no class_names to map them.")
-        return LabelHierarchy.from_open_images_json(spec, names)
-    return LabelHierarchy.from_pairs_file(spec, num_classes=dataset.num_classes_of(builder),
-                                          class_names=names)
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -87,109 +66,6 @@ def read_config(workdir: str, what: str = "a training run's workdir"
     return config
 
 
-class _Data:
-    """The config's datasets, preprocessing and batching, for train and eval."""
-
-    def __init__(self, config: ml_collections.ConfigDict, mesh):
-        self.config, self.mesh = config, mesh
-        inp = config.input
-        self.builder = dataset.get_builder(inp.data.name, inp.data.get("data_dir"))
-        full = dataset.num_classes_of(self.builder)  # None: dense labels only
-        hierarchy = load_hierarchy(inp.get("hierarchy", "dataset"), self.builder)
-        self.subset = subsets.from_config(inp.data, self.builder, hierarchy, full)
-        classes = self.subset.classes
-        self.num_classes = full if classes is None else len(classes)
-        self.pp_ctx = PPContext(num_classes=full, hierarchy=hierarchy, classes=classes)
-        self.registry = default_registry()
-        self.shard = dataset.HostShard.current()
-        self.subset_report = None if classes is None else subsets.class_report_all_hosts(
-            self.builder, inp.data.split, self.subset, hierarchy, full, self.shard)
-        self.train_examples = subsets.examples_per_epoch(
-            self.builder, inp.data.split, self.subset, self.subset_report)
-        if not self.subset.is_whole:
-            logging.info("training on %d of the %d examples of %s[%s] (%s)",
-                         self.train_examples,
-                         self.builder.info.splits[inp.data.split].num_examples,
-                         inp.data.name, inp.data.split, self.subset.describe())
-        if self.subset_report is not None:
-            logging.info("%s", self.subset_report.line())
-        self._frequencies: np.ndarray | None = None
-
-    def train_label_frequencies(self) -> np.ndarray:
-        """Fraction of training images carrying each class (ancestors filled in), over
-        the subset trained on."""
-        if self._frequencies is None:
-            pp = preprocess.build_preprocess("multi_hot|keep('labels')", self.registry,
-                                             self.pp_ctx)
-            ds = self.builder.as_dataset(
-                split=self.config.input.data.split,
-                decoders=dataset.images_undecoded(self.builder),
-                read_config=tfds.ReadConfig(add_tfds_id=self.subset.needs_ids))
-            ds = self.subset.apply(ds).map(lambda ex: pp.rest(dict(ex)),
-                                           num_parallel_calls=tf.data.AUTOTUNE)
-            counts = np.zeros(self.num_classes)
-            n = 0
-            for batch in ds.batch(4096).as_numpy_iterator():
-                counts += batch["labels"].sum(0)
-                n += len(batch["labels"])
-            self._frequencies = counts / max(n, 1)
-        return self._frequencies
-
-    def local(self, global_batch: int) -> int:
-        if global_batch % (self.shard.count * self.mesh.shape[mesh_lib.DATA]):
-            raise ValueError(
-                f"batch_size {global_batch} must be divisible by the {self.shard.count} "
-                f"processes and the data axis ({self.mesh.shape[mesh_lib.DATA]} devices).")
-        return global_batch // self.shard.count
-
-    def train_iterator(self, data_state: dict | None) -> DevicePrefetcher:
-        inp = self.config.input
-        pp = preprocess.build_preprocess(inp.pp, self.registry, self.pp_ctx)
-        ds = dataset.train_dataset(
-            self.builder, inp.data.split, pp, self.local(self.config.batch_size),
-            seed=self.config.seed, shard=self.shard,
-            shuffle_buffer=inp.get("shuffle_buffer", 10_000),
-            skip_corrupt=inp.get("skip_corrupt", True),
-            start_index=int((data_state or {}).get("next_index", 0)), subset=self.subset)
-        host = dataset.HostIterator(ds, f"train input {inp.data.name}", state=data_state)
-        return DevicePrefetcher(host, mesh_lib.batch_sharding(self.mesh),
-                                size=inp.get("prefetch", 2))
-
-    def _eval_builder(self, data_cfg):
-        name = data_cfg.get("name") or self.config.input.data.name
-        if name == self.config.input.data.name:
-            return name, self.builder
-        # Another dataset (a transfer target) lives beside the training data
-        # unless the evaluator says otherwise.
-        data_dir = data_cfg.get("data_dir") or self.config.input.data.get("data_dir")
-        return name, dataset.get_builder(name, data_dir)
-
-    def metadata(self, data_cfg) -> dict[str, Any]:
-        return dict(self._eval_builder(data_cfg)[1].info.metadata or {})
-
-    def check_eval_input(self, data_cfg, pp_spec: str) -> None:
-        """The dataset, split and pp string an evaluator will read, checked before the
-        first training step rather than hours later."""
-        name, builder = self._eval_builder(data_cfg)
-        preprocess.build_preprocess(pp_spec, self.registry, self.pp_ctx)
-        try:
-            builder.info.splits[data_cfg.split]
-        except (KeyError, ValueError) as e:
-            raise ValueError(f"split {data_cfg.split!r} of {name}: {e}; it has "
-                             f"{sorted(builder.info.splits)}.") from None
-
-    def eval_batches(self, data_cfg, pp_spec: str, batch_size: int
-                     ) -> Iterator[dict[str, jax.Array]]:
-        name, builder = self._eval_builder(data_cfg)
-        pp = preprocess.build_preprocess(pp_spec, self.registry, self.pp_ctx)
-        ds, _ = dataset.eval_dataset(builder, data_cfg.split, pp, self.local(batch_size),
-                                     shard=self.shard,
-                                     skip_corrupt=self.config.input.get("skip_corrupt", True))
-        with DevicePrefetcher(dataset.HostIterator(ds, f"eval input {name}"),
-                              mesh_lib.batch_sharding(self.mesh)) as it:
-            yield from it
-
-
 def train(config: ml_collections.ConfigDict, workdir: str,
           resume_step: int | None = None) -> train_step.TrainState:
     """resume_step: go back to this checkpoint (the ones after it are set aside,
@@ -208,7 +84,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
            resume_step: int | None, stop: PreemptionWatch) -> train_step.TrainState:
     is_main = jax.process_index() == 0
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.model)
-    data = _Data(config, mesh)
+    data = RunData(config, mesh)
     batch = config.batch_size
     for field in ("batch_size", "eval_batch_size"):
         value = config.get(field)

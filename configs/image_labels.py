@@ -8,7 +8,7 @@
     python -m big_vision_like.train --config configs/image_labels.py:/data/photos \
         --workdir workdirs/photos --config.input.data.data_dir=data/tfds
 
-The dataset is `image_labels:<root>` (input_pipeline/local_formats); append
+The dataset is `image_labels:<root>` (input_pipeline/sources/local_formats); append
 `?strict=true` to the name to stop on a missing or undecodable image instead of
 skipping it. Its labels already include the hierarchy's ancestors, and the
 hierarchy is in its metadata, so `input.hierarchy = "dataset"` works as for

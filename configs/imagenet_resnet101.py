@@ -21,7 +21,7 @@ from configs.common import (
     set_recovery_fields,
     set_transfer_fields,
 )
-from input_pipeline.recipes import paper_eval, paper_train
+from input_pipeline.pp.recipes import paper_eval, paper_train
 
 
 def get_config() -> ml_collections.ConfigDict:

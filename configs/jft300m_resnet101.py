@@ -52,7 +52,7 @@ from configs.common import (
     set_recovery_fields,
     set_transfer_fields,
 )
-from input_pipeline.recipes import paper_eval, paper_train
+from input_pipeline.pp.recipes import paper_eval, paper_train
 
 PAPER_BATCH_PER_WORKER, PAPER_WORKERS = 32, 50
 PAPER_SCHEDULE_ITERATIONS = 90_000_000  # the schedule the paper describes

@@ -1,6 +1,6 @@
 """The paper's JFT recipe on Open Images, the public stand-in for JFT, from local files.
 
-Prepare the dataset once from the downloaded files (input_pipeline/open_images):
+Prepare the dataset once from the downloaded files (input_pipeline/sources/open_images):
 
     python -m input_pipeline.prepare --dataset open_images_labels/human_machine \
         --data_dir DIR --manual_dir FOLDER_WITH_THE_CSVS_AND_IMAGES
@@ -32,7 +32,7 @@ from ml_collections.config_dict import placeholder
 
 from configs import jft300m_resnet101
 from configs.common import data_fields
-from input_pipeline.recipes import paper_eval, paper_train
+from input_pipeline.pp.recipes import paper_eval, paper_train
 
 DATA = "open_images_labels/human_machine"
 # Positives with ancestors filled in, verified negatives with descendants (no

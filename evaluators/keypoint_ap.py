@@ -28,7 +28,7 @@ from evaluators.coco_eval_core import (
     mean_defined,
 )
 from evaluators.common import EvalContext, collect_predictions, dedup_items, load_ids
-from input_pipeline.pp_spec import parse_pp_spec
+from input_pipeline.pp.spec import parse_pp_spec
 
 # COCO's 17 person keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips,
 # knees, ankles), from pycocotools' Params.setKpParams.

@@ -9,7 +9,7 @@ real datasets (voc2012_segmentation, coco_keypoints, coco_detection,
 voc2007_detection) are written from the
 extracted files in --manual_dir; for other TFDS datasets it reports on an
 already prepared copy. A folder of the user's own images is named
-`image_folder:/root` or `image_labels:/root` (input_pipeline/local_formats).
+`image_folder:/root` or `image_labels:/root` (input_pipeline/sources/local_formats).
 """
 
 from __future__ import annotations
@@ -23,25 +23,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow_datasets as tfds
 
-from input_pipeline import dataset
+from input_pipeline.sources.core import DataSource
+from input_pipeline.sources.kinds import FromManualFolder
+from input_pipeline.sources.registry import default_registry
 
 
-def label_statistics(builder: tfds.core.DatasetBuilder, split: str = "train",
+def label_statistics(source: DataSource, split: str = "train",
                      sample: int | None = 5000) -> dict[str, float]:
     """Labels per image, rank-frequency slope, classes with under 100 / 20 images;
     with per-object truth, the noisy and missing label rates. Reads the first
     `sample` examples (None: all), images left encoded; {} for a dataset without
     `labels` (multi-label) or `label` (single-label) class ids."""
-    features = builder.info.features
+    features = source.info.features
     key = "labels" if "labels" in features else "label" if "label" in features else None
     if key is None:
         return {}
     n_labels = n_images = wrong = missing = n_negatives = 0
-    per_class = np.zeros(dataset.num_classes_of(builder))
-    has_objects = "objects" in builder.info.features
-    sample = min(sample or np.inf, builder.info.splits[split].num_examples)
-    for ex in tfds.as_numpy(builder.as_dataset(f"{split}[:{sample}]",
-                                               decoders=dataset.images_undecoded(builder))):
+    per_class = np.zeros(source.num_classes())
+    has_objects = "objects" in features
+    sample = min(sample or np.inf, source.num_examples(split))
+    for ex in tfds.as_numpy(source.read(f"{split}[:{sample}]")):
         given = set(np.atleast_1d(ex[key]).tolist())
         n_images += 1
         n_labels += len(given)
@@ -52,7 +53,7 @@ def label_statistics(builder: tfds.core.DatasetBuilder, split: str = "train",
             wrong += len(given - present)
             missing += len(present - given)
     stats = {"images": n_images, "labels_per_image": n_labels / max(n_images, 1)}
-    if "negative_labels" in builder.info.features:
+    if "negative_labels" in features:
         stats["verified_negatives_per_image"] = n_negatives / max(n_images, 1)
     counts = np.sort(per_class[per_class > 0])[::-1]
     if len(counts) > 2:
@@ -69,27 +70,28 @@ def label_statistics(builder: tfds.core.DatasetBuilder, split: str = "train",
 
 
 def main() -> None:
+    registry = default_registry()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="synthetic_jft/demo")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--manual_dir", default=None,
                         help="folder holding the extracted files of a real dataset "
-                        f"({', '.join(dataset.LOCAL_BUILDERS)})")
+                        f"({', '.join(registry.keys(FromManualFolder))})")
     parser.add_argument("--sample", type=int, default=5000,
                         help="examples the label statistics read (0: the whole split)")
     args = parser.parse_args()
     start = time.perf_counter()
-    builder = dataset.get_builder(args.dataset, data_dir=args.data_dir,
-                                  manual_dir=args.manual_dir)
-    print(f"{args.dataset} ready in {builder.data_dir} ({time.perf_counter() - start:.0f} s)")
-    for name, split in builder.info.splits.items():
+    source = registry.open(args.dataset, args.data_dir, manual_dir=args.manual_dir)
+    print(f"{args.dataset} ready in {source.builder.data_dir} "
+          f"({time.perf_counter() - start:.0f} s)")
+    for name, split in source.info.splits.items():
         print(f"  split {name}: {split.num_examples} examples")
-    meta = builder.info.metadata or {}
+    meta = source.metadata
     if "keypoint_names" in meta:
         print(f"  keypoints: {len(meta['keypoint_names'])}")
     else:
-        hierarchy = dataset.hierarchy_of(builder)
-        print(f"  classes: {dataset.num_classes_of(builder)}"
+        hierarchy = source.hierarchy()
+        print(f"  classes: {source.num_classes()}"
               + (f", hierarchy depth {max(len(a) for a in hierarchy.ancestors())}"
                  if hierarchy else ""))
     for split, report in meta.get("skipped_images", {}).items():
@@ -98,8 +100,8 @@ def main() -> None:
                   f"{report['unreadable']} unreadable images {report['examples'][:3]}")
     for split, report in meta.get("build_report", {}).items():  # skipped input files
         print(f"  {split} build report: {report}")
-    split = "train" if "train" in builder.info.splits else next(iter(builder.info.splits))
-    for key, value in label_statistics(builder, split, args.sample or None).items():
+    split = "train" if "train" in source.info.splits else next(iter(source.info.splits))
+    for key, value in label_statistics(source, split, args.sample or None).items():
         print(f"  {split} {key}: {value:.3f}" if isinstance(value, float)
               else f"  {split} {key}: {value}")
 

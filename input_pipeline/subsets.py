@@ -45,6 +45,7 @@ import tensorflow as tf
 
 from big_vision_like import filesystem as fs
 from input_pipeline.hierarchy import LabelHierarchy
+from input_pipeline.sources.core import DataSource
 
 ID_KEY = "tfds_id"  # what tfds.ReadConfig(add_tfds_id=True) adds
 _BUCKETS = 2 ** 40  # resolution of the hash's [0, 1) value
@@ -76,22 +77,22 @@ def in_subset(ids: tf.Tensor, fraction: float, seed: int) -> tf.Tensor:
     return bucket < round(fraction * _BUCKETS)
 
 
-def split_ids(builder, split: str) -> list[tuple[str, int, int]]:
+def split_ids(source: DataSource, split: str) -> list[tuple[str, int, int]]:
     """(file name, first, stop) record ranges of `split`: the TFDS ids
     `<file name>__<i>` for i in range(first, stop)."""
     return [(os.path.basename(fi.filename), fi.skip, fi.skip + fi.take)
-            for fi in builder.info.splits[split].file_instructions]
+            for fi in source.info.splits[split].file_instructions]
 
 
-def subset_size(builder, split: str, fraction: float | None, seed: int = 0) -> int:
+def subset_size(source: DataSource, split: str, fraction: float | None, seed: int = 0) -> int:
     """Examples of `split` in the subset: exact, from the ids alone (no record is
     read): 2 s per 10M examples on 2 CPU cores, about a minute for 300M."""
     fraction = check_fraction(fraction)
-    total = builder.info.splits[split].num_examples
+    total = source.num_examples(split)
     if fraction is None or fraction == 1.0:
         return total
     kept = 0
-    for name, first, stop in split_ids(builder, split):
+    for name, first, stop in split_ids(source, split):
         for lo in range(first, stop, _COUNT_CHUNK):
             index = tf.strings.as_string(tf.range(lo, min(stop, lo + _COUNT_CHUNK),
                                                   dtype=tf.int64))
@@ -157,12 +158,12 @@ def hit_table(classes: Sequence[int], num_classes: int,
     return np.array([chosen[a].any() for a in hierarchy.ancestors()])
 
 
-def label_key(builder) -> str:
-    features = builder.info.features
+def label_key(source: DataSource) -> str:
+    features = source.info.features
     for key in ("labels", "label"):
         if key in features:
             return key
-    raise SubsetError(f"input.data.classes: dataset {builder.info.full_name} has no "
+    raise SubsetError(f"input.data.classes: dataset {source.name} has no "
                       "'labels' or 'label' feature to choose images by.")
 
 
@@ -205,7 +206,7 @@ class DataSubset:
         return ds
 
 
-def from_config(data_cfg, builder, hierarchy: LabelHierarchy | None,
+def from_config(data_cfg, source: DataSource, hierarchy: LabelHierarchy | None,
                 num_classes: int | None) -> DataSubset:
     """The `input.data` fields subset_fraction, subset_seed and classes."""
     fraction = check_fraction(data_cfg.get("subset_fraction"))
@@ -217,10 +218,9 @@ def from_config(data_cfg, builder, hierarchy: LabelHierarchy | None,
         return DataSubset(fraction, seed)
     if num_classes is None:
         raise SubsetError("input.data.classes: the dataset's class count is unknown.")
-    names = (builder.info.metadata or {}).get("class_names")
-    classes = resolve_classes(spec, num_classes, names)
+    classes = resolve_classes(spec, num_classes, source.class_names)
     return DataSubset(fraction, seed, classes, hit_table(classes, num_classes, hierarchy),
-                      label_key(builder))
+                      label_key(source))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,16 +254,12 @@ class SubsetReport:
                 f"{self.labels_total} labels ({pct(self.labels_kept, self.labels_total)})")
 
 
-def class_report(builder, split: str, subset: DataSubset,
+def class_report(source: DataSource, split: str, subset: DataSubset,
                  hierarchy: LabelHierarchy | None, num_classes: int) -> SubsetReport:
     """Counts what `subset` keeps of `split` (a host's part allowed): one pass
     over its labels (images are not decoded)."""
-    import tensorflow_datasets as tfds
-
-    from input_pipeline.dataset import images_undecoded
-
     classes = subset.classes if subset.classes is not None else tuple(range(num_classes))
-    key = subset.key if subset.classes is not None else label_key(builder)
+    key = subset.key if subset.classes is not None else label_key(source)
     anc = (hierarchy.ancestors() if hierarchy is not None
            else [np.array([c]) for c in range(num_classes)])
     table = tf.RaggedTensor.from_row_lengths(np.concatenate(anc).astype(np.int64),
@@ -278,9 +274,7 @@ def class_report(builder, split: str, subset: DataSubset,
         return tf.stack([tf.constant(1, tf.int64), tf.cast(kept > 0, tf.int64),
                          tf.size(filled, tf.int64), kept])
 
-    read = tfds.ReadConfig(add_tfds_id=subset.needs_ids)
-    ds = builder.as_dataset(split=split, decoders=images_undecoded(builder),
-                            read_config=read)
+    ds = source.read(split, with_ids=subset.needs_ids)
     ds = DataSubset(subset.fraction, subset.seed).apply(ds).map(
         counts, num_parallel_calls=tf.data.AUTOTUNE)
     total = np.zeros(4, np.int64)
@@ -290,12 +284,12 @@ def class_report(builder, split: str, subset: DataSubset,
                         num_classes, len(classes))
 
 
-def class_report_all_hosts(builder, split: str, subset: DataSubset,
+def class_report_all_hosts(source: DataSource, split: str, subset: DataSubset,
                            hierarchy: LabelHierarchy | None, num_classes: int,
                            shard) -> SubsetReport:
     """`class_report` of the whole split, each process counting its own shard
-    (`dataset.HostShard`) and the counts summed over processes."""
-    local = class_report(builder, shard.split(split), subset, hierarchy, num_classes)
+    (`stream.batches.HostShard`) and the counts summed over processes."""
+    local = class_report(source, shard.split(split), subset, hierarchy, num_classes)
     if shard.count == 1:
         return local
     from jax.experimental import multihost_utils
@@ -306,12 +300,12 @@ def class_report_all_hosts(builder, split: str, subset: DataSubset,
     return dataclasses.replace(local, **{f: int(v) for f, v in zip(fields, total)})
 
 
-def examples_per_epoch(builder, split: str, subset: DataSubset,
+def examples_per_epoch(source: DataSource, split: str, subset: DataSubset,
                        report: SubsetReport | None) -> int:
     """The training split's size as `subset` trains on it (for `*_epochs`)."""
     if report is not None:
         return report.images_kept
-    return subset_size(builder, split, subset.fraction, subset.seed)
+    return subset_size(source, split, subset.fraction, subset.seed)
 
 
 def expected_size(total: int, fraction: float) -> tuple[float, float]:

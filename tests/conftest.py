@@ -31,29 +31,29 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_builder(tmp_path_factory):
+def tiny_source(tmp_path_factory):
     """synthetic_jft/tiny (32 px, 40 leaves), generated once per test session."""
     import fcntl
 
-    from input_pipeline.dataset import get_builder
+    from input_pipeline.sources.registry import open_source
 
     shared = os.environ.get("BVL_TEST_DATA_DIR")
     if not shared:
-        return get_builder("synthetic_jft/tiny", data_dir=str(tmp_path_factory.mktemp("tfds")))
+        return open_source("synthetic_jft/tiny", str(tmp_path_factory.mktemp("tfds")))
     # Test processes (pytest -n 2) share this folder: one generates the data,
     # the others wait for it instead of writing the same files at once.
     os.makedirs(shared, exist_ok=True)
     with open(os.path.join(shared, ".bvl_test_data.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return get_builder("synthetic_jft/tiny", data_dir=shared)
+        return open_source("synthetic_jft/tiny", shared)
 
 
 @pytest.fixture(scope="session")
-def pretrained_tiny(tiny_builder, tmp_path_factory):
+def pretrained_tiny(tiny_source, tmp_path_factory):
     """(workdir, final state) of the tiny pre-training run, trained once per session."""
     from big_vision_like import trainer
     from tests.helpers import data_dir_of, tiny_config
 
     workdir = str(tmp_path_factory.mktemp("pretrained_tiny"))
-    state = trainer.train(tiny_config(data_dir_of(tiny_builder)), workdir)
+    state = trainer.train(tiny_config(data_dir_of(tiny_source)), workdir)
     return workdir, state

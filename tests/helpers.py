@@ -39,8 +39,9 @@ def tiny_config(data_dir, **overrides):
     return c
 
 
-def data_dir_of(builder) -> str:
-    return builder.data_dir.split("/synthetic_jft")[0]
+def data_dir_of(source) -> str:
+    """The data_dir a synthetic_jft source was opened from."""
+    return source.builder.data_dir.split("/synthetic_jft")[0]
 
 
 def train_steps_on(mesh, task, tx, batch: dict, image_shape=(32, 32, 3), steps: int = 2):

@@ -60,10 +60,10 @@ def test_open_workdir_names_a_wrong_folder(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(pretrained_tiny, tiny_builder):
+def tiny_run(pretrained_tiny, tiny_source):
     from tests.helpers import data_dir_of
 
-    return analysis.open_workdir(pretrained_tiny[0], data_dir_of(tiny_builder))
+    return analysis.open_workdir(pretrained_tiny[0], data_dir_of(tiny_source))
 
 
 def test_curves_are_the_metrics_rows(tiny_run):
@@ -80,7 +80,7 @@ def test_curves_are_the_metrics_rows(tiny_run):
 
 
 def test_train_frequency_counts_the_raw_split(tiny_run):
-    builder = tiny_run.data.builder
+    builder = tiny_run.data.source.builder
     names = builder.info.metadata["class_names"]
     parents = {c: p for c, p in builder.info.metadata["hierarchy"]}  # a tree: one parent
     ref = np.zeros(len(names), np.int64)

@@ -18,7 +18,7 @@ from big_vision_like import optim, trainer
 from big_vision_like.tasks.classification import round_up_classes
 from evaluators.common import EvalContext
 from input_pipeline.keys import MASK_KEY
-from input_pipeline.pp_spec import parse_pp_spec
+from input_pipeline.pp.spec import parse_pp_spec
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Every module in configs/ that builds a config.

@@ -24,15 +24,15 @@ def test_runs_span_8x_and_the_second_depth_two_sizes(tmp_path):
     sweep.check_configs(study.CONFIG, [], runs)
 
 
-def test_report_fits_each_depth(tiny_builder, tmp_path):
+def test_report_fits_each_depth(tiny_source, tmp_path):
     """A fake trainer writes what a run would (config.json, metrics.jsonl), each
     metric exactly log-linear in the subset's size; the report recovers the lines."""
     lines = {18: (0.01, 0.05), 50: (0.03, 0.04)}  # depth -> (a, b)
-    data_dir = data_dir_of(tiny_builder)
+    data_dir = data_dir_of(tiny_source)
 
     def fake_train(config, workdir):
         config.input.data.name = "synthetic_jft/tiny"
-        n = subsets.subset_size(tiny_builder, "train", config.input.data.subset_fraction, 0)
+        n = subsets.subset_size(tiny_source, "train", config.input.data.subset_fraction, 0)
         a, b = lines[config.model.depth]
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "config.json"), "w") as f:

@@ -121,7 +121,7 @@ def test_coco_ap_names_mismatched_inputs():
 
 
 def test_results_json_round_trips_into_the_pose_tasks_detections(tmp_path):
-    from input_pipeline import pp_pose
+    from input_pipeline.pp import pose as pp_pose
 
     rng = np.random.default_rng(0)
     boxes = random_boxes(rng, 5)

@@ -15,9 +15,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from input_pipeline import dataset
-from input_pipeline.coco_detection.builder import CATEGORIES
-from input_pipeline.dataset import InputPipelineError
+from input_pipeline.errors import InputPipelineError
+from input_pipeline.sources.coco_detection.builder import CATEGORIES
+from input_pipeline.sources.registry import open_source
 
 # --- COCO instances ---------------------------------------------------------
 
@@ -68,22 +68,22 @@ def write_coco(manual: str) -> dict:
     return jsons
 
 
-def read_split(builder, split: str) -> list[dict]:
+def read_split(source, split: str) -> list[dict]:
     decoders = {"image": tfds.decode.SkipDecoding()}
-    return list(tfds.as_numpy(builder.as_dataset(split, decoders=decoders)))
+    return list(tfds.as_numpy(source.builder.as_dataset(split, decoders=decoders)))
 
 
 def test_coco_boxes_labels_crowd_and_category_ids(tmp_path):
     write_coco(str(tmp_path / "manual"))
-    builder = dataset.get_builder("coco_detection", data_dir=str(tmp_path / "tfds"),
-                                  manual_dir=str(tmp_path / "manual"))
-    meta = builder.info.metadata
+    source = open_source("coco_detection", data_dir=str(tmp_path / "tfds"),
+                         manual_dir=str(tmp_path / "manual"))
+    meta = source.info.metadata
     assert meta["category_ids"] == sorted(i for i, _ in CATEGORIES)
-    assert len(meta["class_names"]) == 80 == dataset.num_classes_of(builder)
-    names = builder.info.features["objects"]["label"].names
+    assert len(meta["class_names"]) == 80 == source.num_classes()
+    names = source.info.features["objects"]["label"].names
     assert names == meta["class_names"] and names[0] == "person" and names[-1] == "toothbrush"
     for split, folder in (("train", "train2017"), ("val", "val2017")):
-        examples = {int(ex["image_id"]): ex for ex in read_split(builder, split)}
+        examples = {int(ex["image_id"]): ex for ex in read_split(source, split)}
         assert sorted(examples) == sorted(COCO_IMAGES[folder])  # empty images too
         for image_id, ex in examples.items():
             h, w = COCO_IMAGES[folder][image_id]
@@ -99,19 +99,19 @@ def test_coco_boxes_labels_crowd_and_category_ids(tmp_path):
                 a["category_id"] for a in anns]
             np.testing.assert_allclose(obj["area"], [a["area"] for a in anns], rtol=1e-6)
             np.testing.assert_array_equal(obj["is_crowd"], [a["iscrowd"] for a in anns])
-    train = {int(ex["image_id"]): ex for ex in read_split(builder, "train")}
+    train = {int(ex["image_id"]): ex for ex in read_split(source, "train")}
     assert train[9]["objects"]["is_crowd"].tolist() == [False, True]
     assert train[9]["objects"]["label"].tolist() == [0, 79]  # ids 1 and 90
     assert train[25]["objects"]["label"].tolist() == [11]  # id 13: 12 is unused
-    val = {int(ex["image_id"]): ex for ex in read_split(builder, "val")}
+    val = {int(ex["image_id"]): ex for ex in read_split(source, "val")}
     assert val[139]["objects"]["bbox"][1, 3] == 1.0  # clipped at the border
     assert val[285]["objects"]["bbox"].shape == (0, 4)
 
 
 def coco_error(tmp_path, manual, name: str = "tfds") -> str:
     with pytest.raises(InputPipelineError) as e:
-        dataset.get_builder("coco_detection", data_dir=str(tmp_path / name),
-                            manual_dir=str(manual))
+        open_source("coco_detection", data_dir=str(tmp_path / name),
+                    manual_dir=str(manual))
     return str(e.value)
 
 
@@ -204,15 +204,15 @@ def write_voc(manual: str, test: bool = True) -> str:
 @pytest.mark.parametrize("folder_itself", [False, True])
 def test_voc2007_boxes_labels_flags_and_splits(tmp_path, folder_itself):
     root = write_voc(str(tmp_path / "manual"))
-    builder = dataset.get_builder(
+    source = open_source(
         "voc2007_detection", data_dir=str(tmp_path / "tfds"),
         manual_dir=root if folder_itself else str(tmp_path / "manual"))
-    assert builder.info.metadata["class_names"] == VOC_CLASSES
-    assert builder.info.features["objects"]["label"].names == VOC_CLASSES
-    assert {s: v.num_examples for s, v in builder.info.splits.items()} == {
+    assert source.info.metadata["class_names"] == VOC_CLASSES
+    assert source.info.features["objects"]["label"].names == VOC_CLASSES
+    assert {s: v.num_examples for s, v in source.info.splits.items()} == {
         s: len(ids) for s, ids in VOC_SPLITS.items()}
     for split, ids in VOC_SPLITS.items():
-        examples = {ex["image_id"].decode(): ex for ex in read_split(builder, split)}
+        examples = {ex["image_id"].decode(): ex for ex in read_split(source, split)}
         assert sorted(examples) == sorted(ids)
         for image_id, ex in examples.items():
             h, w, objects = VOC_ANNS[image_id]
@@ -231,20 +231,20 @@ def test_voc2007_boxes_labels_flags_and_splits(tmp_path, folder_itself):
                 obj["area"], (want[:, 2] - want[:, 0]) * h * (want[:, 3] - want[:, 1]) * w,
                 rtol=1e-5)
     # The full-image 'difficult' chair covers the image exactly.
-    ex = {e["image_id"].decode(): e for e in read_split(builder, "train")}["000005"]
+    ex = {e["image_id"].decode(): e for e in read_split(source, "train")}["000005"]
     np.testing.assert_allclose(ex["objects"]["bbox"][1], [0, 0, 1, 1])
 
 
 def test_voc2007_without_test_archive_and_bad_files_are_named(tmp_path):
     root = write_voc(str(tmp_path / "manual"), test=False)
-    builder = dataset.get_builder("voc2007_detection", data_dir=str(tmp_path / "tfds"),
-                                  manual_dir=str(tmp_path / "manual"))
-    assert sorted(builder.info.splits) == ["train", "trainval", "val"]
+    source = open_source("voc2007_detection", data_dir=str(tmp_path / "tfds"),
+                         manual_dir=str(tmp_path / "manual"))
+    assert sorted(source.info.splits) == ["train", "trainval", "val"]
 
     def error(name: str) -> str:
         with pytest.raises(InputPipelineError) as e:
-            dataset.get_builder("voc2007_detection", data_dir=str(tmp_path / name),
-                                manual_dir=str(tmp_path / "manual"))
+            open_source("voc2007_detection", data_dir=str(tmp_path / name),
+                        manual_dir=str(tmp_path / "manual"))
         return str(e.value)
 
     xml = os.path.join(root, "Annotations", "000007.xml")
@@ -279,23 +279,24 @@ def test_coco_and_voc_examples_feed_the_detection_eval_pp(tmp_path):
     targets, and the ground truth comes back in the stored (original) boxes."""
     import tensorflow as tf
 
-    from input_pipeline import preprocess
     from input_pipeline.keys import SEED_KEY
-    from input_pipeline.pp_ops import PPContext, default_registry
+    from input_pipeline.pp.base import PPContext
+    from input_pipeline.pp.builder import build_preprocess
+    from input_pipeline.pp.registry import default_registry
 
     b = "boxes='objects/bbox'"
     spec = (f"decode|resize_aspect(40, 64, {b})|pad_to(64, {b})|central_crop(64, {b})"
             "|value_range(-1, 1)|detection_pack(4)")
-    pp = preprocess.build_preprocess(spec, default_registry(), PPContext())
+    pp = build_preprocess(spec, default_registry(), PPContext())
     write_coco(str(tmp_path / "coco"))
     write_voc(str(tmp_path / "voc"))
     flagged = 0
     for name, manual, flag, gt_flag in (
             ("coco_detection", "coco", "is_crowd", "gt_iscrowd"),
             ("voc2007_detection", "voc", "is_difficult", "gt_difficult")):
-        builder = dataset.get_builder(name, data_dir=str(tmp_path / "tfds"),
-                                      manual_dir=str(tmp_path / manual))
-        ds = builder.as_dataset(split="train", decoders=dataset.images_undecoded(builder))
+        source = open_source(name, data_dir=str(tmp_path / "tfds"),
+                             manual_dir=str(tmp_path / manual))
+        ds = source.read("train")
         for ex in ds:
             out = pp.rest(pp.decode_stage({**ex, SEED_KEY: tf.constant([0, 0], tf.int64)}))
             obj = {k: v.numpy() for k, v in ex["objects"].items()}

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from big_vision_like import mesh as mesh_lib
-from input_pipeline import dataset
-from input_pipeline.device import DevicePrefetcher
+from input_pipeline.stream import batches
+from input_pipeline.stream.device import DevicePrefetcher
 
 
 def test_eight_fake_devices():
@@ -32,11 +32,11 @@ def test_batches_are_global_arrays_split_over_data(data, model):
 def test_prefetcher_reraises_host_errors_in_order():
     def host():
         yield {"x": np.zeros((8, 2), np.float32)}
-        raise dataset.InputPipelineError("broken record")
+        raise batches.InputPipelineError("broken record")
 
     it = DevicePrefetcher(host(), mesh_lib.batch_sharding(mesh_lib.make_mesh()))
     assert next(it)["x"].shape == (8, 2)
-    with pytest.raises(dataset.InputPipelineError, match="broken record"):
+    with pytest.raises(batches.InputPipelineError, match="broken record"):
         next(it)
     it.close()
 

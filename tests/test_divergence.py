@@ -73,11 +73,11 @@ def test_the_last_sane_checkpoint_outlives_the_rotation_and_resume_from_sets_lat
 
 
 @pytest.mark.slow
-def test_a_diverging_run_recovers_by_following_the_printed_advice(tiny_builder, tmp_path):
+def test_a_diverging_run_recovers_by_following_the_printed_advice(tiny_source, tmp_path):
     """Warmup to a learning rate far too high: the loss climbs for several
     checkpoints (finite, diverged) before it is NaN. The advice names an
     earlier checkpoint; resuming there with the learning rate lowered ends well."""
-    config = tiny_config(data_dir_of(tiny_builder), total_steps=24, ckpt_steps=2,
+    config = tiny_config(data_dir_of(tiny_source), total_steps=24, ckpt_steps=2,
                          keep_ckpts=2, evals={})
     config.schedule = dict(name="constant", base_lr=20.0, warmup_steps=30)
     workdir = str(tmp_path)

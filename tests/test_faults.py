@@ -37,9 +37,9 @@ def run_python(code: str, *args: str, timeout: float, stdin: str | None = None,
 
 # --- 1. Damaged TFRecord files ------------------------------------------------
 
-def _damaged_copy(tiny_builder, root, splits: tuple[str, ...], damage: str) -> str:
+def _damaged_copy(tiny_source, root, splits: tuple[str, ...], damage: str) -> str:
     """A copy of the tiny dataset whose `splits`' files are damaged; its data_dir."""
-    src = tiny_builder.data_path
+    src = tiny_source.builder.data_path
     dst = root / "synthetic_jft" / "tiny" / src.name
     shutil.copytree(src, dst)
     for split in splits:
@@ -69,26 +69,26 @@ def _damage(path, damage: str) -> None:
 
 _READ = """
 import json, sys, time
-import tensorflow_datasets as tfds
-from input_pipeline import dataset
+from input_pipeline.sources.registry import open_source
+from input_pipeline.stream import batches
 from tests.test_dataset import make_pp
 
-builder = tfds.builder("synthetic_jft/tiny", data_dir=sys.argv[1])
-shard = dataset.HostShard(0, 1)
+source = open_source("synthetic_jft/tiny", sys.argv[1], prepare=False)
+shard = batches.HostShard(0, 1)
 for split in sys.argv[2].split(","):
     for skip in (True, False):
         start = time.perf_counter()
         if split == "train":
-            ds = dataset.train_dataset(builder, "train", make_pp(builder), 16, seed=0,
+            ds = batches.train_dataset(source, "train", make_pp(source), 16, seed=0,
                                        shard=shard, shuffle_buffer=100, skip_corrupt=skip)
         else:
-            ds, _ = dataset.eval_dataset(builder, split, make_pp(builder), 16, shard=shard,
+            ds, _ = batches.eval_dataset(source, split, make_pp(source), 16, shard=shard,
                                          skip_corrupt=skip)
         try:
-            for _, batch in zip(range(400), dataset.HostIterator(ds)):  # 3 train epochs
+            for _, batch in zip(range(400), batches.HostIterator(ds)):  # 3 train epochs
                 pass
             result = {"error": None}
-        except dataset.InputPipelineError as e:
+        except batches.InputPipelineError as e:
             result = {"error": str(e)}
         result.update(split=split, skip=skip, seconds=time.perf_counter() - start)
         print(json.dumps(result), flush=True)
@@ -101,12 +101,12 @@ def _results(out: subprocess.CompletedProcess) -> list[dict]:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "bit_flip", "not_tfrecord"])
-def test_damaged_tfrecord_file_stops_with_its_name(tiny_builder, tmp_path, damage):
+def test_damaged_tfrecord_file_stops_with_its_name(tiny_source, tmp_path, damage):
     """Formerly: with skip_corrupt=True the reader retried the broken record
     forever at full CPU; with False the message advised skip_corrupt=True.
     Training and evaluation, skipping corrupt images or not."""
     splits = ("train", "fasteval")
-    data_dir = _damaged_copy(tiny_builder, tmp_path, splits, damage)
+    data_dir = _damaged_copy(tiny_source, tmp_path, splits, damage)
     out, _ = run_python(_READ, data_dir, ",".join(splits), timeout=240)
     results = _results(out)
     assert len(results) == 4
@@ -119,9 +119,9 @@ def test_damaged_tfrecord_file_stops_with_its_name(tiny_builder, tmp_path, damag
         assert result["seconds"] < 60
 
 
-def test_stream_of_undecodable_images_stops_instead_of_skipping_forever(tiny_builder,
+def test_stream_of_undecodable_images_stops_instead_of_skipping_forever(tiny_source,
                                                                         tmp_path):
-    data_dir = _damaged_copy(tiny_builder, tmp_path, ("train",), "no_image_decodes")
+    data_dir = _damaged_copy(tiny_source, tmp_path, ("train",), "no_image_decodes")
     out, _ = run_python(_READ, data_dir, "train", timeout=240)
     skipping, fatal = _results(out)
     assert "records in a row could not be decoded" in skipping["error"]
@@ -129,16 +129,16 @@ def test_stream_of_undecodable_images_stops_instead_of_skipping_forever(tiny_bui
     assert "skip_corrupt=True" in fatal["error"]
 
 
-def test_occasional_undecodable_images_are_still_skipped_and_resume_exactly(tiny_builder):
+def test_occasional_undecodable_images_are_still_skipped_and_resume_exactly(tiny_source):
     """Decoding record by record keeps the stream a pure function of the seed."""
-    from input_pipeline import dataset
+    from input_pipeline.stream import batches
     from tests.test_dataset import make_pp
 
     def ids(start, n):
-        ds = dataset.train_dataset(tiny_builder, "train", make_pp(tiny_builder), 16, seed=3,
-                                   shard=dataset.HostShard(0, 1), shuffle_buffer=100,
+        ds = batches.train_dataset(tiny_source, "train", make_pp(tiny_source), 16, seed=3,
+                                   shard=batches.HostShard(0, 1), shuffle_buffer=100,
                                    start_index=start)
-        it = dataset.HostIterator(ds)
+        it = batches.HostIterator(ds)
         return [b["image_id"].tolist() for _, b in zip(range(n), it)], it.state()
 
     first, state = ids(0, 4)
@@ -151,9 +151,9 @@ def test_occasional_undecodable_images_are_still_skipped_and_resume_exactly(tiny
 
 _GENERATE = """
 import sys
-from input_pipeline import dataset
-builder = dataset.get_builder("synthetic_jft/tiny", data_dir=sys.argv[1])
-print("train examples:", builder.info.splits["train"].num_examples)
+from input_pipeline.sources.registry import open_source
+source = open_source("synthetic_jft/tiny", data_dir=sys.argv[1])
+print("train examples:", source.num_examples("train"))
 """
 
 

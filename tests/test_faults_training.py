@@ -141,11 +141,11 @@ def _stderr_tail(out) -> list[str]:
 
 
 @pytest.mark.parametrize("fault", ["read_only", "disk_full"])
-def test_run_that_cannot_checkpoint_exits_promptly_with_one_message(tiny_builder, tmp_path,
+def test_run_that_cannot_checkpoint_exits_promptly_with_one_message(tiny_source, tmp_path,
                                                                     fault):
     """Formerly: an error printed, then the process never exited (orbax
     threads waited for the failed save), under ~1,300 lines of tracebacks."""
-    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+    data_dir = tiny_source.builder.data_dir.split("/synthetic_jft")[0]
     workdir = tmp_path / "run"
     mounted = fault == "disk_full" and _tmpfs(workdir / "checkpoints", "256k")
     try:
@@ -297,8 +297,8 @@ def _start_holder(workdir, seconds: float = 120) -> subprocess.Popen:
     return proc
 
 
-def test_second_run_on_a_workdir_is_refused_naming_the_holder(tiny_builder, tmp_path):
-    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+def test_second_run_on_a_workdir_is_refused_naming_the_holder(tiny_source, tmp_path):
+    data_dir = tiny_source.builder.data_dir.split("/synthetic_jft")[0]
     holder = _start_holder(tmp_path)
     try:
         with pytest.raises(WorkdirLockedError, match=f"pid {holder.pid} on host"):
@@ -385,11 +385,11 @@ trainer.train(tiny_config(sys.argv[1], total_steps=2, ckpt_steps=2), sys.argv[2]
 
 
 @pytest.mark.slow
-def test_sigkill_during_the_final_evaluation_then_rerun_reports_fresh_results(tiny_builder,
+def test_sigkill_during_the_final_evaluation_then_rerun_reports_fresh_results(tiny_source,
                                                                               tmp_path):
     from big_vision_like import trainer
 
-    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+    data_dir = tiny_source.builder.data_dir.split("/synthetic_jft")[0]
     workdir, marker = tmp_path / "run", tmp_path / "in_final_eval"
     proc = subprocess.Popen([sys.executable, "-c", _STALL_IN_FINAL_EVAL, data_dir, str(workdir),
                              str(marker)], cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,

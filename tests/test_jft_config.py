@@ -11,7 +11,7 @@ from big_vision_like import mesh as mesh_lib
 from big_vision_like import optim, train_step, trainer
 from big_vision_like import sharding as sharding_lib
 from configs import jft300m_resnet101 as jft
-from input_pipeline.recipes import paper_eval, paper_train
+from input_pipeline.pp.recipes import paper_eval, paper_train
 
 SMOKE = "synthetic_jft/jft_smoke"  # JFT's 18,291-class taxonomy, 32 px, few images
 

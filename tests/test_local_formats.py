@@ -12,10 +12,12 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from input_pipeline import dataset, prepare
+from input_pipeline import prepare
 from input_pipeline.keys import MASK_KEY
-from input_pipeline.local_files import LocalDataError
-from input_pipeline.local_formats import image_labels, parse_name
+from input_pipeline.run_data import RunData
+from input_pipeline.sources.local_files import LocalDataError
+from input_pipeline.sources.local_formats import image_labels, parse_name
+from input_pipeline.sources.registry import open_source
 
 
 def write_jpeg(path, value: int, size=(12, 10)) -> None:
@@ -32,9 +34,9 @@ def write_corrupt(path) -> None:
     open(path, "wb").write(data[: len(data) // 2])
 
 
-def examples(builder, split):
+def examples(source, split):
     """The split's examples by file name, images as the stored (encoded) bytes."""
-    ds = builder.as_dataset(split=split, decoders=dataset.images_undecoded(builder))
+    ds = source.read(split)
     return sorted(tfds.as_numpy(ds), key=lambda ex: ex["image/filename"])
 
 
@@ -64,22 +66,22 @@ def make_image_folder(root) -> dict[str, list[tuple[str, str]]]:
 def test_image_folder_classes_labels_and_splits_are_tfds_imagefolders(tmp_path):
     root = tmp_path / "flowers"
     files = make_image_folder(str(root))
-    builder = dataset.get_builder(f"image_folder:{root}", str(tmp_path / "tfds"))
-    names = builder.info.features["label"].names
+    source = open_source(f"image_folder:{root}", str(tmp_path / "tfds"))
+    names = source.info.features["label"].names
     # TFDS's own reader of the folder is the reference for the class order.
     assert names == tfds.folder_dataset.ImageFolder(str(root)).info.features["label"].names
     assert names == ["daisy", "rose", "tulip", "zinnia"]  # sorted, over every split
-    assert builder.info.metadata["class_names"] == names
-    assert dataset.num_classes_of(builder) == 4
+    assert source.info.metadata["class_names"] == names
+    assert source.num_classes() == 4
     for split, want in files.items():
-        got = examples(builder, split)
-        assert builder.info.splits[split].num_examples == len(want)
+        got = examples(source, split)
+        assert source.info.splits[split].num_examples == len(want)
         assert sorted((ex["image/filename"].decode(), names[ex["label"]]) for ex in got) \
             == sorted(want)
         for ex in got:  # the file, unchanged (no re-encoding)
             assert ex["image"] == (root / ex["image/filename"].decode()).read_bytes()
     # The pipeline's per-host slices work on the prepared copy.
-    halves = [sum(1 for _ in builder.as_dataset(split=s))
+    halves = [sum(1 for _ in source.builder.as_dataset(split=s))
               for s in tfds.even_splits("train", n=2)]
     assert sum(halves) == 10 and min(halves) == 5
 
@@ -88,28 +90,28 @@ def test_image_folder_counts_a_corrupt_image_and_strict_stops_on_it(tmp_path):
     root = tmp_path / "flowers"
     make_image_folder(str(root))
     write_corrupt(str(root / "train/rose/broken.jpg"))
-    builder = dataset.get_builder(f"image_folder:{root}", str(tmp_path / "tfds"))
-    assert builder.info.splits["train"].num_examples == 10
-    report = builder.info.metadata["skipped_images"]["train"]
+    source = open_source(f"image_folder:{root}", str(tmp_path / "tfds"))
+    assert source.info.splits["train"].num_examples == 10
+    report = source.info.metadata["skipped_images"]["train"]
     assert (report["missing"], report["unreadable"]) == (0, 1)
     assert report["examples"][0].startswith("train/rose/broken.jpg: unreadable")
     # Read back from the prepared copy: the count is kept.
-    again = dataset.get_builder(f"image_folder:{root}", str(tmp_path / "tfds"))
+    again = open_source(f"image_folder:{root}", str(tmp_path / "tfds"))
     assert again.info.metadata["skipped_images"]["train"]["unreadable"] == 1
     with pytest.raises(LocalDataError, match="skipped images"):
-        dataset.get_builder(f"image_folder:{root}?strict=true", str(tmp_path / "tfds"))
+        open_source(f"image_folder:{root}?strict=true", str(tmp_path / "tfds"))
     with pytest.raises(LocalDataError, match=r"train/rose/broken.jpg of split 'train' is "
                                              r"unreadable"):
-        dataset.get_builder(f"image_folder:{root}?strict=true", str(tmp_path / "tfds2"))
+        open_source(f"image_folder:{root}?strict=true", str(tmp_path / "tfds2"))
 
 
 def test_a_changed_folder_gets_a_new_prepared_copy(tmp_path):
     root = tmp_path / "flowers"
     make_image_folder(str(root))
-    first = dataset.get_builder(f"image_folder:{root}", str(tmp_path / "tfds"))
+    first = open_source(f"image_folder:{root}", str(tmp_path / "tfds"))
     write_jpeg(str(root / "train/rose/new.jpg"), 5)
-    second = dataset.get_builder(f"image_folder:{root}", str(tmp_path / "tfds"))
-    assert second.data_dir != first.data_dir
+    second = open_source(f"image_folder:{root}", str(tmp_path / "tfds"))
+    assert second.builder.data_dir != first.builder.data_dir
     assert second.info.splits["train"].num_examples == 11
 
 
@@ -118,9 +120,9 @@ def test_bad_names_are_explained(tmp_path):
     with pytest.raises(LocalDataError, match="unknown option shuffle=yes"):
         parse_name("image_folder:/a?shuffle=yes")
     with pytest.raises(LocalDataError, match="is not a folder"):
-        dataset.get_builder(f"image_folder:{tmp_path}/nowhere", str(tmp_path))
+        open_source(f"image_folder:{tmp_path}/nowhere", str(tmp_path))
     with pytest.raises(LocalDataError, match="no split folder with labels.csv"):
-        dataset.get_builder(f"image_labels:{tmp_path}", str(tmp_path))
+        open_source(f"image_labels:{tmp_path}", str(tmp_path))
 
 
 # -- image_labels --------------------------------------------------------------
@@ -151,13 +153,13 @@ def write_labels(root, fmt: str, rows=ROWS) -> None:
 
 
 def test_csv_and_jsonl_give_identical_examples_with_synthetic_jfts_features(
-        tmp_path, tiny_builder):
+        tmp_path, tiny_source):
     got = {}
     for fmt in ("csv", "jsonl"):
         root = tmp_path / fmt
         write_images(str(root))
         write_labels(str(root), fmt)
-        got[fmt] = dataset.get_builder(f"image_labels:{root}", str(tmp_path / "tfds"))
+        got[fmt] = open_source(f"image_labels:{root}", str(tmp_path / "tfds"))
     csv_b, jsonl_b = got["csv"], got["jsonl"]
     names = ["cat", "dog", "traffic light"]  # every name in the files, sorted
     assert csv_b.info.metadata["class_names"] == names
@@ -173,7 +175,7 @@ def test_csv_and_jsonl_give_identical_examples_with_synthetic_jfts_features(
         ids = {ex["image/filename"].decode(): ex["image_id"] for ex in a}
         assert ids == {name: i for i, (name, _) in enumerate(rows)}  # line order
     # The keys and dtypes a pre-training config reads from synthetic_jft.
-    ref = tiny_builder.info.features
+    ref = tiny_source.info.features
     for key in ("image", "image_id", "labels"):
         assert type(csv_b.info.features[key]) is type(ref[key])
         assert csv_b.info.features[key].dtype == ref[key].dtype
@@ -200,13 +202,13 @@ def test_hierarchy_fills_ancestors_from_pairs_or_open_images_json(tmp_path):
                 "vehicle thing\n")
         else:
             (root / "hierarchy.json").write_text(json.dumps(tree))
-        builder = dataset.get_builder(f"image_labels:{root}", str(tmp_path / "tfds"))
-        names = builder.info.features["labels"].feature.names
+        source = open_source(f"image_labels:{root}", str(tmp_path / "tfds"))
+        names = source.info.features["labels"].feature.names
         assert names == want_names  # hierarchy-only classes (animal, ...) are classes
         got = {ex["image/filename"].decode(): {names[i] for i in ex["labels"]}
-               for ex in examples(builder, "train")}
+               for ex in examples(source, "train")}
         assert got == want, kind
-        hierarchy = dataset.hierarchy_of(builder)  # for input.hierarchy = "dataset"
+        hierarchy = source.hierarchy()  # for input.hierarchy = "dataset"
         assert {names[p] for p in hierarchy.parents[names.index("dog")]} == {"animal"}
         assert hierarchy.parents[names.index("thing")] == ()
 
@@ -216,16 +218,16 @@ def test_class_list_file_orders_ids_and_rejects_unknown_labels(tmp_path):
     write_images(str(root))
     write_labels(str(root), "jsonl")
     (root / "classes.txt").write_text("traffic light\ndog\ncat\nbird\n")
-    builder = dataset.get_builder(f"image_labels:{root}", str(tmp_path / "tfds"))
-    assert builder.info.features["labels"].feature.names == ["traffic light", "dog", "cat",
+    source = open_source(f"image_labels:{root}", str(tmp_path / "tfds"))
+    assert source.info.features["labels"].feature.names == ["traffic light", "dog", "cat",
                                                              "bird"]
     first = {ex["image/filename"].decode(): ex["labels"].tolist()
-             for ex in examples(builder, "train")}
+             for ex in examples(source, "train")}
     assert first["sub/b.jpg"] == [1, 2] and first["d.jpg"] == [0]
     (root / "classes.txt").write_text("dog\ncat\n")
     with pytest.raises(LocalDataError, match=r"2 labels are not in .*classes.txt: "
                                              r"'traffic light' \(.*train/labels.jsonl:4\)"):
-        dataset.get_builder(f"image_labels:{root}", str(tmp_path / "tfds"))
+        open_source(f"image_labels:{root}", str(tmp_path / "tfds"))
 
 
 def test_missing_and_corrupt_images_are_counted_and_strict_stops(tmp_path):
@@ -234,15 +236,15 @@ def test_missing_and_corrupt_images_are_counted_and_strict_stops(tmp_path):
     write_labels(str(root), "csv")
     os.remove(root / "train/e.jpg")
     write_corrupt(str(root / "train/c.jpg"))
-    builder = dataset.get_builder(f"image_labels:{root}", str(tmp_path / "tfds"))
-    assert builder.info.splits["train"].num_examples == 3
-    report = builder.info.metadata["skipped_images"]["train"]
+    source = open_source(f"image_labels:{root}", str(tmp_path / "tfds"))
+    assert source.info.splits["train"].num_examples == 3
+    report = source.info.metadata["skipped_images"]["train"]
     assert (report["missing"], report["unreadable"]) == (1, 1)
-    assert builder.info.metadata["skipped_images"]["val"]["missing"] == 0
-    assert {ex["image/filename"].decode() for ex in examples(builder, "train")} == {
+    assert source.info.metadata["skipped_images"]["val"]["missing"] == 0
+    assert {ex["image/filename"].decode() for ex in examples(source, "train")} == {
         "a.jpg", "sub/b.jpg", "d.jpg"}
     with pytest.raises(LocalDataError, match="image train/c.jpg of split 'train' is unreadable"):
-        dataset.get_builder(f"image_labels:{root}?strict=true", str(tmp_path / "tfds2"))
+        open_source(f"image_labels:{root}?strict=true", str(tmp_path / "tfds2"))
 
 
 def test_malformed_label_files_are_named(tmp_path):
@@ -281,8 +283,8 @@ def test_prepare_statistics_match_a_numpy_count(tmp_path):
     write_labels(str(tmp_path / "root"), "csv", {"train": rows})
     (tmp_path / "root/classes.txt").write_text("\n".join(f"c{j:02d}" for j in
                                                           range(num_classes)))
-    builder = dataset.get_builder(f"image_labels:{tmp_path / 'root'}", str(tmp_path / "tfds"))
-    stats = prepare.label_statistics(builder, sample=None)
+    source = open_source(f"image_labels:{tmp_path / 'root'}", str(tmp_path / "tfds"))
+    stats = prepare.label_statistics(source, sample=None)
 
     hot = np.zeros((n, num_classes), np.float64)
     for i, (_, labels) in enumerate(rows):
@@ -301,8 +303,8 @@ def test_prepare_statistics_match_a_numpy_count(tmp_path):
 def test_prepare_statistics_of_a_single_label_folder(tmp_path):
     root = tmp_path / "flowers"
     make_image_folder(str(root))
-    builder = dataset.get_builder(f"image_folder:{root}", str(tmp_path / "tfds"))
-    stats = prepare.label_statistics(builder, "train")
+    source = open_source(f"image_folder:{root}", str(tmp_path / "tfds"))
+    stats = prepare.label_statistics(source, "train")
     counts = np.array([4, 2, 4, 0])  # daisy, rose, tulip (3 + png), zinnia (test only)
     assert stats["images"] == 10 and stats["labels_per_image"] == 1.0
     assert stats["classes_under_20_images"] == 4
@@ -327,7 +329,7 @@ def test_transfer_config_feeds_an_image_folder_to_the_trainer(tmp_path):
     config = image_folder.get_config(f"{root},tiny")
     config.input.data.data_dir = str(tmp_path / "tfds")
     mesh = mesh_lib.make_mesh(8, 1)
-    data = trainer._Data(config, mesh)
+    data = RunData(config, mesh)
     assert data.num_classes == 4  # the folder's, not written in the config
     task = trainer.build_task(config, mesh, data.num_classes)
     params = jax.eval_shape(lambda: task.init(jax.random.key(0), (32, 32, 3)))["params"]
@@ -352,7 +354,6 @@ def test_transfer_config_feeds_an_image_folder_to_the_trainer(tmp_path):
 
 def test_pretraining_config_swaps_in_image_labels(tmp_path):
     from big_vision_like import mesh as mesh_lib
-    from big_vision_like import trainer
     from configs import image_labels as image_labels_config
 
     rows = {"train": [("a.jpg", ["cat"]), ("b.jpg", ["dog", "car"])],
@@ -364,7 +365,7 @@ def test_pretraining_config_swaps_in_image_labels(tmp_path):
     config = image_labels_config.get_config(str(root))
     config.input.data.data_dir = str(tmp_path / "tfds")
     config.batch_size = 16
-    data = trainer._Data(config, mesh_lib.make_mesh(8, 1))
+    data = RunData(config, mesh_lib.make_mesh(8, 1))
     names = ["animal", "car", "cat", "dog"]
     assert data.num_classes == 4 and data.pp_ctx.hierarchy is not None
     hot = lambda *labels: [float(n in labels) for n in names]

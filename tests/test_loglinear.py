@@ -148,20 +148,20 @@ def test_transfer_run_counts_its_pretraining_data(tmp_path):
         collect.collect([fine], "fasteval/map@100", split_examples=SPLIT)
 
 
-def test_split_size_comes_from_the_tfds_builder(tiny_builder, tmp_path):
+def test_split_size_comes_from_the_tfds_builder(tiny_source, tmp_path):
     from input_pipeline import subsets
     from tests.helpers import data_dir_of
 
     path = str(tmp_path / "run")
     _write_run(path, 18, 0.5, 0.1)
     config = json.loads(open(os.path.join(path, "config.json")).read())
-    config["input"]["data"].update(name="synthetic_jft/tiny", data_dir=data_dir_of(tiny_builder))
+    config["input"]["data"].update(name="synthetic_jft/tiny", data_dir=data_dir_of(tiny_source))
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f)
     [point] = collect.collect([path], "fasteval/map@100")
     # The subset's exact size (test_subsets checks it against the records read).
-    total = tiny_builder.info.splits["train"].num_examples
-    assert point.examples == subsets.subset_size(tiny_builder, "train", 0.5, 0)
+    total = tiny_source.info.splits["train"].num_examples
+    assert point.examples == subsets.subset_size(tiny_source, "train", 0.5, 0)
     assert point.examples != 0.5 * total and abs(point.examples - 0.5 * total) < 4 * total**.5
     config["input"]["data"]["subset_fraction"] = None
     with open(os.path.join(path, "config.json"), "w") as f:

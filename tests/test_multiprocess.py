@@ -96,10 +96,10 @@ def test_checkpoint_restores_onto_other_topologies(tmp_path):
 
 
 @pytest.mark.slow
-def test_trainer_runs_in_two_processes(tiny_builder, tmp_path):
+def test_trainer_runs_in_two_processes(tiny_source, tmp_path):
     """The demo trainer, 2 processes x 4 devices: trains, evaluates, checkpoints;
     only process 0 writes the metric stream."""
-    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+    data_dir = tiny_source.builder.data_dir.split("/synthetic_jft")[0]
     workdir = tmp_path / "run"
     config = tiny_config(data_dir)
     overrides = [

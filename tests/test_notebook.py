@@ -45,7 +45,7 @@ def test_notebook_is_clean():
 
 
 @pytest.mark.slow
-def test_notebook_runs_on_tiny_run(pretrained_tiny, tiny_builder, tmp_path, monkeypatch):
+def test_notebook_runs_on_tiny_run(pretrained_tiny, tiny_source, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
@@ -54,7 +54,7 @@ def test_notebook_runs_on_tiny_run(pretrained_tiny, tiny_builder, tmp_path, monk
     workdir, _ = pretrained_tiny
     # The kernel inherits the environment, plus the kernelspec's env.
     monkeypatch.setenv("BVL_NOTEBOOK_WORKDIR", workdir)
-    monkeypatch.setenv("BVL_NOTEBOOK_DATA_DIR", data_dir_of(tiny_builder))
+    monkeypatch.setenv("BVL_NOTEBOOK_DATA_DIR", data_dir_of(tiny_source))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     km = _kernel_manager(tmp_path)
     NotebookClient(nb, km=km, timeout=120, resources={"metadata": {"path": ROOT}}).execute()

@@ -4,7 +4,7 @@ The fixture is a tiny copy of the official layout written here: the class
 list (V6, with its header, and the older headerless form), human-verified
 and machine label CSVs with the official names and header, the hierarchy
 JSON (Entity root, a class under two parents, a `Part` edge), and 16x12
-JPEGs in train/ and validation/. What the builder stores is compared with
+JPEGs in train/ and validation/. What the source stores is compared with
 the labels worked out by hand from the rows written.
 """
 
@@ -18,10 +18,12 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from input_pipeline import dataset
-from input_pipeline.dataset import InputPipelineError
-from input_pipeline.local_files import LocalDataError
-from input_pipeline.open_images import files
+from input_pipeline.errors import InputPipelineError
+from input_pipeline.sources.core import DataSource
+from input_pipeline.sources.local_files import LocalDataError
+from input_pipeline.sources.open_images import files
+from input_pipeline.sources.registry import open_source
+from input_pipeline.stream import batches
 
 CLASSES = [("/m/0bl9f", "Entity"), ("/m/0jbk", "Animal"), ("/m/04rky", "Mammal"),
            ("/m/0bt9lr", "Dog"), ("/m/01yrx", "Cat"), ("/m/0138tl", "Toy"),
@@ -113,17 +115,16 @@ def built(tmp_path_factory):
     """The human_machine and human configs built from one fixture."""
     root = tmp_path_factory.mktemp("oi")
     manual = write_open_images(str(root / "manual"))
-    return {config: dataset.get_builder(f"open_images_labels/{config}",
-                                        data_dir=str(root / "tfds"), manual_dir=manual)
+    return {config: open_source(f"open_images_labels/{config}",
+                                data_dir=str(root / "tfds"), manual_dir=manual)
             for config in ("human_machine", "human")}
 
 
-def stored(builder, split: str) -> dict[str, tuple[set[str], set[str]]]:
+def stored(source, split: str) -> dict[str, tuple[set[str], set[str]]]:
     """image_id -> (labels, negative_labels) as display names."""
-    names = builder.info.metadata["display_names"]
+    names = source.info.metadata["display_names"]
     out = {}
-    for ex in tfds.as_numpy(builder.as_dataset(split, decoders=dataset.images_undecoded(
-            builder))):
+    for ex in tfds.as_numpy(source.read(split)):
         out[ex["image_id"].decode()] = ({names[i] for i in ex["labels"]},
                                         {names[i] for i in ex["negative_labels"]})
     return out
@@ -160,10 +161,10 @@ def test_missing_and_unreadable_images_are_counted_in_the_metadata(built):
 
 def test_a_reloaded_builder_has_classes_hierarchy_and_report(built, tmp_path):
     first = built["human_machine"]
-    again = tfds.builder("open_images_labels/human_machine",
-                         data_dir=first.data_dir_root)
-    assert again.is_prepared()
-    assert dataset.num_classes_of(again) == len(CLASSES)
+    again = DataSource("open_images_labels/human_machine", tfds.builder(
+        "open_images_labels/human_machine", data_dir=first.builder.data_dir_root))
+    assert again.builder.is_prepared()
+    assert again.num_classes() == len(CLASSES)
     meta = again.info.metadata
     assert meta["class_names"] == [m for m, _ in CLASSES]
     assert meta["display_names"][-1] == "Fish, ray-finned"  # a quoted comma
@@ -174,22 +175,23 @@ def test_a_reloaded_builder_has_classes_hierarchy_and_report(built, tmp_path):
 def test_hierarchy_fills_ancestors_through_the_pipeline(built):
     # Negatives fill descendants along Subcategory edges only: 'Car' is not
     # 'Wheel''s parent (a Part), so image C's negatives stay {'Car'}.
-    from input_pipeline import preprocess
-    from input_pipeline.pp_ops import PPContext, default_registry
+    from input_pipeline.pp.base import PPContext
+    from input_pipeline.pp.builder import build_preprocess
+    from input_pipeline.pp.registry import default_registry
 
-    builder = built["human_machine"]
-    hierarchy = dataset.hierarchy_of(builder)
-    names = builder.info.metadata["display_names"]
+    source = built["human_machine"]
+    hierarchy = source.hierarchy()
+    names = source.info.metadata["display_names"]
     teddy = names.index("Teddy bear")
     assert {names[p] for p in hierarchy.parents[teddy]} == {"Animal", "Toy"}
-    pp = preprocess.build_preprocess(
+    pp = build_preprocess(
         "decode|resize(8)|value_range(-1, 1)|multi_hot"
         "|multi_hot(key='negative_labels', fill_ancestors=False, fill_descendants=True)"
         "|keep('image', 'labels', 'negative_labels', 'image_id')", default_registry(),
-        PPContext(num_classes=dataset.num_classes_of(builder), hierarchy=hierarchy))
+        PPContext(num_classes=source.num_classes(), hierarchy=hierarchy))
     for split in ("train", "validation"):
-        ds, _ = dataset.eval_dataset(builder, split, pp, 4, shard=dataset.HostShard(0, 1))
-        batch = next(dataset.HostIterator(ds))
+        ds, _ = batches.eval_dataset(source, split, pp, 4, shard=batches.HostShard(0, 1))
+        batch = next(batches.HostIterator(ds))
         for k, image_id in enumerate(batch["image_id"][batch["_mask"]]):
             _, filled, _, negatives = EXPECTED[image_id.decode()]
             assert {names[i] for i in np.flatnonzero(batch["labels"][k])} == filled
@@ -214,13 +216,13 @@ def test_rotation_file_turns_images_upright(tmp_path):
     write_rotations(manual, [(A, "90.0"), (B, "0.0"), (C, "nan"), (MISSING, "180.0")])
     pixels = {}
     for rotate in (True, False):
-        builder = dataset.get_builder(f"open_images_labels/human/rotate={rotate}",
-                                      data_dir=str(tmp_path / f"tfds_{rotate}"),
-                                      manual_dir=manual)
-        assert builder.info.metadata["build_report"]["train"]["rotated_images"] == (
+        source = open_source(f"open_images_labels/human/rotate={rotate}",
+                             data_dir=str(tmp_path / f"tfds_{rotate}"),
+                             manual_dir=manual)
+        assert source.info.metadata["build_report"]["train"]["rotated_images"] == (
             1 if rotate else 0)
         pixels[rotate] = {ex["image_id"].decode(): ex["image"]
-                          for ex in tfds.as_numpy(builder.as_dataset("train"))}
+                          for ex in tfds.as_numpy(source.builder.as_dataset("train"))}
     original = pixels[False][A]
     assert original.shape == (12, 16, 3)
     turned = pixels[True][A]
@@ -238,24 +240,24 @@ def test_a_bad_rotation_value_names_the_file_and_line(tmp_path):
     manual = write_open_images(str(tmp_path / "manual"))
     write_rotations(manual, [(B, "0"), (A, "45")])
     with pytest.raises(InputPipelineError, match=r"with-rotation\.csv:3: Rotation '45' is not 0, "):
-        dataset.get_builder("open_images_labels/human", data_dir=str(tmp_path / "tfds"),
-                            manual_dir=manual)
+        open_source("open_images_labels/human", data_dir=str(tmp_path / "tfds"),
+                    manual_dir=manual)
 
 
 def test_strict_mode_stops_on_a_missing_image(tmp_path):
     manual = write_open_images(str(tmp_path / "manual"))
     with pytest.raises(InputPipelineError, match=rf"1 listed images are not in .*train "
                                                  rf"\(e\.g\. {MISSING}\).*without strict"):
-        dataset.get_builder("open_images_labels/human/strict=True",
-                            data_dir=str(tmp_path / "tfds"), manual_dir=manual)
+        open_source("open_images_labels/human/strict=True",
+                    data_dir=str(tmp_path / "tfds"), manual_dir=manual)
 
 
 def test_strict_mode_stops_on_an_unreadable_image(tmp_path):
     manual = write_open_images(str(tmp_path / "manual"), missing=False, unknown=False)
     with pytest.raises(InputPipelineError,
                        match=rf"{BROKEN}\.jpg cannot be read \(OSError: Truncated"):
-        dataset.get_builder("open_images_labels/human/strict=True",
-                            data_dir=str(tmp_path / "tfds"), manual_dir=manual)
+        open_source("open_images_labels/human/strict=True",
+                    data_dir=str(tmp_path / "tfds"), manual_dir=manual)
 
 
 def test_class_descriptions_with_and_without_the_v6_header(tmp_path):
@@ -303,8 +305,9 @@ def test_bad_files_are_named(tmp_path):
 def test_prepare_label_statistics(built, monkeypatch, capsys):
     from input_pipeline import prepare
 
+    data_dir = str(built["human_machine"].builder.data_dir_root)
     monkeypatch.setattr("sys.argv", ["prepare", "--dataset", "open_images_labels/human_machine",
-                                     "--data_dir", str(built["human_machine"].data_dir_root)])
+                                     "--data_dir", data_dir])
     prepare.main()
     out = capsys.readouterr().out
     assert "classes: 11, hierarchy depth 3" in out and "split train: 3 examples" in out

@@ -314,7 +314,7 @@ def dot_example(tf, size=(40, 60)):
 def test_train_crop_puts_keypoints_where_the_pixels_are():
     import tensorflow as tf
 
-    from input_pipeline import pp_pose
+    from input_pipeline.pp import pose as pp_pose
 
     out = pp_pose.pose_crop_train(None, (24, 16), context=1.25)(dot_example(tf))
     img, kp = out["image"].numpy(), out["keypoints"].numpy()
@@ -331,7 +331,7 @@ def test_train_crop_puts_keypoints_where_the_pixels_are():
 def test_eval_crops_every_person_and_reads_detections(tmp_path):
     import tensorflow as tf
 
-    from input_pipeline import pp_pose
+    from input_pipeline.pp import pose as pp_pose
 
     out = pp_pose.pose_crop_eval(None, (24, 16), max_objects=3)(dot_example(tf))
     np.testing.assert_array_equal(out["pose_valid"].numpy(), [True, False, False])
@@ -366,7 +366,7 @@ def test_perfect_crop_outputs_map_back_to_the_image_and_score_ap_one(decoder, at
     import tensorflow as tf
 
     from evaluators.keypoint_ap import images_from_predictions
-    from input_pipeline import pp_pose
+    from input_pipeline.pp import pose as pp_pose
 
     ex = dot_example(tf, size=(64, 64))
     ex["objects"] = {"bbox": tf.constant([[.1, .1, .5, .4], [.5, .5, .95, .9]]),
@@ -400,9 +400,9 @@ def test_perfect_crop_outputs_map_back_to_the_image_and_score_ap_one(decoder, at
 
 @pytest.mark.slow
 def test_tiny_pose_run_from_a_classification_body_reports_keypoint_ap(
-        tiny_builder, pretrained_tiny, tmp_path):
+        tiny_source, pretrained_tiny, tmp_path):
     config = pose_synthetic.get_config("tiny")
-    config.input.data.data_dir = data_dir_of(tiny_builder)
+    config.input.data.data_dir = data_dir_of(tiny_source)
     config.input.shuffle_buffer = 100
     config.log_steps = 1
     # The pre-trained classification ResNet's body loads into the pose model as is.

@@ -13,9 +13,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from input_pipeline import pp_decode, preprocess
 from input_pipeline.keys import SEED_KEY
-from input_pipeline.pp_ops import PPContext, default_registry
+from input_pipeline.pp import decode as pp_decode
+from input_pipeline.pp import recipes
+from input_pipeline.pp.base import PPContext
+from input_pipeline.pp.builder import build_preprocess
+from input_pipeline.pp.registry import default_registry
 
 
 def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -39,7 +42,7 @@ def encode(img: np.ndarray, fmt: str = "JPEG") -> bytes:
 
 
 def run(spec: str, raw: bytes, seed=(0, 0)) -> np.ndarray:
-    pp = preprocess.build_preprocess(spec, default_registry(), PPContext())
+    pp = build_preprocess(spec, default_registry(), PPContext())
     data = {"image": tf.constant(raw), SEED_KEY: tf.constant(seed, tf.int64)}
     return pp.rest(pp.decode_stage(data))["image"].numpy()
 
@@ -74,8 +77,8 @@ def test_inception_crop_fused_matches_for_png_and_grayscale_jpeg():
 
 
 def test_inception_recipe_fused_is_the_same_pipeline(big_jpeg):
-    a = run(preprocess.inception_train(56), big_jpeg, seed=(5, 5))
-    b = run(preprocess.inception_train(56, fused_decode=True), big_jpeg, seed=(5, 5))
+    a = run(recipes.inception_train(56), big_jpeg, seed=(5, 5))
+    b = run(recipes.inception_train(56, fused_decode=True), big_jpeg, seed=(5, 5))
     np.testing.assert_array_equal(a, b)
     assert a.dtype == np.float32 and a.shape == (56, 56, 3)
 
@@ -121,7 +124,7 @@ def test_dct_scaled_decode_keeps_small_and_non_jpeg_sources_exact():
 
 
 def test_paper_recipe_fused_shapes(big_jpeg):
-    out = run(preprocess.paper_train(64, 80, fused_decode=True), big_jpeg)
+    out = run(recipes.paper_train(64, 80, fused_decode=True), big_jpeg)
     assert out.shape == (64, 64, 3) and out.dtype == np.float32
     assert -1 <= out.min() < -0.5 and 0.5 < out.max() <= 1
 
@@ -134,8 +137,8 @@ def test_fused_ops_name_bad_input():
 
 
 def test_corrupt_jpeg_fails_in_the_decode_stage():
-    pp = preprocess.build_preprocess("decode_jpeg_and_resize(32)", default_registry(),
-                                     PPContext())
+    pp = build_preprocess("decode_jpeg_and_resize(32)", default_registry(),
+                          PPContext())
     assert pp.has_decode  # so the pipeline skips and counts a corrupt record
     with pytest.raises(tf.errors.InvalidArgumentError):
         pp.decode_stage({"image": tf.constant(b"\xff\xd8\xff not a jpeg"),

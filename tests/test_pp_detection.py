@@ -5,10 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from input_pipeline import dataset, preprocess
 from input_pipeline.keys import MASK_KEY, SEED_KEY
-from input_pipeline.pp_ops import PPContext, default_registry
-from input_pipeline.synthetic_jft import taxonomy
+from input_pipeline.pp.base import PPContext
+from input_pipeline.pp.builder import build_preprocess
+from input_pipeline.pp.registry import default_registry
+from input_pipeline.sources.synthetic_jft import pp_ops as synthetic_ops
+from input_pipeline.sources.synthetic_jft import taxonomy
+from input_pipeline.stream import batches
 
 B = "boxes='objects/bbox'"
 # pad_to's output has no static size (it pads to AT LEAST 64); central_crop
@@ -20,7 +23,7 @@ EVAL = f"resize_aspect(40, 64, {B})|{FIT}|detection_pack({{m}})"
 
 
 def run(spec, example, seed=(0, 0), ctx=None):
-    pp = preprocess.build_preprocess(spec, default_registry(), ctx or PPContext())
+    pp = build_preprocess(spec, default_registry(), ctx or PPContext())
     data = tf.nest.map_structure(tf.constant, example)
     data[SEED_KEY] = tf.constant(seed, tf.int64)
     out = pp.rest(pp.decode_stage(data))
@@ -53,8 +56,8 @@ def test_resize_aspect_sizes_and_recorded_shapes(hw, want):
 
 def test_resize_aspect_rejects_bad_sizes():
     with pytest.raises(ValueError, match="min_size <= max_size"):
-        preprocess.build_preprocess("resize_aspect(900, 600)", default_registry(),
-                                    PPContext())
+        build_preprocess("resize_aspect(900, 600)", default_registry(),
+                         PPContext())
 
 
 def drawn_example(h=30, w=50):
@@ -142,24 +145,25 @@ def test_padding_and_truncation_to_max_objects():
     assert run("detection_pack(2)", {**ex, "_index": np.int64(41)})["image_id"] == 41
 
 
-def test_family_classes_on_synthetic_jft_through_the_pipeline(tiny_builder):
-    """level='family' against the taxonomy's own shapes (not the class names)."""
-    assert "bbox" in tiny_builder.info.features["objects"]
-    ctx = PPContext(num_classes=dataset.num_classes_of(tiny_builder),
-                    hierarchy=dataset.hierarchy_of(tiny_builder))
-    tax = taxonomy.build_taxonomy(tiny_builder.builder_config.num_leaves)
+def test_family_classes_on_synthetic_jft_through_the_pipeline(tiny_source):
+    """synthetic_jft's objects_to_level('family') then detection_pack, against the
+    taxonomy's own shapes (not the class names)."""
+    assert "bbox" in tiny_source.info.features["objects"]
+    ctx = PPContext(num_classes=tiny_source.num_classes(),
+                    hierarchy=tiny_source.hierarchy())
+    tax = taxonomy.build_taxonomy(tiny_source.builder.builder_config.num_leaves)
     leaf_of_class = {int(c): i for i, c in enumerate(tax.leaf_ids)}
     spec = (f"decode|resize_aspect(40, 64, {B})|{FIT}|value_range(-1, 1)"
-            "|detection_pack(6, level='family')|keep('image', 'boxes', 'classes', "
+            "|objects_to_level('family')|detection_pack(6)|keep('image', 'boxes', 'classes', "
             "'box_valid', 'image_hw', 'orig_hw', 'gt_boxes', 'gt_classes', 'gt_valid', "
             "'image_id')")
-    pp = preprocess.build_preprocess(spec, default_registry(), ctx)
-    ds, _ = dataset.eval_dataset(tiny_builder, "test[:16]", pp, 8,
-                                 shard=dataset.HostShard(0, 1))
-    raw = {int(ex["image_id"]): ex["objects"] for ex in tiny_builder.as_dataset(
-        "test[:16]", decoders=dataset.images_undecoded(tiny_builder)).as_numpy_iterator()}
+    pp = build_preprocess(spec, default_registry(tiny_source.pp_ops), ctx)
+    ds, _ = batches.eval_dataset(tiny_source, "test[:16]", pp, 8,
+                                 shard=batches.HostShard(0, 1))
+    raw = {int(ex["image_id"]): ex["objects"] for ex in tiny_source.read(
+        "test[:16]").as_numpy_iterator()}
     seen, n = set(), 0
-    for batch in dataset.HostIterator(ds):
+    for batch in batches.HostIterator(ds):
         assert batch["image"].shape == (8, 64, 64, 3) and batch["classes"].shape == (8, 6)
         for i in np.flatnonzero(batch[MASK_KEY]):
             objects = raw[int(batch["image_id"][i])]
@@ -178,5 +182,5 @@ def test_family_classes_on_synthetic_jft_through_the_pipeline(tiny_builder):
 
 def test_family_level_needs_the_hierarchy():
     with pytest.raises(ValueError, match="no class names"):
-        preprocess.build_preprocess("detection_pack(level='family')", default_registry(),
-                                    PPContext())
+        build_preprocess("objects_to_level('family')", default_registry(synthetic_ops.OPS),
+                         PPContext())

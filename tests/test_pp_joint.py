@@ -7,17 +7,18 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from input_pipeline import dataset, preprocess
 from input_pipeline.keys import SEED_KEY
-from input_pipeline.pp_ops import PPContext, default_registry
-from input_pipeline.synthetic_jft import taxonomy
+from input_pipeline.pp.base import PPContext
+from input_pipeline.pp.builder import build_preprocess
+from input_pipeline.pp.registry import default_registry
+from input_pipeline.sources.synthetic_jft import taxonomy
 
 KEYS = "keys=('image', 'segmentation')"
 GEOM = "boxes='objects/bbox', keypoints='objects/keypoints'"
 
 
 def run(spec, example, seed=(0, 0), ctx=None):
-    pp = preprocess.build_preprocess(spec, default_registry(), ctx or PPContext())
+    pp = build_preprocess(spec, default_registry(), ctx or PPContext())
     data = tf.nest.map_structure(tf.constant, example)
     data[SEED_KEY] = tf.constant(seed, tf.int64)
     out = pp.rest(pp.decode_stage(data))
@@ -187,9 +188,9 @@ def test_one_draw_for_all_keys_and_the_same_as_the_image_alone(op):
 def test_bad_joint_arguments_are_clear_errors():
     reg, ctx = default_registry(), PPContext()
     with pytest.raises(ValueError, match="key='image' and keys=.*give one of them"):
-        preprocess.build_preprocess("flip_lr(key='image', keys=('image',))", reg, ctx)
+        build_preprocess("flip_lr(key='image', keys=('image',))", reg, ctx)
     with pytest.raises(ValueError, match="keypoint_pairs=.*pairs of distinct"):
-        preprocess.build_preprocess("flip_lr(keypoint_pairs=((1, 1),))", reg, ctx)
+        build_preprocess("flip_lr(keypoint_pairs=((1, 1),))", reg, ctx)
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="'segmentation' and 'image' differ in height or width"):
         run(f"random_crop(4, {KEYS})", {"image": np.zeros((8, 8, 3), np.uint8),
@@ -211,17 +212,20 @@ def png_array(data: bytes) -> np.ndarray:
     return np.array(Image.open(io.BytesIO(data)))
 
 
-def test_semantic_classes_of_real_synthetic_examples(tiny_builder):
+def test_semantic_classes_of_real_synthetic_examples(tiny_source):
     """The op against a NumPy reference built from the taxonomy (not from names)."""
-    ctx = PPContext(num_classes=dataset.num_classes_of(tiny_builder),
-                    hierarchy=dataset.hierarchy_of(tiny_builder))
-    tax = taxonomy.build_taxonomy(tiny_builder.builder_config.num_leaves)
+    ctx = PPContext(num_classes=tiny_source.num_classes(),
+                    hierarchy=tiny_source.hierarchy())
+    tax = taxonomy.build_taxonomy(tiny_source.builder.builder_config.num_leaves)
     leaf_of_class = {int(c): i for i, c in enumerate(tax.leaf_ids)}
     n = taxonomy.num_semantic_classes("family")
     assert n == 1 + len(taxonomy.FAMILIES)
-    raw = tiny_builder.as_dataset(split="test", decoders=dataset.images_undecoded(tiny_builder))
+    raw = tiny_source.read("test")
     spec = "decode(1, key='segmentation')|semantic_from_instances('family')"
-    pp = preprocess.build_preprocess(spec, default_registry(), ctx)
+    # A synthetic_jft op: its source registers it, the standard ops do not have it.
+    with pytest.raises(KeyError, match="semantic_from_instances"):
+        build_preprocess(spec, default_registry(), ctx)
+    pp = build_preprocess(spec, default_registry(tiny_source.pp_ops), ctx)
     examples = list(raw.take(24).as_numpy_iterator())
     seen = set()
     for ex in examples:
@@ -241,7 +245,7 @@ def test_semantic_classes_of_real_synthetic_examples(tiny_builder):
     # survives, and the classes stay those of the families.
     full = ("decode|" + spec + f"|pad_to(36, {KEYS}, {GEOM})|random_crop(34, {KEYS}, {GEOM})"
             f"|flip_lr({KEYS}, {GEOM})|resize(20, {KEYS})")
-    pp = preprocess.build_preprocess(full, default_registry(), ctx)
+    pp = build_preprocess(full, default_registry(tiny_source.pp_ops), ctx)
     ds = raw.take(8).map(lambda ex: pp.rest(pp.decode_stage(
         {**ex, SEED_KEY: tf.cast(tf.stack([ex["image_id"], 1]), tf.int64)})))
     values = set()

@@ -27,21 +27,21 @@ def config_of(builder):
 
 
 @pytest.fixture(scope="module")
-def config_file(tiny_builder, tmp_path_factory):
+def config_file(tiny_source, tmp_path_factory):
     """The same config for subprocesses (`--config <file>`) as `config_of` in here."""
     path = tmp_path_factory.mktemp("preempt_config") / "config.py"
     path.write_text(
         "from tests.helpers import tiny_config\n\n\ndef get_config():\n"
-        f"    return tiny_config({data_dir_of(tiny_builder)!r}, total_steps={TOTAL}, "
+        f"    return tiny_config({data_dir_of(tiny_source)!r}, total_steps={TOTAL}, "
         f"ckpt_steps={CKPT}, evals={{}})\n")
     return str(path)
 
 
 @pytest.fixture(scope="module")
-def straight(tiny_builder, tmp_path_factory):
+def straight(tiny_source, tmp_path_factory):
     """(workdir, final state) of the uninterrupted run."""
     workdir = str(tmp_path_factory.mktemp("straight"))
-    return workdir, trainer.train(config_of(tiny_builder), workdir)
+    return workdir, trainer.train(config_of(tiny_source), workdir)
 
 
 def command(config_file, workdir, *extra):
@@ -86,7 +86,7 @@ def assert_same_params(a, b):
 
 
 @pytest.mark.slow
-def test_sigterm_in_process_stops_at_the_next_step_with_a_checkpoint(tiny_builder, tmp_path,
+def test_sigterm_in_process_stops_at_the_next_step_with_a_checkpoint(tiny_source, tmp_path,
                                                                      monkeypatch):
     """Deterministic: SIGTERM to this process during step 3; the run saves 3 and raises
     Preempted; the handler it installed counted the signal instead of dying."""
@@ -105,7 +105,7 @@ def test_sigterm_in_process_stops_at_the_next_step_with_a_checkpoint(tiny_builde
     before = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(preemption.Preempted) as info:
-            trainer.train(config_of(tiny_builder), str(tmp_path))
+            trainer.train(config_of(tiny_source), str(tmp_path))
     finally:  # kept after a preemption (a SIGTERM while exiting must not kill)
         signal.signal(signal.SIGTERM, before)
     assert info.value.step == 3
@@ -118,7 +118,7 @@ def test_sigterm_in_process_stops_at_the_next_step_with_a_checkpoint(tiny_builde
 
 @pytest.mark.slow
 def test_sigterm_then_more_during_the_save_exits_143_and_resumes_exactly(
-        tiny_builder, config_file, straight, tmp_path):
+        tiny_source, config_file, straight, tmp_path):
     """A real process: SIGTERM once training is under way, then SIGTERM every 10 ms
     until it exits (so some land during the save). Exit 143, the checkpoint at
     the stop step restores, and the rerun ends bitwise where an uninterrupted
@@ -140,7 +140,7 @@ def test_sigterm_then_more_during_the_save_exits_143_and_resumes_exactly(
     ckpt.close()
     assert checkpointing.load_params(str(workdir / "checkpoints" / str(step)))
 
-    resumed = trainer.train(config_of(tiny_builder), str(workdir))
+    resumed = trainer.train(config_of(tiny_source), str(workdir))
     straight_dir, straight_state = straight
     assert_same_params(resumed.params, straight_state.params)
     losses = [(r["step"], r["train/loss"]) for r in read_metrics(str(workdir))]
@@ -148,7 +148,7 @@ def test_sigterm_then_more_during_the_save_exits_143_and_resumes_exactly(
 
 
 @pytest.mark.slow
-def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(tiny_builder, config_file,
+def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(tiny_source, config_file,
                                                                  tmp_path):
     """2 processes x 4 CPU devices over gloo, SIGTERM to process 1 only: JAX's
     preemption service makes both save at the same step and exit 143. Rerun as

@@ -5,11 +5,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from input_pipeline import preprocess
 from input_pipeline.hierarchy import LabelHierarchy
 from input_pipeline.keys import SEED_KEY
-from input_pipeline.pp_ops import PPContext, default_registry
-from input_pipeline.pp_spec import parse_pp_spec
+from input_pipeline.pp import recipes
+from input_pipeline.pp.base import PPContext
+from input_pipeline.pp.builder import build_preprocess
+from input_pipeline.pp.registry import default_registry
+from input_pipeline.pp.spec import parse_pp_spec
 
 
 def jpeg(h=48, w=64, seed=0) -> bytes:
@@ -20,7 +22,7 @@ def jpeg(h=48, w=64, seed=0) -> bytes:
 
 
 def run(spec, example, seed=(0, 0), ctx=None):
-    pp = preprocess.build_preprocess(spec, default_registry(), ctx or PPContext())
+    pp = build_preprocess(spec, default_registry(), ctx or PPContext())
     data = {k: tf.constant(v) for k, v in example.items()}
     data[SEED_KEY] = tf.constant(seed, tf.int64)
     out = pp.rest(pp.decode_stage(data))
@@ -41,16 +43,16 @@ def test_parse_spec():
 
 def test_unknown_op_and_bad_arguments():
     with pytest.raises(KeyError, match="unknown preprocessing op 'resise'.*known: .*resize"):
-        preprocess.build_preprocess("decode|resise(3)", default_registry(), PPContext())
+        build_preprocess("decode|resise(3)", default_registry(), PPContext())
     with pytest.raises(ValueError, match="resize"):
-        preprocess.build_preprocess("resize(1, 2, 3, 4, 5)", default_registry(), PPContext())
+        build_preprocess("resize(1, 2, 3, 4, 5)", default_registry(), PPContext())
 
 
 def test_paper_recipes_shapes_and_value_range():
     ex = {"image": jpeg(300, 400)}
-    train = run(preprocess.paper_train(), ex)["image"]
-    ev = run(preprocess.paper_eval(), ex)["image"]
-    incep = run(preprocess.inception_train(224), ex)["image"]
+    train = run(recipes.paper_train(), ex)["image"]
+    ev = run(recipes.paper_eval(), ex)["image"]
+    incep = run(recipes.inception_train(224), ex)["image"]
     for img, size in ((train, 299), (ev, 299), (incep, 224)):
         assert img.shape == (size, size, 3) and img.dtype == np.float32
         assert img.min() >= -1.0 and img.max() <= 1.0
@@ -128,8 +130,8 @@ def test_keep_drops_other_keys_and_names_missing_ones():
 
 @pytest.mark.parametrize("objects,want", [(1, 0), (2, 1), (3, 2), (4, 2), (0, 0)])
 def test_object_count_clips_the_number_of_objects(objects, want):
-    pp = preprocess.build_preprocess("object_count(max=3)|keep('label')", default_registry(),
-                                     PPContext())
+    pp = build_preprocess("object_count(max=3)|keep('label')", default_registry(),
+                          PPContext())
     data = {"objects": {"label": tf.zeros([objects], tf.int64)},
             SEED_KEY: tf.constant((0, 0), tf.int64)}
     got = pp.rest(pp.decode_stage(data))["label"].numpy()
@@ -139,8 +141,8 @@ def test_object_count_clips_the_number_of_objects(objects, want):
 def test_a_bad_op_argument_names_the_op_and_the_argument():
     with pytest.raises(ValueError, match=r"random_crop\(size='big'\): size='big': give "
                                          r"pixels, an int or \(height, width\)"):
-        preprocess.build_preprocess("decode|random_crop(size='big')", default_registry(),
-                                    PPContext())
+        build_preprocess("decode|random_crop(size='big')", default_registry(),
+                         PPContext())
 
 
 @pytest.mark.parametrize("op", ["random_crop", "central_crop"])

@@ -12,7 +12,7 @@ import pytest
 from big_vision_like import trainer
 from big_vision_like.metrics import read_metrics
 from big_vision_like.profiling import ProfileWindow, StepTimer
-from input_pipeline import dataset
+from input_pipeline.stream import batches
 from tests.helpers import data_dir_of, tiny_config
 
 TIME_KEYS = ("time/step_ms", "time/input_ms", "time/compute_ms", "time/input_wait_fraction")
@@ -23,8 +23,8 @@ SLEEP_S = 0.6
 TRAIN_STEP_EVENT = "CommonPjRtLoadedExecutable::Execute (jit_step)"
 
 
-def _config(tiny_builder, **profile):
-    c = tiny_config(data_dir_of(tiny_builder))
+def _config(tiny_source, **profile):
+    c = tiny_config(data_dir_of(tiny_source))
     # The train step compiles as in the other tiny runs (8 steps, one cosine
     # schedule), so the compilation cache has it.
     c.evals = ml_collections.ConfigDict()  # only the loop is timed here
@@ -100,10 +100,10 @@ def _check_ranges(rows):
 
 
 @pytest.fixture(scope="module")
-def profiled_run(tiny_builder, tmp_path_factory):
+def profiled_run(tiny_source, tmp_path_factory):
     """The workdir of 8 steps with a trace of steps 4-5."""
     workdir = str(tmp_path_factory.mktemp("profiled"))
-    trainer.train(_config(tiny_builder, start_step=4, num_steps=2), workdir)
+    trainer.train(_config(tiny_source, start_step=4, num_steps=2), workdir)
     return workdir
 
 
@@ -130,14 +130,14 @@ def test_step_time_breakdown_is_logged_every_log_steps(profiled_run):
     _check_ranges(rows)
 
 
-def test_slow_input_shows_as_input_wait(tiny_builder, profiled_run, tmp_path, monkeypatch):
-    class SlowHost(dataset.HostIterator):
+def test_slow_input_shows_as_input_wait(tiny_source, profiled_run, tmp_path, monkeypatch):
+    class SlowHost(batches.HostIterator):
         def __next__(self):
             time.sleep(SLEEP_S)
             return super().__next__()
 
-    monkeypatch.setattr(dataset, "HostIterator", SlowHost)
-    trainer.train(_config(tiny_builder), str(tmp_path))
+    monkeypatch.setattr(batches, "HostIterator", SlowHost)
+    trainer.train(_config(tiny_source), str(tmp_path))
     slow, normal = _timing_rows(str(tmp_path)), _timing_rows(profiled_run)
     _check_ranges(slow)
     # The prefetcher held batches read during compilation: by step 5 they are

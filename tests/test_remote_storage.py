@@ -45,10 +45,10 @@ class Preempted(Exception):
 
 @pytest.mark.slow
 def test_a_run_on_ram_with_its_data_there_is_killed_resumes_and_matches_a_local_run(
-        tiny_builder, pretrained_tiny, ram, ram_in_epath, monkeypatch, tmp_path):
+        tiny_source, pretrained_tiny, ram, ram_in_epath, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # a URL taken for a local path would appear here
     data_dir, workdir = f"{ram}/data", f"{ram}/run"
-    fs.copy_tree(os.path.join(data_dir_of(tiny_builder), "synthetic_jft"),
+    fs.copy_tree(os.path.join(data_dir_of(tiny_source), "synthetic_jft"),
                  f"{data_dir}/synthetic_jft")
     config = tiny_config(data_dir)
     config.profile = dict(start_step=6, num_steps=1)

@@ -196,9 +196,9 @@ def test_two_by_four_mesh_step_matches_one_device():
 
 @pytest.mark.slow
 def test_tiny_config_fine_tunes_a_pretrained_body_and_reports_miou(
-        tiny_builder, pretrained_tiny, tmp_path):
+        tiny_source, pretrained_tiny, tmp_path):
     c = deeplab_synthetic.get_config("tiny")
-    c.input.data.data_dir = data_dir_of(tiny_builder)
+    c.input.data.data_dir = data_dir_of(tiny_source)
     c.init_from.checkpoint = os.path.join(pretrained_tiny[0], "checkpoints", "8")
     trainer.train(c, str(tmp_path))
     got = trainer.summary(str(tmp_path))

@@ -6,27 +6,27 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from input_pipeline import dataset
-from input_pipeline.sklearn_digits import builder as digits
+from input_pipeline.sources.registry import open_source
+from input_pipeline.sources.sklearn_digits import builder as digits
 
 pytest.importorskip("sklearn")
 
 
 @pytest.fixture(scope="module")
-def digits_builder(tmp_path_factory):
+def digits_source(tmp_path_factory):
     data_dir = os.environ.get("BVL_TEST_DATA_DIR") or str(tmp_path_factory.mktemp("tfds"))
-    return dataset.get_builder("sklearn_digits/32px", data_dir=data_dir)
+    return open_source("sklearn_digits/32px", data_dir=data_dir)
 
 
 @pytest.fixture(scope="module")
-def splits(digits_builder):
-    return {s: list(tfds.as_numpy(digits_builder.as_dataset(s))) for s in ("train", "test")}
+def splits(digits_source):
+    return {s: list(tfds.as_numpy(digits_source.builder.as_dataset(s))) for s in ("train", "test")}
 
 
-def test_split_sizes_and_classes(digits_builder, splits):
+def test_split_sizes_and_classes(digits_source, splits):
     assert len(splits["train"]) == 1297 and len(splits["test"]) == 500
-    assert digits_builder.info.splits["train"].num_examples == 1297
-    assert dataset.num_classes_of(digits_builder) == 10
+    assert digits_source.info.splits["train"].num_examples == 1297
+    assert digits_source.num_classes() == 10
     indices = [ex["index"] for s in splits.values() for ex in s]
     assert sorted(indices) == list(range(1797))  # disjoint, and every digit used
 

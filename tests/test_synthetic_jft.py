@@ -8,27 +8,27 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from input_pipeline import dataset
-from input_pipeline.synthetic_jft import render, taxonomy
-from input_pipeline.synthetic_jft.builder import SyntheticJft
+from input_pipeline.sources.registry import open_source
+from input_pipeline.sources.synthetic_jft import render, taxonomy
+from input_pipeline.sources.synthetic_jft.builder import SyntheticJft
 
 JFT_CLASSES = 18_291  # the paper's JFT-300M: every level of its hierarchy together
 
 
 @pytest.fixture(scope="module")
-def train(tiny_builder):
-    return list(tfds.as_numpy(tiny_builder.as_dataset("train")))
+def train(tiny_source):
+    return list(tfds.as_numpy(tiny_source.builder.as_dataset("train")))
 
 
 @pytest.fixture(scope="module")
-def fasteval(tiny_builder):
-    return list(tfds.as_numpy(tiny_builder.as_dataset("fasteval")))
+def fasteval(tiny_source):
+    return list(tfds.as_numpy(tiny_source.builder.as_dataset("fasteval")))
 
 
-def test_hierarchy_is_four_levels_deep_with_the_leaves_asked_for(tiny_builder):
-    h = dataset.hierarchy_of(tiny_builder)
-    leaves = tiny_builder.info.metadata["leaf_classes"]
-    assert len(leaves) == tiny_builder.builder_config.num_leaves
+def test_hierarchy_is_four_levels_deep_with_the_leaves_asked_for(tiny_source):
+    h = tiny_source.hierarchy()
+    leaves = tiny_source.info.metadata["leaf_classes"]
+    assert len(leaves) == tiny_source.builder.builder_config.num_leaves
     assert {len(h.ancestors()[c]) for c in leaves} == {4}
     for n in (10, 18_291):
         t = taxonomy.build_taxonomy(n)
@@ -37,8 +37,8 @@ def test_hierarchy_is_four_levels_deep_with_the_leaves_asked_for(tiny_builder):
         assert t.num_classes == len(t.parents) + len(roots)
 
 
-def test_class_frequencies_are_zipf(tiny_builder, train):
-    meta = tiny_builder.info.metadata
+def test_class_frequencies_are_zipf(tiny_source, train):
+    meta = tiny_source.info.metadata
     leaf_of_class = {c: i for i, c in enumerate(meta["leaf_classes"])}
     counts = np.zeros(len(leaf_of_class))
     for ex in train:
@@ -68,8 +68,8 @@ def test_labels_per_image_and_noise_rate(train):
     assert missing > 0.1 * total  # labels are not exhaustive
 
 
-def test_noisy_labels_include_lookalike_confusions(tiny_builder, train):
-    t = taxonomy.build_taxonomy(tiny_builder.builder_config.num_leaves)
+def test_noisy_labels_include_lookalike_confusions(tiny_source, train):
+    t = taxonomy.build_taxonomy(tiny_source.builder.builder_config.num_leaves)
     leaf_index = {int(c): i for i, c in enumerate(t.leaf_ids)}
     lookalike = {int(t.leaf_ids[i]): int(t.leaf_ids[j]) for i, j in enumerate(t.lookalike)}
     confusions = sum(1 for ex in train for c in set(ex["labels"].tolist())
@@ -79,17 +79,17 @@ def test_noisy_labels_include_lookalike_confusions(tiny_builder, train):
     assert len(leaf_index) == t.num_leaves
 
 
-def test_fasteval_is_clean_dense_and_restricted(tiny_builder, fasteval):
-    h = dataset.hierarchy_of(tiny_builder)
-    monitored = set(tiny_builder.info.metadata["monitor_classes"])
-    assert len(monitored) < dataset.num_classes_of(tiny_builder)
+def test_fasteval_is_clean_dense_and_restricted(tiny_source, fasteval):
+    h = tiny_source.hierarchy()
+    monitored = set(tiny_source.info.metadata["monitor_classes"])
+    assert len(monitored) < tiny_source.num_classes()
     for ex in fasteval:
         want = {int(a) for o in ex["objects"]["label"] for a in h.ancestors()[o]} & monitored
         assert set(ex["labels"].tolist()) == want
 
 
-def test_objects_have_masks_boxes_and_keypoints(tiny_builder, fasteval):
-    size = tiny_builder.builder_config.image_size
+def test_objects_have_masks_boxes_and_keypoints(tiny_source, fasteval):
+    size = tiny_source.builder.builder_config.image_size
     for ex in fasteval[:100]:
         n = len(ex["objects"]["label"])
         seg = ex["segmentation"][..., 0]
@@ -136,15 +136,15 @@ def test_jft_sized_variants_have_jft_s_18291_classes_leaves_plus_parents(name):
 @pytest.fixture(scope="module")
 def jft_smoke(tmp_path_factory):
     data_dir = os.environ.get("BVL_TEST_DATA_DIR") or str(tmp_path_factory.mktemp("tfds"))
-    return dataset.get_builder("synthetic_jft/jft_smoke", data_dir=data_dir)
+    return open_source("synthetic_jft/jft_smoke", data_dir=data_dir)
 
 
 def test_jft_smoke_dataset_is_jft_shaped_and_small(jft_smoke):
-    assert dataset.num_classes_of(jft_smoke) == JFT_CLASSES
+    assert jft_smoke.num_classes() == JFT_CLASSES
     meta = jft_smoke.info.metadata
-    ancestors = dataset.hierarchy_of(jft_smoke).ancestors()
+    ancestors = jft_smoke.hierarchy().ancestors()
     assert {len(ancestors[c]) for c in meta["leaf_classes"]} == {4}  # four levels
     assert len(meta["leaf_classes"]) == taxonomy.leaves_for_classes(JFT_CLASSES)
     assert jft_smoke.info.splits["train"].num_examples <= 1000
-    ex = next(iter(tfds.as_numpy(jft_smoke.as_dataset("train"))))
+    ex = next(iter(tfds.as_numpy(jft_smoke.builder.as_dataset("train"))))
     assert all(0 <= c < JFT_CLASSES for c in ex["labels"])

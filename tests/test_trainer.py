@@ -30,8 +30,8 @@ class Preempted(Exception):
 
 @pytest.mark.slow
 def test_killed_and_resumed_run_ends_with_the_same_parameters(
-        tiny_builder, uninterrupted, tmp_path, monkeypatch):
-    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+        tiny_source, uninterrupted, tmp_path, monkeypatch):
+    data_dir = tiny_source.builder.data_dir.split("/synthetic_jft")[0]
     workdir = str(tmp_path / "run_b")
     real_save = checkpointing.Checkpointer.save
 
@@ -56,7 +56,7 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters(
     assert config["batch_size"] == 16
 
 
-def test_run_writes_metrics_evals_and_checkpoints(tiny_builder, uninterrupted):
+def test_run_writes_metrics_evals_and_checkpoints(tiny_source, uninterrupted):
     workdir, state = uninterrupted
     assert int(state.step) == 8
     summary = trainer.summary(workdir)
@@ -69,15 +69,15 @@ def test_run_writes_metrics_evals_and_checkpoints(tiny_builder, uninterrupted):
     # Started again, a finished run resumes at its end and adds nothing.
     rows = losses_by_step(workdir)
     size = os.path.getsize(os.path.join(workdir, "metrics.jsonl"))
-    again = trainer.train(tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0]),
+    again = trainer.train(tiny_config(tiny_source.builder.data_dir.split("/synthetic_jft")[0]),
                           workdir)
     assert int(again.step) == 8 and losses_by_step(workdir) == rows
     assert os.path.getsize(os.path.join(workdir, "metrics.jsonl")) == size
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_builder, tmp_path):
-    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_source, tmp_path):
+    data_dir = tiny_source.builder.data_dir.split("/synthetic_jft")[0]
     config = tiny_config(data_dir, ckpt_steps=1, total_steps=6, evals={})
     config.schedule = dict(name="constant", base_lr=1e30)
     with pytest.raises(NonFiniteLossError, match="lower learning rate"):
@@ -99,8 +99,8 @@ def test_unknown_config_key_is_a_clear_error(tmp_path):
     assert out.returncode != 0 and "batchsize" in out.stderr
 
 
-def test_init_from_checkpoint_reports_and_skips_by_name(tiny_builder, uninterrupted, tmp_path):
-    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+def test_init_from_checkpoint_reports_and_skips_by_name(tiny_source, uninterrupted, tmp_path):
+    data_dir = tiny_source.builder.data_dir.split("/synthetic_jft")[0]
     source, source_state = uninterrupted
     ckpt = os.path.join(source, "checkpoints", "8")
     config = tiny_config(data_dir, total_steps=0, evals={})
@@ -117,9 +117,9 @@ def test_init_from_checkpoint_reports_and_skips_by_name(tiny_builder, uninterrup
 
 
 @pytest.mark.slow
-def test_evaluators_plug_in_by_name(tiny_builder, uninterrupted, tmp_path):
+def test_evaluators_plug_in_by_name(tiny_source, uninterrupted, tmp_path):
     """classification, fewshot, linear_probe and map_at_k with excluded ids."""
-    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+    data_dir = tiny_source.builder.data_dir.split("/synthetic_jft")[0]
     source, _ = uninterrupted
     config = tiny_config(data_dir, total_steps=0)
     config.init_from = dict(checkpoint=os.path.join(source, "checkpoints", "8"), skip=None)
@@ -151,14 +151,14 @@ def test_evaluators_plug_in_by_name(tiny_builder, uninterrupted, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_then_resume_ends_with_the_same_parameters(tiny_builder, tmp_path):
+def test_sigkill_mid_run_then_resume_ends_with_the_same_parameters(tiny_source, tmp_path):
     """A real preemption: SIGKILL at whatever point the run has reached once a
     checkpoint exists (possibly mid-save); the resumed run must still end
     exactly where an uninterrupted one does."""
     import signal
     import time
 
-    data_dir = tiny_builder.data_dir.split("/synthetic_jft")[0]
+    data_dir = tiny_source.builder.data_dir.split("/synthetic_jft")[0]
     config = tiny_config(data_dir)
     eval_pp = config.evals.fasteval.pp
     overrides = [
@@ -190,10 +190,10 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_parameters(tiny_builder,
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_duration_fields_take_steps_epochs_or_examples(tiny_builder, tmp_path):
+def test_duration_fields_take_steps_epochs_or_examples(tiny_source, tmp_path):
     """log, ckpt, keep-list and eval schedules in other units than steps; kept
     steps are saved and survive the rotation. 2,000 examples, batch 16."""
-    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0], keep_ckpts=1)
+    config = tiny_config(tiny_source.builder.data_dir.split("/synthetic_jft")[0], keep_ckpts=1)
     config.total_examples = 128  # 8 steps
     config.log_examples = 32  # every 2 steps
     config.ckpt_epochs = 0.032  # 64 examples: every 4 steps
@@ -207,14 +207,14 @@ def test_duration_fields_take_steps_epochs_or_examples(tiny_builder, tmp_path):
     assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [3, 8]
 
 
-def test_a_final_evaluation_that_did_not_finish_runs_on_the_rerun(tiny_builder, tmp_path,
+def test_a_final_evaluation_that_did_not_finish_runs_on_the_rerun(tiny_source, tmp_path,
                                                                   monkeypatch):
     """The run reached its last step but its final evaluation crashed: the rerun
     has nothing to train, runs the owed evaluations (not skips them), and a
     third run adds nothing."""
     from evaluators.map_at_k import MapAtKEvaluator
 
-    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0], total_steps=2,
+    config = tiny_config(tiny_source.builder.data_dir.split("/synthetic_jft")[0], total_steps=2,
                          ckpt_steps=2)
     real_run = MapAtKEvaluator.run
 
@@ -236,9 +236,9 @@ def test_a_final_evaluation_that_did_not_finish_runs_on_the_rerun(tiny_builder, 
     assert os.path.getsize(tmp_path / "metrics.jsonl") == size
 
 
-def test_resuming_with_another_model_names_the_array_and_keeps_the_config(tiny_builder,
+def test_resuming_with_another_model_names_the_array_and_keeps_the_config(tiny_source,
                                                                           tmp_path):
-    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0], total_steps=2,
+    config = tiny_config(tiny_source.builder.data_dir.split("/synthetic_jft")[0], total_steps=2,
                          ckpt_steps=2, evals={})
     trainer.train(config, str(tmp_path))
     config.total_steps = 4
@@ -253,16 +253,16 @@ def test_resuming_with_another_model_names_the_array_and_keeps_the_config(tiny_b
 
 @pytest.mark.parametrize("field,value", [("batch_size", 0), ("batch_size", -16),
                                          ("eval_batch_size", 0)])
-def test_a_batch_size_below_one_is_a_config_error(tiny_builder, tmp_path, field, value):
-    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0])
+def test_a_batch_size_below_one_is_a_config_error(tiny_source, tmp_path, field, value):
+    config = tiny_config(tiny_source.builder.data_dir.split("/synthetic_jft")[0])
     config[field] = value
     with pytest.raises(ValueError, match=f"{field}={value}: give a positive number"):
         trainer.train(config, str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_a_negative_total_steps_is_a_config_error(tiny_builder, tmp_path):
-    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0], total_steps=-1)
+def test_a_negative_total_steps_is_a_config_error(tiny_source, tmp_path):
+    config = tiny_config(tiny_source.builder.data_dir.split("/synthetic_jft")[0], total_steps=-1)
     with pytest.raises(ValueError, match=r"total_steps=-1"):
         trainer.train(config, str(tmp_path))
     assert not (tmp_path / "metrics.jsonl").exists()
@@ -273,9 +273,9 @@ def test_a_negative_total_steps_is_a_config_error(tiny_builder, tmp_path):
                          r"it has \['fasteval', 'test', 'train'\]"),
     ("pp", "decode|centre_crop(32)", r"evals.fasteval.data: .*centre_crop"),
 ])
-def test_evaluator_settings_are_checked_before_the_first_step(tiny_builder, tmp_path, field,
+def test_evaluator_settings_are_checked_before_the_first_step(tiny_source, tmp_path, field,
                                                               value, message):
-    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0])
+    config = tiny_config(tiny_source.builder.data_dir.split("/synthetic_jft")[0])
     if field == "split":
         config.evals.fasteval.data.split = value
     else:
@@ -298,11 +298,11 @@ def _damage(step_dir, how):
 
 
 @pytest.mark.slow
-def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tiny_builder, tmp_path,
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tiny_source, tmp_path,
                                                                   caplog):
     import shutil
 
-    config = tiny_config(tiny_builder.data_dir.split("/synthetic_jft")[0], evals={})
+    config = tiny_config(tiny_source.builder.data_dir.split("/synthetic_jft")[0], evals={})
     straight = trainer.train(config, str(tmp_path / "straight"))
     for how in ("truncated", "metadata_missing"):
         workdir = tmp_path / how

@@ -11,7 +11,6 @@ from big_vision_like import init_from, trainer
 from big_vision_like import mesh as mesh_lib
 from big_vision_like.checkpointing import CheckpointError
 from big_vision_like.models import resnet
-from input_pipeline import dataset
 from tests.helpers import data_dir_of, tiny_config
 
 
@@ -31,9 +30,9 @@ def source_checkpoint(pretrained_tiny):
 
 
 def test_init_from_restores_batch_norm_statistics_and_the_logits(
-        tiny_builder, pretrained_tiny, tmp_path):
+        tiny_source, pretrained_tiny, tmp_path):
     _, source_state = pretrained_tiny
-    config = tiny_config(data_dir_of(tiny_builder), total_steps=0, evals={})
+    config = tiny_config(data_dir_of(tiny_source), total_steps=0, evals={})
     config.init_from = dict(checkpoint=source_checkpoint(pretrained_tiny), skip=None)
     state = trainer.train(config, str(tmp_path))
     got, want = leaves(state.model_state), leaves(source_state.model_state)
@@ -44,13 +43,13 @@ def test_init_from_restores_batch_norm_statistics_and_the_logits(
     # so restoring only the parameters would change the logits.
     assert max(np.abs(v - np.round(v)).max() for v in want.values()) > 1e-3
     task = trainer.build_task(config, mesh_lib.make_mesh(8, 1),
-                              dataset.num_classes_of(tiny_builder))
+                              tiny_source.num_classes())
     np.testing.assert_array_equal(eval_logits(task, state), eval_logits(task, source_state))
 
 
-def test_partial_loading_reports_loaded_fresh_and_unused(tiny_builder, pretrained_tiny,
+def test_partial_loading_reports_loaded_fresh_and_unused(tiny_source, pretrained_tiny,
                                                          tmp_path):
-    config = tiny_config(data_dir_of(tiny_builder), total_steps=0, evals={})
+    config = tiny_config(data_dir_of(tiny_source), total_steps=0, evals={})
     config.model.depth = 34  # more blocks per stage than the depth-18 source
     config.init_from = dict(checkpoint=source_checkpoint(pretrained_tiny), skip="^head/")
     trainer.train(config, str(tmp_path))
@@ -83,12 +82,12 @@ def test_load_hook_maps_the_earlier_stem_batch_norm_name():
     np.testing.assert_array_equal(merged["batch_stats"]["conv1_bn"]["mean"], 3.0)
 
 
-def test_frozen_stages_and_their_statistics_stay_bit_identical(tiny_builder, pretrained_tiny,
+def test_frozen_stages_and_their_statistics_stay_bit_identical(tiny_source, pretrained_tiny,
                                                                tmp_path):
     """Fine-tuning with conv1-conv4 frozen: those parameters and batch-norm statistics
     equal the source's bit for bit after training steps; conv5 and the head move."""
     _, source = pretrained_tiny
-    config = tiny_config(data_dir_of(tiny_builder), total_steps=3, ckpt_steps=3, evals={})
+    config = tiny_config(data_dir_of(tiny_source), total_steps=3, ckpt_steps=3, evals={})
     config.init_from = dict(checkpoint=source_checkpoint(pretrained_tiny), skip=None)
     config.frozen = "^(conv1|conv[2-4])"
     config.lr_mults = (("^head/", 10.0),)
@@ -114,7 +113,7 @@ def test_frozen_stages_and_their_statistics_stay_bit_identical(tiny_builder, pre
 
 
 def test_imagenet_fine_tuning_recipe_runs_on_a_small_single_label_task(
-        tiny_builder, pretrained_tiny, tmp_path):
+        tiny_source, pretrained_tiny, tmp_path):
     """configs/transfer/imagenet_finetune_resnet101.py, shrunk: a fresh softmax head
     over the dataset's classes on the pre-trained body, top-1/top-5 at the end."""
     from configs.transfer import imagenet_finetune_resnet101 as ft
@@ -123,7 +122,7 @@ def test_imagenet_fine_tuning_recipe_runs_on_a_small_single_label_task(
     assert c.schedule.base_lr == 1e-3 and c.total_examples == 4_000_000 * 32
     single = "object_label|onehot(key='label')|keep('image', 'labels')"
     c.input.data = dict(name="synthetic_jft/tiny", split="train",
-                        data_dir=data_dir_of(tiny_builder))
+                        data_dir=data_dir_of(tiny_source))
     c.input.image_shape = (32, 32, 3)
     c.input.pp = f"decode|resize(36)|random_crop(32)|flip_lr|value_range(-1, 1)|{single}"
     c.input.shuffle_buffer = 100

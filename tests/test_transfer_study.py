@@ -12,11 +12,11 @@ from tests.helpers import data_dir_of
 
 
 @pytest.mark.slow
-def test_transfer_study_fills_every_row(tiny_builder, pretrained_tiny, tmp_path):
+def test_transfer_study_fills_every_row(tiny_source, pretrained_tiny, tmp_path):
     """One target (five trainer runs) keeps the suite's time in bounds; the digits
     dataset has its own tests and the same code path."""
     checkpoint = os.path.join(pretrained_tiny[0], "checkpoints", "8")
-    results = transfer_study.run_study(str(tmp_path), data_dir_of(tiny_builder), checkpoint,
+    results = transfer_study.run_study(str(tmp_path), data_dir_of(tiny_source), checkpoint,
                                        size="tiny", targets=("object_count",), total_steps=3)
     assert set(results["targets"]) == {"object_count"}
     text = (tmp_path / "results.md").read_text()
@@ -41,7 +41,7 @@ def test_transfer_study_fills_every_row(tiny_builder, pretrained_tiny, tmp_path)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["segmentation", "pose", "detection"])
-def test_dense_study_compares_scratch_and_pretrained_on_every_target(tiny_builder,
+def test_dense_study_compares_scratch_and_pretrained_on_every_target(tiny_source,
                                                                      pretrained_tiny, tmp_path,
                                                                      target):
     """One target per test (two or three trainer runs each): the parts spread over
@@ -50,7 +50,7 @@ def test_dense_study_compares_scratch_and_pretrained_on_every_target(tiny_builde
 
     assert set(dense_study.TARGETS) == {"segmentation", "pose", "detection"}  # all covered
     checkpoint = os.path.join(pretrained_tiny[0], "checkpoints", "8")
-    results = dense_study.run_study(str(tmp_path), data_dir_of(tiny_builder), checkpoint,
+    results = dense_study.run_study(str(tmp_path), data_dir_of(tiny_source), checkpoint,
                                     size="tiny", targets=(target,), total_steps=2)
     assert json.loads((tmp_path / "results.json").read_text()) == results
     assert set(results["targets"]) == {target}

@@ -9,6 +9,7 @@ from big_vision_like import losses, trainer
 from big_vision_like import mesh as mesh_lib
 from big_vision_like.tasks.classification import NEGATIVES_KEY
 from configs import open_images_resnet101
+from input_pipeline.run_data import RunData
 
 
 def softplus64(x):
@@ -115,22 +116,22 @@ def test_the_config_feeds_fixture_negatives_to_the_loss(tmp_path):
     batches carry hierarchy-filled labels and verified negatives, and the task's loss
     on them matches float64. (A full 2-step trainer.train of this config passes too,
     but compiling ResNet-18 takes 30-40 s here, too long for the suite.)"""
-    from input_pipeline import dataset
+    from input_pipeline.sources.registry import open_source
     from tests.test_open_images import EXPECTED, write_open_images
 
     data_dir = str(tmp_path / "tfds")
-    dataset.get_builder(open_images_resnet101.DATA, data_dir=data_dir,
-                        manual_dir=write_open_images(str(tmp_path / "manual")))
+    open_source(open_images_resnet101.DATA, data_dir=data_dir,
+                manual_dir=write_open_images(str(tmp_path / "manual")))
     c = open_images_resnet101.get_config("tiny")
     c.input.data.data_dir = data_dir
     c.loss_kw.unknown_weight = 0.1
     mesh = mesh_lib.make_mesh(8, 1)
-    data = trainer._Data(c, mesh)
+    data = RunData(c, mesh)
     task = trainer.build_task(c, mesh, data.num_classes)
     with data.train_iterator(None) as it:
         batch = {k: np.asarray(v) for k, v in next(it).items()}
     trainer._check_batch(batch, task, (32, 32, 3), c.input.pp)
-    names = data.builder.info.metadata["display_names"]
+    names = data.source.metadata["display_names"]
     rows = {(frozenset(names[i] for i in np.flatnonzero(p)),
              frozenset(names[i] for i in np.flatnonzero(n)))
             for p, n in zip(batch["labels"], batch[NEGATIVES_KEY])}

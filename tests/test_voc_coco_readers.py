@@ -14,8 +14,8 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from input_pipeline import dataset
-from input_pipeline.dataset import InputPipelineError
+from input_pipeline.errors import InputPipelineError
+from input_pipeline.sources.registry import open_source
 
 VOC_IDS = {"train": ["2007_000032", "2007_000039"], "val": ["2007_000033"]}
 AUG_ONLY = "2008_000002"  # in train_aug but not in VOC's train list
@@ -76,22 +76,22 @@ def write_voc(manual: str, aug: bool = False) -> str:
     return root
 
 
-def read_split(builder, split: str) -> list[dict]:
+def read_split(source, split: str) -> list[dict]:
     decoders = {"image": tfds.decode.SkipDecoding()}
-    return list(tfds.as_numpy(builder.as_dataset(split, decoders=decoders)))
+    return list(tfds.as_numpy(source.builder.as_dataset(split, decoders=decoders)))
 
 
 @pytest.mark.parametrize("aug", [False, True])
 def test_voc_masks_images_and_splits(tmp_path, aug):
     root = write_voc(str(tmp_path / "manual"), aug=aug)
-    builder = dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
-                                  manual_dir=str(tmp_path / "manual"))
+    source = open_source("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
+                         manual_dir=str(tmp_path / "manual"))
     want = {"train": 2, "val": 1, **({"train_aug": 3} if aug else {})}
-    assert {s: v.num_examples for s, v in builder.info.splits.items()} == want
-    assert builder.info.metadata["class_names"][15] == "person"
-    assert dataset.num_classes_of(builder) == 21
+    assert {s: v.num_examples for s, v in source.info.splits.items()} == want
+    assert source.info.metadata["class_names"][15] == "person"
+    assert source.num_classes() == 21
     for split in want:
-        examples = read_split(builder, split)
+        examples = read_split(source, split)
         assert len(examples) == want[split]
         for ex in examples:
             image_id = ex["image_id"].decode()
@@ -108,9 +108,9 @@ def test_voc_masks_images_and_splits(tmp_path, aug):
 
 def test_voc_decoded_image_matches_the_jpeg(tmp_path):
     root = write_voc(str(tmp_path / "manual"))
-    builder = dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
-                                  manual_dir=str(tmp_path / "manual"))
-    ex = next(iter(tfds.as_numpy(builder.as_dataset("val"))))
+    source = open_source("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
+                         manual_dir=str(tmp_path / "manual"))
+    ex = next(iter(tfds.as_numpy(source.builder.as_dataset("val"))))
     with Image.open(os.path.join(root, "JPEGImages", "2007_000033.jpg")) as im:
         reference = np.asarray(im.convert("RGB"), np.int16)
     assert ex["image"].shape == reference.shape
@@ -136,10 +136,10 @@ def test_voc_train_aug_from_sbd_mat_files(tmp_path):
     (sbd / "train.txt").write_text(f"{AUG_ONLY}\n2007_000033\n")  # 33 is VOC val
     (sbd / "val.txt").write_text("2007_000032\n")
     assert os.path.isdir(root)
-    builder = dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
-                                  manual_dir=str(manual))
+    source = open_source("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
+                         manual_dir=str(manual))
     aug = {ex["image_id"].decode(): ex["segmentation"][:, :, 0]
-           for ex in read_split(builder, "train_aug")}
+           for ex in read_split(source, "train_aug")}
     assert sorted(aug) == sorted([*VOC_IDS["train"], AUG_ONLY])
     np.testing.assert_array_equal(aug[AUG_ONLY], sbd_masks[AUG_ONLY])
     np.testing.assert_array_equal(aug["2007_000032"], class_map("2007_000032"))
@@ -148,8 +148,8 @@ def test_voc_train_aug_from_sbd_mat_files(tmp_path):
 def voc_prepare_error(tmp_path) -> str:
     """The message of the error preparing VOC from tmp_path/manual must raise."""
     with pytest.raises(InputPipelineError) as e:
-        dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
-                            manual_dir=str(tmp_path / "manual"))
+        open_source("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
+                    manual_dir=str(tmp_path / "manual"))
     return str(e.value)
 
 
@@ -186,7 +186,7 @@ def test_voc_size_mismatch_and_val_in_train_aug(tmp_path):
 
 def test_voc_without_files_says_how(tmp_path):
     with pytest.raises(InputPipelineError, match="never downloaded.*--manual_dir"):
-        dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"))
+        open_source("voc2012_segmentation", data_dir=str(tmp_path / "tfds"))
     message = voc_prepare_error(tmp_path)
     assert "does not exist" in message and "VOCdevkit/VOC2012" in message
     os.makedirs(tmp_path / "manual" / "VOC2012")  # extracted elsewhere
@@ -250,9 +250,9 @@ def write_coco(manual: str) -> dict:
 
 def test_coco_boxes_keypoints_and_metadata(tmp_path):
     jsons = write_coco(str(tmp_path / "manual"))
-    builder = dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds"),
-                                  manual_dir=str(tmp_path / "manual"))
-    meta = builder.info.metadata
+    source = open_source("coco_keypoints", data_dir=str(tmp_path / "tfds"),
+                         manual_dir=str(tmp_path / "manual"))
+    meta = source.info.metadata
     assert meta["keypoint_names"] == COCO_NAMES
     assert meta["flip_pairs"] == [[i, i + 1] for i in range(1, 17, 2)]
     assert meta["skeleton"] == [[a - 1, b - 1] for a, b in COCO_SKELETON]
@@ -260,7 +260,7 @@ def test_coco_boxes_keypoints_and_metadata(tmp_path):
         data = jsons[folder]
         sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
         with_people = sorted({a["image_id"] for a in data["annotations"]})
-        examples = {int(ex["image_id"]): ex for ex in read_split(builder, split)}
+        examples = {int(ex["image_id"]): ex for ex in read_split(source, split)}
         assert sorted(examples) == with_people
         for image_id, ex in examples.items():
             h, w = sizes[image_id]
@@ -283,9 +283,9 @@ def test_coco_boxes_keypoints_and_metadata(tmp_path):
             labelled = kp[..., 2] > 0
             np.testing.assert_allclose(obj["keypoints"][..., 1][labelled] * w,
                                        kp[..., 0][labelled], atol=1e-4)
-    val = {int(ex["image_id"]): ex for ex in read_split(builder, "val")}
+    val = {int(ex["image_id"]): ex for ex in read_split(source, "val")}
     assert val[101]["objects"]["bbox"][1, 3] == 1.0  # clipped at the border
-    train = {int(ex["image_id"]): ex for ex in read_split(builder, "train")}
+    train = {int(ex["image_id"]): ex for ex in read_split(source, "train")}
     assert train[7]["objects"]["iscrowd"].tolist() == [False, True]
     assert set(train[7]["objects"]["keypoints"][0, :3, 2]) == {0, 1, 2}
 
@@ -293,10 +293,10 @@ def test_coco_boxes_keypoints_and_metadata(tmp_path):
 def test_coco_all_images_keeps_images_without_people(tmp_path):
     # In TFDS's default manual folder, found without being named (as the trainer does).
     write_coco(str(tmp_path / "tfds" / "downloads" / "manual" / "coco"))
-    builder = dataset.get_builder("coco_keypoints/all_images",
-                                  data_dir=str(tmp_path / "tfds"))
-    assert builder.info.splits["train"].num_examples == 2
-    val = {int(ex["image_id"]): ex for ex in read_split(builder, "val")}
+    source = open_source("coco_keypoints/all_images",
+                         data_dir=str(tmp_path / "tfds"))
+    assert source.info.splits["train"].num_examples == 2
+    val = {int(ex["image_id"]): ex for ex in read_split(source, "val")}
     assert sorted(val) == [101, 102, 103]
     assert val[102]["objects"]["bbox"].shape == (0, 4)
     assert val[102]["objects"]["keypoints"].shape == (0, 17, 3)
@@ -307,12 +307,12 @@ def test_coco_missing_json_or_image_is_named(tmp_path):
     write_coco(manual)
     os.remove(os.path.join(manual, "val2017", "000000000103.jpg"))
     with pytest.raises(InputPipelineError, match=r"val2017/000000000103\.jpg"):
-        dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds"),
-                            manual_dir=manual)
+        open_source("coco_keypoints", data_dir=str(tmp_path / "tfds"),
+                    manual_dir=manual)
     os.remove(os.path.join(manual, "annotations", "person_keypoints_train2017.json"))
     with pytest.raises(InputPipelineError, match="person_keypoints_train2017.json"):
-        dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds"),
-                            manual_dir=manual)
+        open_source("coco_keypoints", data_dir=str(tmp_path / "tfds"),
+                    manual_dir=manual)
 
 
 def test_prepare_tool_writes_both_from_manual_dirs(tmp_path, monkeypatch, capsys):
@@ -336,9 +336,9 @@ def test_coco_grey_jpeg_decodes_to_rgb_and_bad_files_are_named(tmp_path):
     # COCO has greyscale JPEGs; they must decode with 3 channels like the rest.
     grey = np.random.default_rng(1).integers(0, 255, (24, 24), dtype=np.uint8)
     Image.fromarray(grey, mode="L").save(manual / "val2017" / "000000000101.jpg")
-    builder = dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds"),
-                                  manual_dir=str(manual))
-    ex = {int(e["image_id"]): e for e in tfds.as_numpy(builder.as_dataset("val"))}[101]
+    source = open_source("coco_keypoints", data_dir=str(tmp_path / "tfds"),
+                         manual_dir=str(manual))
+    ex = {int(e["image_id"]): e for e in tfds.as_numpy(source.builder.as_dataset("val"))}[101]
     assert ex["image"].shape == (24, 24, 3)
     with Image.open(manual / "val2017" / "000000000101.jpg") as im:
         assert im.mode == "L"
@@ -348,16 +348,16 @@ def test_coco_grey_jpeg_decodes_to_rgb_and_bad_files_are_named(tmp_path):
 
     Image.fromarray(grey[:20]).save(manual / "val2017" / "000000000101.jpg")
     with pytest.raises(InputPipelineError, match=r"000000000101\.jpg is 20x24.*24x24"):
-        dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds2"),
-                            manual_dir=str(manual))
+        open_source("coco_keypoints", data_dir=str(tmp_path / "tfds2"),
+                    manual_dir=str(manual))
     path = manual / "annotations" / "person_keypoints_val2017.json"
     data = json.loads(path.read_text())
     del data["categories"][0]["keypoints"]  # e.g. instances_val2017.json
     path.write_text(json.dumps(data))
     with pytest.raises(InputPipelineError,
                        match=r"person_keypoints_val2017\.json is not a COCO person_keypoints"):
-        dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds3"),
-                            manual_dir=str(manual))
+        open_source("coco_keypoints", data_dir=str(tmp_path / "tfds3"),
+                    manual_dir=str(manual))
 
 
 def test_coco_examples_feed_the_pose_configs_pp(tmp_path):
@@ -367,19 +367,20 @@ def test_coco_examples_feed_the_pose_configs_pp(tmp_path):
     import tensorflow as tf
 
     from configs.transfer import pose_coco_resnet101
-    from input_pipeline import preprocess
     from input_pipeline.keys import SEED_KEY
-    from input_pipeline.pp_ops import PPContext, default_registry
+    from input_pipeline.pp.base import PPContext
+    from input_pipeline.pp.builder import build_preprocess
+    from input_pipeline.pp.registry import default_registry
 
     jsons = write_coco(str(tmp_path / "manual"))
-    builder = dataset.get_builder("coco_keypoints", data_dir=str(tmp_path / "tfds"),
-                                  manual_dir=str(tmp_path / "manual"))
-    assert dataset.num_classes_of(builder) == 1  # person
+    source = open_source("coco_keypoints", data_dir=str(tmp_path / "tfds"),
+                         manual_dir=str(tmp_path / "manual"))
+    assert source.num_classes() == 1  # person
     config = pose_coco_resnet101.get_config()
     ctx = PPContext(num_classes=1)
-    train_pp = preprocess.build_preprocess(config.input.pp, default_registry(), ctx)
-    eval_pp = preprocess.build_preprocess(config.evals.test.pp, default_registry(), ctx)
-    ds = builder.as_dataset(split="train", decoders=dataset.images_undecoded(builder))
+    train_pp = build_preprocess(config.input.pp, default_registry(), ctx)
+    eval_pp = build_preprocess(config.evals.test.pp, default_registry(), ctx)
+    ds = source.read("train")
     (ex,) = [e for e in ds if int(e["image_id"]) == 7]
     ex = dict(ex, **{SEED_KEY: tf.constant([0, 3], tf.int64)})
     out = eval_pp.rest(eval_pp.decode_stage(dict(ex)))
@@ -404,18 +405,19 @@ def test_voc_examples_feed_the_deeplab_configs_pp(tmp_path):
     import tensorflow as tf
 
     from configs.transfer import deeplab_voc12_resnet101
-    from input_pipeline import preprocess
-    from input_pipeline.pp_ops import PPContext, default_registry
+    from input_pipeline.pp.base import PPContext
+    from input_pipeline.pp.builder import build_preprocess
+    from input_pipeline.pp.registry import default_registry
 
     write_voc(str(tmp_path / "manual"))
-    builder = dataset.get_builder("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
-                                  manual_dir=str(tmp_path / "manual"))
+    source = open_source("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
+                         manual_dir=str(tmp_path / "manual"))
     config = deeplab_voc12_resnet101.get_config()
-    assert {config.input.data.split, config.evals.test.data.split} <= set(builder.info.splits)
-    assert config.model.num_classes == dataset.num_classes_of(builder)
-    pp = preprocess.build_preprocess(config.evals.test.pp, default_registry(),
-                                     PPContext(num_classes=21))
-    ds = builder.as_dataset(split="train", decoders=dataset.images_undecoded(builder))
+    assert {config.input.data.split, config.evals.test.data.split} <= set(source.info.splits)
+    assert config.model.num_classes == source.num_classes()
+    pp = build_preprocess(config.evals.test.pp, default_registry(),
+                          PPContext(num_classes=21))
+    ds = source.read("train")
     for ex in ds:
         out = pp.rest(pp.decode_stage(dict(ex)))
         image_id = ex["image_id"].numpy().decode()

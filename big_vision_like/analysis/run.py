@@ -21,6 +21,7 @@ from big_vision_like.checkpointing import CheckpointError
 from big_vision_like.metrics import read_metrics
 from evaluators.common import EvalContext, collect_predictions
 from input_pipeline.hierarchy import LabelHierarchy
+from input_pipeline.run_data import RunData
 
 # Metrics that count rather than measure: not worth a curve by default.
 _NOT_CURVES = ("examples", "examples_seen", "count", "params_finite", "skipped_records")
@@ -36,14 +37,13 @@ class Run:
     steps: list[int]
 
     @functools.cached_property
-    def data(self) -> trainer._Data:
+    def data(self) -> RunData:
         """The run's datasets and preprocessing, as the trainer built them (one device)."""
-        return trainer._Data(self.config, _mesh(self.config))
+        return RunData(self.config, _mesh(self.config))
 
     @property
     def class_names(self) -> list[str]:
-        meta = self.data.builder.info.metadata or {}
-        names = meta.get("class_names")
+        names = self.data.source.class_names
         return list(names) if names is not None else [str(c) for c in
                                                       range(self.data.num_classes or 0)]
 

@@ -124,13 +124,14 @@ def _fraction(data: dict) -> float:
 def examples_from_tfds(data: dict) -> int:
     """The examples a run trained on: its split's, or its random subset's, counted
     exactly as the trainer counts them (input_pipeline/subsets.py)."""
-    from input_pipeline import dataset, subsets
+    from input_pipeline import subsets
+    from input_pipeline.sources.registry import open_source
 
-    builder = dataset.get_builder(data["name"], data.get("data_dir"), prepare=False)
+    source = open_source(data["name"], data.get("data_dir"), prepare=False)
     split = data.get("split", "train")
     if data.get("subset_fraction") is None:
-        return int(builder.info.splits[split].num_examples)
-    return subsets.subset_size(builder, split, _fraction(data), int(data.get("subset_seed", 0)))
+        return source.num_examples(split)
+    return subsets.subset_size(source, split, _fraction(data), int(data.get("subset_seed", 0)))
 
 
 def pretraining_data(workdir: str, config: dict, examples_of: Callable[[dict], float],

@@ -94,23 +94,25 @@ class FeatureModel:
                     pp: str | None = None, batch_size: int = 256
                     ) -> tuple[np.ndarray, np.ndarray]:
         """(image ids [N], pre-logit features [N, d]) of one exact pass over a split."""
-        from input_pipeline import dataset as dataset_lib
-        from input_pipeline import preprocess
-        from input_pipeline.device import DevicePrefetcher
-        from input_pipeline.pp_ops import PPContext, default_registry
+        from input_pipeline.pp.base import PPContext
+        from input_pipeline.pp.builder import build_preprocess
+        from input_pipeline.pp.registry import default_registry
+        from input_pipeline.sources.registry import open_source
+        from input_pipeline.stream import batches
+        from input_pipeline.stream.device import DevicePrefetcher
 
-        builder = dataset_lib.get_builder(dataset, data_dir)
-        if IMAGE_ID_KEY not in builder.info.features:
+        source = open_source(dataset, data_dir)
+        if IMAGE_ID_KEY not in source.info.features:
             raise ValueError(f"{dataset} has no {IMAGE_ID_KEY!r} feature; near-duplicate "
                              "ids are the dataset's image ids.")
-        pipeline = preprocess.build_preprocess(pp or self.default_pp(), default_registry(),
-                                               PPContext())
-        shard = dataset_lib.HostShard.current()
+        pipeline = build_preprocess(pp or self.default_pp(), default_registry(source.pp_ops),
+                                    PPContext())
+        shard = batches.HostShard.current()
         n_dev = self.mesh.size
         local = (-(-batch_size // n_dev) * n_dev) // shard.count or n_dev
-        ds, _ = dataset_lib.eval_dataset(builder, split, pipeline, local, shard=shard)
+        ds, _ = batches.eval_dataset(source, split, pipeline, local, shard=shard)
         ids, feats = [], []
-        with DevicePrefetcher(dataset_lib.HostIterator(ds, f"near_duplicates {dataset}"),
+        with DevicePrefetcher(batches.HostIterator(ds, f"near_duplicates {dataset}"),
                               mesh_lib.batch_sharding(self.mesh)) as it:
             for batch in it:
                 if IMAGE_ID_KEY not in batch:
@@ -238,11 +240,10 @@ def images_by_id(dataset: str, split: str, ids: Sequence[int], data_dir: str | N
     that decodes only them)."""
     import tensorflow as tf
 
-    from input_pipeline import dataset as dataset_lib
+    from input_pipeline.sources.registry import open_source
 
-    builder = dataset_lib.get_builder(dataset, data_dir)
     wanted = tf.constant(sorted({int(i) for i in ids}), tf.int64)
-    ds = builder.as_dataset(split=split, decoders=dataset_lib.images_undecoded(builder))
+    ds = open_source(dataset, data_dir).read(split)
     ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(tf.cast(ex[IMAGE_ID_KEY], tf.int64),
                                                      wanted)))
     ds = ds.map(lambda ex: (ex[IMAGE_ID_KEY], tf.io.decode_image(

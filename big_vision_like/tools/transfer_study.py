@@ -68,13 +68,16 @@ def run_config(target: str, setting: str, size: str, data_dir: str | None,
 
 def majority_fraction(config: ml_collections.ConfigDict) -> float:
     """Test accuracy of always answering the most frequent test class."""
-    from input_pipeline import dataset, preprocess
-    from input_pipeline.pp_ops import PPContext, default_registry
+    from input_pipeline.pp.base import PPContext
+    from input_pipeline.pp.builder import build_preprocess
+    from input_pipeline.pp.registry import default_registry
+    from input_pipeline.sources.registry import open_source
+    from input_pipeline.stream.batches import eval_dataset
 
     probe = config.evals.probe
-    builder = dataset.get_builder(config.input.data.name, config.input.data.data_dir)
-    pp = preprocess.build_preprocess(probe.pp, default_registry(), PPContext())
-    ds, _ = dataset.eval_dataset(builder, probe.data_test.split, pp, 256)
+    source = open_source(config.input.data.name, config.input.data.data_dir)
+    pp = build_preprocess(probe.pp, default_registry(source.pp_ops), PPContext())
+    ds, _ = eval_dataset(source, probe.data_test.split, pp, 256)
     labels = np.concatenate([b["label"][b[MASK_KEY]] for b in ds.as_numpy_iterator()])
     return float(np.bincount(labels).max() / len(labels))
 

@@ -18,7 +18,7 @@ import ml_collections
 
 from configs import demo
 from configs.transfer.deeplab_common import DECODE_LABEL_MAP, SegTarget, deeplab_config
-from input_pipeline.synthetic_jft import taxonomy
+from input_pipeline.sources.synthetic_jft import taxonomy
 
 LEVEL = "family"
 NUM_CLASSES = taxonomy.num_semantic_classes(LEVEL)  # background + the families

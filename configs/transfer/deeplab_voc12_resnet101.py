@@ -23,7 +23,7 @@ label encoding: --config.input.label_pp=....
 import ml_collections
 
 from configs.transfer.deeplab_common import DECODE_LABEL_MAP, SegTarget, deeplab_config
-from input_pipeline.class_names import VOC_SEGMENTATION_CLASSES as VOC_CLASSES
+from input_pipeline.sources.class_names import VOC_SEGMENTATION_CLASSES as VOC_CLASSES
 
 KEYS = ("image", "segmentation")
 

@@ -101,9 +101,10 @@ def _resize_pp(t: DetTarget) -> str:
 
 
 def _pack_pp(t: DetTarget) -> str:
-    level = f", level={t.level!r}" if t.level else ""
+    # synthetic_jft's leaf classes packed as shape families (its own op).
+    level = f"|objects_to_level({t.level!r})" if t.level else ""
     # pad_to pads to at least the size; the crop (a no-op after resize_aspect) gives
     # the image the static shape batching needs.
     return (f"pad_to({t.max_size}, boxes='objects/bbox')"
             f"|central_crop({t.max_size}, boxes='objects/bbox')|value_range(-1, 1)"
-            f"|detection_pack({t.max_objects}{level})")
+            f"{level}|detection_pack({t.max_objects})")

@@ -19,7 +19,7 @@ ids restored), which the pose task takes as person boxes.
 import ml_collections
 
 from configs.transfer.detection_common import DetTarget, detection_config
-from input_pipeline.class_names import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from input_pipeline.sources.class_names import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 
 
 def get_config() -> ml_collections.ConfigDict:

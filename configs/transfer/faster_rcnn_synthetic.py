@@ -21,7 +21,7 @@ import ml_collections
 
 from configs import demo
 from configs.transfer.detection_common import DetTarget, detection_config
-from input_pipeline.synthetic_jft import taxonomy
+from input_pipeline.sources.synthetic_jft import taxonomy
 
 LEVEL = "family"
 CLASS_NAMES = taxonomy.SEMANTIC_LEVELS[LEVEL]

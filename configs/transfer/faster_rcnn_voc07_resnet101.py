@@ -14,7 +14,7 @@ rate 3e-4 for 700K steps of one image, divided by 10 after 500K; at batch 8,
 import ml_collections
 
 from configs.transfer.detection_common import DetTarget, detection_config
-from input_pipeline.class_names import VOC_CLASSES
+from input_pipeline.sources.class_names import VOC_CLASSES
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -7,7 +7,7 @@
         --config.init_from.checkpoint=workdirs/demo/checkpoints/1500 \
         [--config.frozen='^(conv1|conv[2-5])']
 
-The dataset is `image_folder:<root>` (input_pipeline/local_formats): TFDS's
+The dataset is `image_folder:<root>` (input_pipeline/sources/local_formats): TFDS's
 ImageFolder reads the folder, classes are the sub-folder names in TFDS's sorted
 order, and the first run writes a prepared copy into data_dir. The class count
 is the dataset's. Other split names: --config.input.data.split=training and the

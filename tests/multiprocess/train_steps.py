@@ -14,7 +14,7 @@ import numpy as np
 
 from big_vision_like import distributed
 from big_vision_like import mesh as mesh_lib
-from input_pipeline.device import to_global
+from input_pipeline.stream.device import to_global
 from tests.multiprocess import small_setup
 
 if len(sys.argv) > 2:

@@ -1,4 +1,0 @@
-"""COCO 2017 person keypoints, read from a locally extracted copy.
-
-Import `input_pipeline.coco_keypoints.builder` to register the TFDS builder.
-"""

@@ -1,4 +1,0 @@
-"""Real handwritten digits (scikit-learn's bundled `load_digits`) as a TFDS dataset.
-
-Import `input_pipeline.sklearn_digits.builder` to register the builder.
-"""

@@ -1,0 +1,5 @@
+"""The offline, JFT-shaped dataset `synthetic_jft`.
+
+Import `input_pipeline.sources.synthetic_jft.builder` to register the TFDS builder; the
+rendering modules stay free of TensorFlow for the worker processes.
+"""

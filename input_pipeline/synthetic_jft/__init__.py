@@ -1,5 +1,0 @@
-"""The offline, JFT-shaped dataset `synthetic_jft`.
-
-Import `input_pipeline.synthetic_jft.builder` to register the TFDS builder; the
-rendering modules stay free of TensorFlow for the worker processes.
-"""

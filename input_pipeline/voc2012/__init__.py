@@ -1,4 +1,0 @@
-"""PASCAL VOC 2012 semantic segmentation, read from a locally extracted copy.
-
-Import `input_pipeline.voc2012.builder` to register the TFDS builder.
-"""
