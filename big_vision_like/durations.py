@@ -29,20 +29,20 @@ UNITS = ("steps", "epochs", "examples")
 _UNIT_FIELD = re.compile(r"^(?P<name>\w+)_(?P<unit>steps|epochs|examples)$")
 
 
-def _given(cfg: Mapping[str, Any], name: str) -> tuple[str, Any] | None:
+def given(cfg: Mapping[str, Any], name: str) -> tuple[str, Any] | None:
     """The (unit, value) `cfg` sets for `name`, None if no unit is set.
 
     None counts as unset. Steps are the configs' default, so epochs or
     examples beside them win; epochs and examples together are an error.
     """
-    given = {unit: cfg.get(f"{name}_{unit}") for unit in UNITS}
-    given = {u: v for u, v in given.items() if v is not None}
-    if len(given) > 1 and "steps" in given:
-        del given["steps"]
-    if len(given) > 1:
+    units = {unit: cfg.get(f"{name}_{unit}") for unit in UNITS}
+    units = {u: v for u, v in units.items() if v is not None}
+    if len(units) > 1 and "steps" in units:
+        del units["steps"]
+    if len(units) > 1:
         raise ValueError(f"{name}: give one of {name}_steps/_epochs/_examples, not "
-                         f"{sorted(f'{name}_{u}' for u in given)}.")
-    return next(iter(given.items()), None)
+                         f"{sorted(f'{name}_{u}' for u in units)}.")
+    return next(iter(units.items()), None)
 
 
 def _exact(value: Any) -> Fraction:
@@ -91,10 +91,10 @@ class Durations:
     def maybe_steps(self, cfg: Mapping[str, Any], name: str, *,
                     allow_zero: bool = False) -> int | None:
         """`<name>_*` of `cfg` in steps, or None when no unit of it is set."""
-        given = _given(cfg, name)
-        if given is None:
+        found = given(cfg, name)
+        if found is None:
             return None
-        unit, value = given
+        unit, value = found
         field = f"{name}_{unit}"
         steps = self.to_steps(value, unit, field)
         _check_positive(steps, field, value, allow_zero)
@@ -122,13 +122,13 @@ class Durations:
         Each element is rounded up on its own; every one must be positive
         (non-negative with `allow_zero`).
         """
-        given = _given(cfg, name)
-        if given is None:
+        found = given(cfg, name)
+        if found is None:
             if default is None:
                 raise ValueError(f"{name}: set {name}_steps, {name}_epochs or "
                                  f"{name}_examples (a sequence).")
             return tuple(default)
-        unit, values = given
+        unit, values = found
         field = f"{name}_{unit}"
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise ValueError(f"{field}={values!r} should be a sequence, e.g. (10, 20).")

@@ -7,6 +7,10 @@ A duration given on the command line in one unit replaces the file's value
 in another: --config.total_epochs=2 on a config that sets total_examples
 trains 2 epochs (the field must exist in the config, e.g. as a placeholder).
 --print_config prints the config so resolved and exits without training.
+
+A config that cannot run (an unknown name, a batch size the devices do not
+divide, a regex that does not compile, ...) exits with status 2 and one line
+per problem, before any dataset is opened (big_vision_like/config/validate.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from big_vision_like import config_cli
+from big_vision_like.config import cli as config_cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -52,10 +56,21 @@ def main(argv) -> None:
     if _PRINT_CONFIG.value:
         sys.stdout.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
         return
-    from big_vision_like import distributed, trainer  # after flags: jax starts here
+    from big_vision_like import distributed  # after flags: jax starts here
 
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     import jax
+
+    from big_vision_like.config.validate import ConfigError, validate
+
+    # Before the trainer (and TensorFlow) is even imported: a config that cannot
+    # run is told in seconds. trainer.train checks again for callers of the API.
+    try:
+        validate(config, jax.device_count(), jax.process_count())
+    except ConfigError as e:
+        sys.stderr.write("".join(f"error: {line}\n" for line in e.problems))
+        sys.exit(2)
+    from big_vision_like import trainer
 
     logging.set_verbosity(logging.INFO if jax.process_index() == 0 else logging.WARNING)
     # orbax reports every save step at INFO; keep its warnings only.

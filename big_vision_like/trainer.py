@@ -11,7 +11,6 @@ evaluating and checkpointing on the config's schedule.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import jax
@@ -24,6 +23,7 @@ from big_vision_like import checkpointing, init_from, losses, models, optim, tas
 from big_vision_like import filesystem as fs
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import sharding as sharding_lib
+from big_vision_like.config.validate import validate
 from big_vision_like.final_evals import FinalEvals
 from big_vision_like.loss_watch import LossWatch
 from big_vision_like.metrics import MetricWriter, Progress, read_metrics
@@ -83,15 +83,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
 def _train(config: ml_collections.ConfigDict, workdir: str,
            resume_step: int | None, stop: PreemptionWatch) -> train_step.TrainState:
     is_main = jax.process_index() == 0
+    validate(config, jax.device_count(), jax.process_count())
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.model)
     data = RunData(config, mesh)
     batch = config.batch_size
-    for field in ("batch_size", "eval_batch_size"):
-        value = config.get(field)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ValueError(f"{field}={value!r}: give a positive number of examples "
-                             "(the global batch, split over processes and devices).")
     durations = optim.Durations(batch, data.train_examples)
     total_steps = durations.steps(config, "total", allow_zero=True)
     schedule = optim.build_schedule(config.schedule, total_steps, durations)
@@ -264,8 +259,6 @@ def _build_evaluators(config, task, mesh, shardings, data, durations):
     registry = evaluators.default_registry()
     out = {}
     for name, cfg in (config.get("evals") or {}).items():
-        if not re.fullmatch(r"[A-Za-z0-9_]+", name):
-            raise ValueError(f"eval name {name!r}: use letters, digits and '_'.")
         for key in ("data", "data_train", "data_test"):
             if key in cfg and cfg.get("pp") is not None:
                 try:

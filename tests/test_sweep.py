@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from big_vision_like.config_cli import load_config
+from big_vision_like.config.cli import load_config
 from big_vision_like.tools import sweep
 
 CONFIG = "configs/demo.py"

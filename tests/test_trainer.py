@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from big_vision_like import checkpointing, trainer
+from big_vision_like.config.validate import ConfigError
 from big_vision_like.step_monitor import NonFiniteLossError
 from tests.helpers import tiny_config
 
@@ -256,14 +257,14 @@ def test_resuming_with_another_model_names_the_array_and_keeps_the_config(tiny_s
 def test_a_batch_size_below_one_is_a_config_error(tiny_source, tmp_path, field, value):
     config = tiny_config(tiny_source.builder.data_dir.split("/synthetic_jft")[0])
     config[field] = value
-    with pytest.raises(ValueError, match=f"{field}={value}: give a positive number"):
+    with pytest.raises(ConfigError, match=f"config.{field}: {value}: give a positive whole"):
         trainer.train(config, str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
 
 
 def test_a_negative_total_steps_is_a_config_error(tiny_source, tmp_path):
     config = tiny_config(tiny_source.builder.data_dir.split("/synthetic_jft")[0], total_steps=-1)
-    with pytest.raises(ValueError, match=r"total_steps=-1"):
+    with pytest.raises(ConfigError, match=r"config.total_steps: -1: give a number of steps"):
         trainer.train(config, str(tmp_path))
     assert not (tmp_path / "metrics.jsonl").exists()
 

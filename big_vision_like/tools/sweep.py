@@ -39,7 +39,7 @@ from typing import Any
 from absl import logging
 
 from big_vision_like import filesystem as fs
-from big_vision_like.config_cli import load_config
+from big_vision_like.config.cli import load_config
 from big_vision_like.tools.sweep_scripts import write_commands, write_sbatch
 
 DONE = "DONE"

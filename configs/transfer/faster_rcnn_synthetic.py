@@ -43,7 +43,7 @@ def target(size: str = "demo") -> DetTarget:
     return DetTarget(data="synthetic_jft/demo", test_split="test[:1000]", batch_size=16,
                      images_total=16 * 400, images_lr_drop=16 * 300, min_size=128,
                      max_size=128, model=dict(anchor_base_size=64.0, **small),
-                     eval_batch_size=50, **common)
+                     eval_batch_size=40, **common)
 
 
 def get_config(size: str | None = None) -> ml_collections.ConfigDict:
