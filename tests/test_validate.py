@@ -14,7 +14,6 @@ from configs import demo
 from tests.helpers import xla_flags
 from tests.test_configs import CONFIGS, ROOT
 
-
 # The paper's batch of 6 (DeepLab on VOC) runs on 1, 2, 3 or 6 devices, not 8.
 NOT_ON_8 = {"transfer.deeplab_voc12_resnet101"}
 
