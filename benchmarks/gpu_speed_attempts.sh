@@ -16,7 +16,7 @@
 #      baseline, the plain 7x7 stem, the unchanged step again (drift), and
 #      the RPN's NMS by tiles against the box-by-box loop.
 # The profiler trace (benchmarks/trace_top_ops.py) is on for a step only when
-# TRACE=1 (the first call's trace is in benchmarks/results_h200_attempts/).
+# TRACE=1 (the first call's trace is in benchmarks/results/h200_attempts/).
 # Then one table (benchmarks/attempts_table.py) and the torch table.
 # ATTEMPTS_BUDGET_S (default 540) bounds the whole: each step's timeout fits
 # in what is left, and a step that cannot fit is skipped and says so.

@@ -3,7 +3,7 @@ top-k (tools/topk_search.py) against scikit-learn's brute-force cosine
 `NearestNeighbors.kneighbors`, on the same embeddings in the same run.
 
     python -m benchmarks.near_duplicates_speed [--train 20000] [--eval 2000] [--dim 256]
-        [--k 5] [--out benchmarks/results_cpu_near_duplicates.json]
+        [--k 5] [--out benchmarks/results/cpu_near_duplicates.json]
 """
 
 from __future__ import annotations

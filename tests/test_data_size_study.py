@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from big_vision_like.tools import data_size_study as study
 from big_vision_like.tools import sweep
 from input_pipeline import subsets
+from studies.data_size import run as study
 from tests.helpers import data_dir_of
 
 

@@ -109,3 +109,14 @@ def test_generic_pp_ops_import_no_dataset():
     leaks = {m: sorted(t for t in graph[m] if t.startswith("input_pipeline.sources"))
              for m in pp}
     assert not any(leaks.values()), leaks
+
+
+def test_the_library_imports_no_driver():
+    """big_vision_like/, input_pipeline/ and evaluators/ never import configs,
+    studies or benchmarks: those are built on the library, not part of it."""
+    graph = import_graph()
+    library = [m for m in graph if m.split(".")[0] in ("big_vision_like", "input_pipeline",
+                                                       "evaluators")]
+    drivers = ("configs", "studies", "benchmarks")
+    bad = {m: sorted(t for t in graph[m] if t.split(".")[0] in drivers) for m in library}
+    assert not any(bad.values()), {m: t for m, t in bad.items() if t}

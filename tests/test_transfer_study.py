@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from big_vision_like import init_from
-from big_vision_like.tools import study_report, transfer_study
+from studies.transfer import report as study_report
+from studies.transfer import run as transfer_study
 from tests.helpers import data_dir_of
 
 
@@ -46,7 +47,7 @@ def test_dense_study_compares_scratch_and_pretrained_on_every_target(tiny_source
                                                                      target):
     """One target per test (two or three trainer runs each): the parts spread over
     the test processes instead of one long test at the end."""
-    from big_vision_like.tools import dense_study
+    from studies.dense import run as dense_study
 
     assert set(dense_study.TARGETS) == {"segmentation", "pose", "detection"}  # all covered
     checkpoint = os.path.join(pretrained_tiny[0], "checkpoints", "8")
@@ -80,7 +81,7 @@ def test_dense_study_compares_scratch_and_pretrained_on_every_target(tiny_source
 
 
 def test_dense_study_refuses_unknown_targets(tmp_path):
-    from big_vision_like.tools import dense_study
+    from studies.dense import run as dense_study
 
     with pytest.raises(ValueError, match="unknown targets"):
         dense_study.run_study(str(tmp_path), None, "unused", targets=("depth",))

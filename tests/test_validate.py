@@ -15,12 +15,12 @@ from tests.helpers import xla_flags
 from tests.test_configs import CONFIGS, ROOT
 
 # The paper's batch of 6 (DeepLab on VOC) runs on 1, 2, 3 or 6 devices, not 8.
-NOT_ON_8 = {"transfer.deeplab_voc12_resnet101"}
+NOT_ON_8 = {"configs.transfer.deeplab_voc12_resnet101"}
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", [f"configs.{n}" for n in CONFIGS] + ["studies.data_size.config"])
 def test_every_shipped_config_is_valid(name):
-    c = importlib.import_module(f"configs.{name}").get_config()
+    c = importlib.import_module(name).get_config()
     validate(c, num_devices=1)
     if name in NOT_ON_8:
         with pytest.raises(ConfigError, match="batch_size: 6 is not divisible"):

@@ -1,1 +1,1 @@
-"""Transfer targets for the offline transfer study (big_vision_like.tools.transfer_study)."""
+"""Transfer targets for the offline transfer study (studies.transfer.run)."""

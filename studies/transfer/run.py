@@ -1,6 +1,6 @@
 """The offline transfer study: what pre-training on synthetic_jft buys on new targets.
 
-    python -m big_vision_like.tools.transfer_study --workdir workdirs/transfer_study \
+    python -m studies.transfer.run --workdir workdirs/transfer_study \
         --data_dir data/tfds [--pretrained workdirs/demo/checkpoints/1500]
 
 Pre-trains the demo ResNet (configs/demo.py) into <workdir>/pretrain unless a
@@ -26,15 +26,16 @@ import ml_collections
 import numpy as np
 
 from big_vision_like import filesystem as fs
-from big_vision_like.tools.study_common import (
+from configs.transfer import digits, object_count
+from configs.transfer.common import FROZEN_BODY
+from input_pipeline.keys import MASK_KEY
+from studies.common import (
     match_model,
     pretrained_checkpoint,
     study_main,
     train_run,
 )
-from configs.transfer import digits, object_count
-from configs.transfer.common import FROZEN_BODY
-from input_pipeline.keys import MASK_KEY
+from studies.transfer import report as study_report
 
 TARGETS = {"digits": digits, "object_count": object_count}
 SETTINGS = ("scratch", "frozen", "finetune")
@@ -86,8 +87,6 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
               size: str = "demo", targets: Sequence[str] = tuple(TARGETS),
               total_steps: int | None = None) -> dict[str, Any]:
     """Runs every run of the study (skipping finished ones) and returns the results."""
-    from big_vision_like.tools import study_report
-
     if size != "demo" and not pretrained:
         raise ValueError(f"size {size!r}: give a checkpoint pre-trained at that size "
                          "(only configs/demo.py is pre-trained here).")
@@ -119,4 +118,4 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
 
 
 if __name__ == "__main__":
-    study_main(run_study, TARGETS, SIZES)
+    study_main(run_study, TARGETS, SIZES, study_report.report_again)

@@ -41,11 +41,17 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(workdir: str, results: dict[str, Any]) -> str:
-    """Writes results.json and results.md into the workdir; returns the Markdown."""
-    text = markdown(results)
-    with fs.open(fs.join(workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True)
+def report_again(workdir: str) -> str:
+    """results.md of a finished study, rendered again from its results.json alone."""
+    with fs.open(fs.join(workdir, "results.json")) as f:
+        text = markdown(json.load(f))
     with fs.open(fs.join(workdir, "results.md"), "w") as f:
         f.write(text)
     return text
+
+
+def write(workdir: str, results: dict[str, Any]) -> str:
+    """Writes results.json and results.md into the workdir; returns the Markdown."""
+    with fs.open(fs.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    return report_again(workdir)

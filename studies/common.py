@@ -49,22 +49,40 @@ def match_model(config: ml_collections.ConfigDict, checkpoint: str,
     """Takes the pre-trained run's body (`keys` of its model) from its config.json."""
     path = fs.join(fs.parent(fs.normpath(checkpoint), 2), "config.json")
     if fs.exists(path):
-        source = ml_collections.ConfigDict(_read_json(path)).get("model", {})
+        source = ml_collections.ConfigDict(read_json(path)).get("model", {})
         for key in keys:
             if key in source:
                 config.model[key] = source[key]
 
 
-def _read_json(path: str) -> dict:
+def report_tables(workdir: str, report_again: Callable[[str], str],
+                  readme: str | None) -> str:
+    """A study's tables rendered again from its workdir (`report_again`), and put into
+    `readme` between the markers named by the workdir's folder name."""
+    from studies import readme_tables
+
+    text = report_again(workdir)
+    if readme:
+        readme_tables.update(readme, fs.basename(fs.normpath(workdir)), text)
+    return text
+
+
+def read_json(path: str) -> dict:
     with fs.open(path) as f:
         return json.load(f)
 
 
 def study_main(run_study: Callable[..., object], targets: Mapping[str, object],
-               sizes: Sequence[str]) -> None:
+               sizes: Sequence[str], report_again: Callable[[str], str]) -> None:
     """The command line of a study. Its flags are defined here, when a study runs
     as a program, so that the study modules can be imported side by side."""
     workdir = flags.DEFINE_string("workdir", None, "Where the study's runs and results go.")
+    report_only = flags.DEFINE_bool(
+        "report_only", False, "Train nothing: render results.md again from the workdir's "
+        "results.json (a committed study's results folder works).")
+    readme = flags.DEFINE_string(
+        "readme", None, "With --report_only: also put the tables into this Markdown file, "
+        "between its '<!-- generated: <workdir's name> -->' markers.")
     data_dir = flags.DEFINE_string("data_dir", None,
                                    "TFDS data_dir (datasets are generated).")
     pretrained = flags.DEFINE_string(
@@ -78,6 +96,9 @@ def study_main(run_study: Callable[..., object], targets: Mapping[str, object],
     def main(argv: Sequence[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        if report_only.value:
+            print(report_tables(workdir.value, report_again, readme.value))
+            return
         unknown = set(chosen.value) - set(targets)
         if unknown:
             raise app.UsageError(f"unknown targets {sorted(unknown)}; known: {list(targets)}")

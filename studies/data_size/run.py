@@ -1,9 +1,9 @@
 """Section 4 in miniature, offline: performance against pre-training data size.
 
-    python -m big_vision_like.tools.data_size_study --workdir workdirs/data_size_study \
+    python -m studies.data_size.run --workdir workdirs/data_size_study \
         --data_dir data/tfds
 
-Pre-trains the demo ResNet (configs/data_size_study.py: 4 epochs of each
+Pre-trains the demo ResNet (studies/data_size/config.py: 4 epochs of each
 subset, as the paper read each JFT subset at its 4th epoch) on random nested
 subsets of synthetic_jft/demo spanning 8x (1/8, 1/4, 1/2, all of its 50,000
 training images) at depth 18, and at depth 50 on two of those sizes (the
@@ -21,15 +21,16 @@ from __future__ import annotations
 import json
 import logging as pylogging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from absl import app, flags, logging
 
 from big_vision_like import filesystem as fs
 from big_vision_like.tools import collect, sweep
+from studies.common import read_json, report_tables
 
-CONFIG = "configs/data_size_study.py"
+CONFIG = "studies/data_size/config.py"
 METRICS = ("fasteval/map@100", "digits_probe/accuracy", "digits_fewshot/10shot")
 CURVE = "model.depth"
 
@@ -47,17 +48,23 @@ def study_runs(workdir: str, fractions: Sequence[str], depth: int, second_depth:
     return runs
 
 
+def _tables(dirs: Sequence[str], examples_of: Callable[[dict], float] | None = None
+            ) -> Iterator[tuple[str, list[collect.Point], dict, str]]:
+    """(metric, points, fits, Markdown section) of each metric over the runs."""
+    for metric in METRICS:
+        points = collect.collect(dirs, metric, CURVE, split_examples=examples_of)
+        fits = collect.fits_of(points)
+        yield metric, points, fits, (f"### {metric}\n\n"
+                                     + collect.markdown(points, fits, metric, CURVE, "examples"))
+
+
 def report(workdir: str, runs: Sequence[sweep.Run], seconds: dict[str, float]) -> str:
     """results.md / results.json / <metric>.png from the finished runs."""
     sections, results = [], {"runs": [r.name for r in runs], "metrics": {}}
-    dirs = [r.workdir for r in runs]
-    for metric in METRICS:
-        points = collect.collect(dirs, metric, CURVE)
-        fits = collect.fits_of(points)
+    for metric, points, fits, section in _tables([r.workdir for r in runs]):
         png = fs.join(workdir, metric.replace("/", "_") + ".png")
         collect.plot(points, fits, png, metric, CURVE, "examples")
-        sections.append(f"### {metric}\n\n"
-                        + collect.markdown(points, fits, metric, CURVE, "examples"))
+        sections.append(section)
         results["metrics"][metric] = {
             "points": [dict(run=fs.basename(p.workdir), depth=p.curve,
                             examples=p.examples, value=p.value) for p in points],
@@ -69,6 +76,23 @@ def report(workdir: str, runs: Sequence[sweep.Run], seconds: dict[str, float]) -
         f.write(text)
     with fs.open(fs.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
+    return text
+
+
+def report_again(workdir: str) -> str:
+    """results.md of a finished study, rendered again from its committed files alone:
+    each run's config.json and metrics.jsonl, and the subset sizes its results.json
+    recorded (so the dataset need not be on this machine); written beside them."""
+    results = read_json(fs.join(workdir, "results.json"))
+    sizes = {}
+    for point in results["metrics"][METRICS[0]]["points"]:
+        run = read_json(fs.join(workdir, point["run"], "config.json"))
+        sizes[run["input"]["data"].get("subset_fraction")] = point["examples"]
+    dirs = [fs.join(workdir, name) for name in results["runs"]]
+    text = "\n".join(section for *_, section in _tables(
+        dirs, lambda data: sizes[data.get("subset_fraction")]))
+    with fs.open(fs.join(workdir, "results.md"), "w") as f:
+        f.write(text)
     return text
 
 
@@ -93,10 +117,19 @@ def cli() -> None:
     second_depth = flags.DEFINE_integer("second_depth", 50, "The capacity axis' other depth.")
     second_fractions = flags.DEFINE_list("second_fractions", ["0.125", "0.5"],
                                          "Fractions the second depth trains on (none: [])")
+    report_only = flags.DEFINE_bool(
+        "report_only", False, "Train nothing: render results.md again from the workdir's "
+        "runs and results.json (the committed studies/data_size/results works).")
+    readme = flags.DEFINE_string(
+        "readme", None, "With --report_only: also put the tables into this Markdown file, "
+        "between its '<!-- generated: <workdir's name> -->' markers.")
 
     def main(argv: Sequence[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        if report_only.value:
+            print(report_tables(workdir.value, report_again, readme.value))
+            return
         logging.set_verbosity(logging.INFO)  # the trainer's progress, as train.py shows it
         logging.get_absl_handler().addFilter(  # orbax logs every save at INFO
             lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)

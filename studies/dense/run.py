@@ -1,6 +1,6 @@
 """What pre-training buys on dense tasks, offline: segmentation, pose, detection.
 
-    python -m big_vision_like.tools.dense_study --workdir workdirs/dense_study \
+    python -m studies.dense.run --workdir workdirs/dense_study \
         --data_dir data/tfds [--pretrained workdirs/demo/checkpoints/1500] \
         [--targets segmentation,pose,detection] [--total_steps N]
 
@@ -35,14 +35,14 @@ from typing import Any
 import ml_collections
 
 from big_vision_like import filesystem as fs
-from big_vision_like.tools.study_common import (
+from configs.transfer import deeplab_synthetic, faster_rcnn_synthetic, pose_synthetic
+from configs.transfer.detection_common import FROZEN_CONV1_4
+from studies.common import (
     match_model,
     pretrained_checkpoint,
     study_main,
     train_run,
 )
-from configs.transfer import deeplab_synthetic, faster_rcnn_synthetic, pose_synthetic
-from configs.transfer.detection_common import FROZEN_CONV1_4
 
 TWO = ("scratch", "finetune")
 # target -> (config module, metrics reported (the first is the headline), settings)
@@ -78,8 +78,9 @@ def run_config(target: str, setting: str, size: str, data_dir: str | None,
 
 def markdown(results: dict[str, Any]) -> str:
     lines = []
-    for target, res in results["targets"].items():
-        metrics = TARGETS[target][1]
+    # In TARGETS' order: results.json is written with sorted keys.
+    for target in (t for t in TARGETS if t in results["targets"]):
+        res, metrics = results["targets"][target], TARGETS[target][1]
         lines += [f"| {target} ({res['steps']} steps) | " + " | ".join(metrics) + " |",
                   "|---|" + "---|" * len(metrics)]
         for setting in TARGETS[target][2]:
@@ -92,6 +93,15 @@ def markdown(results: dict[str, Any]) -> str:
                 + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def report_again(workdir: str) -> str:
+    """results.md of a finished study, rendered again from its results.json alone."""
+    with fs.open(fs.join(workdir, "results.json")) as f:
+        text = markdown(json.load(f))
+    with fs.open(fs.join(workdir, "results.md"), "w") as f:
+        f.write(text)
+    return text
 
 
 def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
@@ -122,14 +132,11 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
                 res["chance"] = chance
         results["targets"][target] = res
     results["seconds"]["total"] = round(time.time() - start, 1)
-    text = markdown(results)
     with fs.open(fs.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)
-    with fs.open(fs.join(workdir, "results.md"), "w") as f:
-        f.write(text)
-    print(text, flush=True)
+    print(report_again(workdir), flush=True)
     return results
 
 
 if __name__ == "__main__":
-    study_main(run_study, TARGETS, SIZES)
+    study_main(run_study, TARGETS, SIZES, report_again)

@@ -7,11 +7,11 @@ is measured at the end on the clean fasteval split (mAP@100) and by transfer
 on frozen features: a linear probe and 10-shot classification on real
 handwritten digits (sklearn_digits, which pre-training never saw).
 
-    python -m big_vision_like.train --config configs/data_size_study.py \
+    python -m big_vision_like.train --config studies/data_size/config.py \
         --workdir workdirs/size_0.25 --config.input.data.data_dir=data/tfds \
         --config.input.data.subset_fraction=0.25
 
-`big_vision_like.tools.data_size_study` runs the whole sweep and fits the curve.
+`studies.data_size.run` runs the whole sweep and fits the curve.
 """
 
 import ml_collections
