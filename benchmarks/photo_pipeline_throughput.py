@@ -19,9 +19,11 @@ above 340), and crop-window decoding for the inception crop (TF
 over the whole footprint when shrinking (antialiased), more work than TF's
 and OpenCV's bilinear, which sample 2x2 pixels.
 
-Cores to feed one accelerator = its step rate / (img/s per core).
+Cores to feed one accelerator = its step rate / (img/s per core), the step
+rates read from a train_step_throughput JSON (--step_rates).
 
-    python -m benchmarks.photo_pipeline_throughput [--images 490] [--json out.json]
+    python -m benchmarks.photo_pipeline_throughput [--images 490] [--json out.json] \
+        [--step_rates benchmarks/results/h200_train_step_bf16.json]
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ from input_pipeline.pp.registry import default_registry
 from input_pipeline.sources.core import DataSource
 from input_pipeline.stream import batches
 
-# This project's measured H200 step rates (BENCHMARKS.md), img/s.
-STEP_RATES = {"ResNet-50 224px": 6784.0, "ResNet-101 299px JFT head": 2518.0}
+# The accelerator's training rates (img/s per run name) come from a measured
+# train_step_throughput JSON: by default this project's H200 figures.
+STEP_RATES_JSON = "benchmarks/results/h200_train_step_bf16.json"
 RESIZE, CROP, INCEPTION = 340, 299, 224
 RECIPES = {  # (recipe, shortcut) -> pp string
     ("paper", False): paper_train(CROP, RESIZE),
@@ -203,7 +206,15 @@ def shortcut_difference(jpegs: list[bytes], limit: int = 49) -> dict:
             "antialias_vs_plain_mean_abs": float(a.mean())}
 
 
-def measure(jpegs: list[bytes], source: DataSource, images: int, batch: int, repeats: int) -> list:
+def step_rates(path: str) -> dict[str, float]:
+    """img/s of each run of a `benchmarks.train_step_throughput --json` file."""
+    with open(path) as f:
+        return {r["name"]: float(r["img_per_s"]) for r in json.load(f)["runs"]
+                if "img_per_s" in r}
+
+
+def measure(jpegs: list[bytes], source: DataSource, images: int, batch: int, repeats: int,
+            rates: dict[str, float]) -> list:
     """Rows of the table. Per core = images per CPU-second of the process (all its
     threads), best of `repeats`: on a shared machine CPU time is what other
     processes disturb least; the wall-clock rate is kept beside it."""
@@ -229,20 +240,20 @@ def measure(jpegs: list[bytes], source: DataSource, images: int, batch: int, rep
                "img_per_s_per_core": cpu, "img_per_s_wall": wall,
                "vs_PIL": cpu / best[recipe, "PIL", False][1],
                "vs_OpenCV": cpu / best[recipe, "OpenCV", False][1],
-               "cores_per_accelerator": {k: v / cpu for k, v in STEP_RATES.items()}}
+               "cores_per_accelerator": {k: v / cpu for k, v in rates.items()}}
         if shortcut:
             row["shortcut_speedup"] = cpu / best[recipe, method, False][1]
         out.append(row)
     return out
 
 
-def print_table(rows: list, photos: dict, quality: dict) -> None:
-    names = list(STEP_RATES)
+def print_table(rows: list, photos: dict, quality: dict, rates: dict[str, float]) -> None:
+    names = list(rates)
     print(f"{photos['images']} JPEGs, mean {photos['mean_megapixels']:.2f} MP, "
           f"{photos['mean_kbytes']:.0f} kB, {photos['bits_per_pixel']:.2f} bits/pixel")
     head = (f"{'recipe':<10} {'method':<18} {'shortcut':<9} {'img/s/core':>10} {'wall img/s':>10} "
             f"{'vs PIL':>7} {'vs cv2':>7} {'speedup':>8} " +
-            " ".join(f"{'cores@' + str(int(STEP_RATES[n])):>11}" for n in names))
+            " ".join(f"{'cores@' + str(int(rates[n])):>11}" for n in names))
     print(head)
     for r in rows:
         speed = f"{r['shortcut_speedup']:.2f}" if r["shortcut"] else ""
@@ -268,7 +279,11 @@ def main() -> None:
     parser.add_argument("--quality_images", type=int, default=49,
                         help="photos on which the DCT shortcut's difference is measured")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--step_rates", default=STEP_RATES_JSON,
+                        help="a train_step_throughput JSON: the step rates the cores per "
+                             "accelerator are computed for")
     args = parser.parse_args()
+    rates = step_rates(args.step_rates)
     if args.images < args.batch:
         parser.error(f"--images {args.images} < --batch {args.batch}: give at least a batch.")
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -277,17 +292,17 @@ def main() -> None:
     jpegs = photo_set.make_jpegs(args.images)
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="bench_photos_")
     source = DataSource("photos", photo_set.as_tfds(jpegs, data_dir))
-    rows = measure(jpegs, source, args.images, args.batch, args.repeats)
+    rows = measure(jpegs, source, args.images, args.batch, args.repeats, rates)
     photos = photo_set.describe(jpegs)
     quality = shortcut_difference(jpegs, args.quality_images)
-    print_table(rows, photos, quality)
+    print_table(rows, photos, quality, rates)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": {"cpu": platform.processor() or platform.machine(),
                                    "cpus": os.cpu_count(), "load_1min": os.getloadavg()[0],
                                    "tensorflow": tf.__version__, "pillow": Image.__version__,
                                    "opencv": cv2.__version__},
-                       "photos": photos, "step_rates_img_per_s": STEP_RATES,
+                       "photos": photos, "step_rates_img_per_s": rates,
                        "dct_shortcut_difference": quality, "rows": rows}, f, indent=1)
 
 

@@ -403,8 +403,3 @@ def load_state(path: str, what: str = "a checkpoint") -> dict:
                               "checkpoints directory, e.g. <workdir>/checkpoints/1000.")
     return restored
 
-
-def load_params(path: str) -> dict:
-    """The `params` of a checkpoint step folder (e.g. <workdir>/checkpoints/1000)."""
-    return load_state(path)["params"]
-

@@ -158,11 +158,6 @@ def read_text(path: str) -> str:
         return f.read()
 
 
-def read_bytes(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def write_atomic(path: str, data: str | bytes) -> None:
     """Writes the whole file so that a reader, or a run killed mid-write, sees
     the old content or the new, never a part (a temporary file, then a rename)."""

@@ -4,8 +4,8 @@ Sigmoid cross-entropy is per label and independent per class, so on a
 class-sharded head each device computes its classes' terms and only the
 per-example sums cross the `model` axis.
 
-`get_loss(config.loss)` looks a loss up by name in `default_registry()`, or in
-a registry passed to it.
+Tasks look a loss up by name (`config.loss`) in `default_registry()`, or in a
+registry passed to them.
 """
 
 from __future__ import annotations
@@ -67,8 +67,3 @@ def default_registry() -> Registry[LossFn]:
     reg.register("sigmoid_xent", sigmoid_xent)
     reg.register("softmax_xent", softmax_xent)
     return reg
-
-
-def get_loss(name: str, registry: Registry[LossFn] | None = None) -> LossFn:
-    """The loss `name` of `registry` (default: `default_registry()`)."""
-    return (registry or default_registry()).get(name)

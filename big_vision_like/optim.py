@@ -37,30 +37,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from big_vision_like.durations import Durations
 from big_vision_like.registry import Registry
-from big_vision_like.schedules import build_schedule, default_schedule_registry
 from big_vision_like.sharding import path_str
-
-# Re-exported: callers of the old optim.build_schedule keep working.
-__all__ = ["Durations", "build_optimizer", "build_schedule", "default_optimizer_registry",
-           "default_schedule_registry", "resolve_steps", "weight_decay_mask",
-           "wrap_for_transfer"]
 
 OptimizerFactory = Callable[[Mapping[str, Any], optax.ScalarOrSchedule],
                             optax.GradientTransformation]
-
-
-def resolve_steps(cfg: Mapping[str, Any], name: str, batch_size: int,
-                  examples_per_epoch: int | None = None, default: int | None = None) -> int:
-    """`<name>_steps`, `<name>_epochs` or `<name>_examples` of `cfg`, in steps.
-
-    Kept for existing callers; `Durations(batch_size, examples_per_epoch)
-    .steps(cfg, name, default)` is the same, and also rejects durations of
-    zero steps.
-    """
-    return Durations(batch_size, examples_per_epoch).steps(cfg, name, default,
-                                                           allow_zero=True)
 
 
 def weight_decay_mask(params: Any, pattern: str = r"kernel$") -> Any:

@@ -24,12 +24,14 @@ from big_vision_like import filesystem as fs
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import sharding as sharding_lib
 from big_vision_like.config.validate import validate
+from big_vision_like.durations import Durations
 from big_vision_like.final_evals import FinalEvals
 from big_vision_like.loss_watch import LossWatch
 from big_vision_like.metrics import MetricWriter, Progress, read_metrics
 from big_vision_like.preemption import PreemptionWatch
 from big_vision_like.profiling import ProfileWindow
 from big_vision_like.registry import Registry
+from big_vision_like.schedules import build_schedule
 from big_vision_like.step_monitor import StepMonitor
 from big_vision_like.tasks.base import Task, TaskContext
 from big_vision_like.workdir_lock import hold_workdir
@@ -87,9 +89,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.model)
     data = RunData(config, mesh)
     batch = config.batch_size
-    durations = optim.Durations(batch, data.train_examples)
+    durations = Durations(batch, data.train_examples)
     total_steps = durations.steps(config, "total", allow_zero=True)
-    schedule = optim.build_schedule(config.schedule, total_steps, durations)
+    schedule = build_schedule(config.schedule, total_steps, durations)
     frozen = config.get("frozen") or None
     tx = optim.build_optimizer(config.optimizer, schedule, frozen=frozen,
                                lr_mults=config.get("lr_mults") or None)

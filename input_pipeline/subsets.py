@@ -36,7 +36,6 @@ record is read, no image decoded); that count is the epoch's size.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Sequence
 
@@ -306,11 +305,6 @@ def examples_per_epoch(source: DataSource, split: str, subset: DataSubset,
     if report is not None:
         return report.images_kept
     return subset_size(source, split, subset.fraction, subset.seed)
-
-
-def expected_size(total: int, fraction: float) -> tuple[float, float]:
-    """(mean, standard deviation) of a `fraction` subset's size: binomial."""
-    return total * fraction, math.sqrt(total * fraction * (1 - fraction))
 
 
 def check_head(config, subset: DataSubset) -> None:

@@ -15,6 +15,8 @@ from ml_collections import config_flags
 import evaluators
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import optim, trainer
+from big_vision_like.durations import Durations
+from big_vision_like.schedules import build_schedule
 from big_vision_like.tasks.classification import round_up_classes
 from evaluators.common import EvalContext
 from input_pipeline.keys import MASK_KEY
@@ -52,7 +54,7 @@ def test_config_has_the_common_fields_and_builds_its_model(name):
 def test_jft_recipe_translates_the_paper_schedule_into_examples():
     c = importlib.import_module("configs.jft300m_resnet101").get_config()
     assert c.batch_size == 1600 and c.model.num_classes == 18_291
-    lr = optim.build_schedule(c.schedule, 1_800_000, c.batch_size)
+    lr = build_schedule(c.schedule, 1_800_000, c.batch_size)
     every = 3_000_000 * 32 // 1600  # 60,000 steps of 1600 = 3M worker steps of 32
     assert float(lr(every - 1)) == pytest.approx(1e-3)
     assert float(lr(every)) == pytest.approx(9e-4)
@@ -62,15 +64,15 @@ def test_jft_recipe_translates_the_paper_schedule_into_examples():
 def test_jft_recipe_trains_36m_of_the_90m_iteration_schedule():
     jft = importlib.import_module("configs.jft300m_resnet101")
     c = jft.get_config()
-    total = optim.resolve_steps(c, "total", c.batch_size, 300_000_000)
+    total = Durations(c.batch_size, 300_000_000).steps(c, "total", allow_zero=True)
     assert total == 36_000_000 * 32 // 1600 == 720_000  # the paper's 4 epochs
     # The decay is that of the whole 90M-iteration run, cut short, not squeezed.
     full = c.copy_and_resolve_references()
     full.total_examples = jft.PAPER_SCHEDULE_ITERATIONS * 32
-    full_total = optim.resolve_steps(full, "total", c.batch_size, 300_000_000)
+    full_total = Durations(c.batch_size, 300_000_000).steps(full, "total", allow_zero=True)
     assert full_total == 1_800_000
-    lr = optim.build_schedule(c.schedule, total, c.batch_size)
-    lr_full = optim.build_schedule(full.schedule, full_total, c.batch_size)
+    lr = build_schedule(c.schedule, total, c.batch_size)
+    lr_full = build_schedule(full.schedule, full_total, c.batch_size)
     for step in (0, 59_999, 60_000, 359_999, 700_000, total):
         assert float(lr(step)) == pytest.approx(float(lr_full(step)))
     assert float(lr(total)) == pytest.approx(1e-3 * 0.9 ** 12)
@@ -78,7 +80,7 @@ def test_jft_recipe_trains_36m_of_the_90m_iteration_schedule():
 
 def test_jft_recipe_keeps_table_4_checkpoints():
     c = importlib.import_module("configs.jft300m_resnet101").get_config()
-    total = optim.resolve_steps(c, "total", c.batch_size, 300_000_000)
+    total = Durations(c.batch_size, 300_000_000).steps(c, "total", allow_zero=True)
     steps = [-(-x // c.batch_size) for x in c.keep_ckpt_examples]
     assert steps == [240_000, 480_000, 720_000]  # 12M, 24M, 36M iterations of 32
     # In epochs of 300M the paper rounds them to 1.3, 2.6 and 4.
@@ -86,7 +88,7 @@ def test_jft_recipe_keeps_table_4_checkpoints():
     # Kept steps must be saved steps; the rotation alone keeps none of them.
     assert all(s % c.ckpt_steps == 0 and s <= total for s in steps)
     assert c.keep_ckpt_steps is None and c.keep_ckpt_epochs is None
-    assert optim.Durations(c.batch_size, 300_000_000).steps_list(c, "keep_ckpt") == (
+    assert Durations(c.batch_size, 300_000_000).steps_list(c, "keep_ckpt") == (
         240_000, 480_000, 720_000)
 
 
@@ -185,7 +187,7 @@ def test_train_and_eval_preprocessing_give_objects_the_same_scale(name):
 def test_imagenet_recipe_divides_by_ten_every_30_epochs():
     c = importlib.import_module("configs.imagenet_resnet101").get_config()
     epoch = 1_281_167
-    lr = optim.build_schedule(c.schedule, 10 ** 6, c.batch_size, epoch)
+    lr = build_schedule(c.schedule, 10 ** 6, c.batch_size, epoch)
     step_30_epochs = -(-30 * epoch // c.batch_size)
     assert float(lr(step_30_epochs - 1)) == pytest.approx(0.05)
     assert float(lr(step_30_epochs)) == pytest.approx(0.005)

@@ -181,6 +181,7 @@ def test_nms_loops_run_per_device_without_collectives():
     assert comm_report.in_loops(hlo, 8) == {}
 
 
+@pytest.mark.slow
 def test_eval_detections_per_device_shard_equal_the_vmapped_ones():
     """The same sharded program but for the NMS (one all-reduce per pass when
     vmapped): the detections must not change."""

@@ -100,7 +100,9 @@ def _results(out: subprocess.CompletedProcess) -> list[dict]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
-@pytest.mark.parametrize("damage", ["truncated", "bit_flip", "not_tfrecord"])
+# One damage in the fast tier; the other two with the slow one (each is a subprocess).
+@pytest.mark.parametrize("damage", [pytest.param("truncated", marks=pytest.mark.slow), "bit_flip",
+                                    pytest.param("not_tfrecord", marks=pytest.mark.slow)])
 def test_damaged_tfrecord_file_stops_with_its_name(tiny_source, tmp_path, damage):
     """Formerly: with skip_corrupt=True the reader retried the broken record
     forever at full CPU; with False the message advised skip_corrupt=True.
@@ -157,6 +159,7 @@ print("train examples:", source.num_examples("train"))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["script", "stdin"])
 def test_dataset_generates_from_a_script_without_main_guard(tmp_path, how):
     """Formerly: spawned workers re-ran the script (no __main__ guard) and

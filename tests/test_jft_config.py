@@ -10,6 +10,8 @@ import pytest
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import optim, train_step, trainer
 from big_vision_like import sharding as sharding_lib
+from big_vision_like.durations import Durations
+from big_vision_like.schedules import build_schedule
 from configs import jft300m_resnet101 as jft
 from input_pipeline.pp.recipes import paper_eval, paper_train
 
@@ -57,8 +59,8 @@ def test_jft_config_trains_and_reports_map_at_100_on_the_jft_sized_dataset(tmp_p
 def test_full_size_jft_train_step_compiles():
     c = jft.get_config()
     mesh = mesh_lib.make_mesh(4, 2)
-    total = optim.resolve_steps(c, "total", c.batch_size, 300_000_000)
-    tx = optim.build_optimizer(c.optimizer, optim.build_schedule(c.schedule, total,
+    total = Durations(c.batch_size, 300_000_000).steps(c, "total", allow_zero=True)
+    tx = optim.build_optimizer(c.optimizer, build_schedule(c.schedule, total,
                                                                  c.batch_size))
     task = trainer.build_task(c, mesh, c.model.num_classes)
     rules = sharding_lib.rules_for(c.sharding, c.sharding_rules)

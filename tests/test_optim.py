@@ -5,32 +5,34 @@ import optax
 import pytest
 
 from big_vision_like import optim
+from big_vision_like.durations import Durations
+from big_vision_like.schedules import build_schedule, default_schedule_registry
 from big_vision_like.sharding import path_str
 
 
 def test_durations_in_steps_epochs_or_examples():
-    assert optim.resolve_steps({"total_steps": 10}, "total", 32) == 10
-    assert optim.resolve_steps({"total_examples": 100}, "total", 32) == 4
-    assert optim.resolve_steps({"total_epochs": 2, "total_steps": None}, "total", 10, 55) == 11
-    assert optim.resolve_steps({}, "warmup", 32, default=0) == 0
-    assert optim.resolve_steps({"total_steps": 1, "total_epochs": 1}, "total", 8, 80) == 10
+    assert Durations(32).steps({"total_steps": 10}, "total", allow_zero=True) == 10
+    assert Durations(32).steps({"total_examples": 100}, "total", allow_zero=True) == 4
+    assert Durations(10, 55).steps({"total_epochs": 2, "total_steps": None}, "total") == 11
+    assert Durations(32).steps({}, "warmup", 0, allow_zero=True) == 0
+    assert Durations(8, 80).steps({"total_steps": 1, "total_epochs": 1}, "total") == 10
     with pytest.raises(ValueError, match="not \\['total_epochs', 'total_examples'\\]"):
-        optim.resolve_steps({"total_examples": 1, "total_epochs": 1}, "total", 8, 80)
+        Durations(8, 80).steps({"total_examples": 1, "total_epochs": 1}, "total")
     with pytest.raises(ValueError, match="needs the training split's size"):
-        optim.resolve_steps({"total_epochs": 1}, "total", 8)
+        Durations(8).steps({"total_epochs": 1}, "total", allow_zero=True)
 
 
 def test_paper_staircase_schedule():
     # 1e-3, x0.9 every 3M examples, in steps of a 1600 batch.
     cfg = {"name": "staircase", "base_lr": 1e-3, "decay_factor": 0.9,
            "decay_every_examples": 3_200}
-    fn = optim.build_schedule(cfg, total_steps=100, batch_size=1600)
+    fn = build_schedule(cfg, total_steps=100, batch_size=1600)
     np.testing.assert_allclose([fn(0), fn(1), fn(2), fn(4)], [1e-3, 1e-3, 9e-4, 8.1e-4],
                                rtol=1e-6)
 
 
 def test_warmup_then_cosine():
-    fn = optim.build_schedule({"name": "cosine", "base_lr": 1.0, "warmup_steps": 10}, 110, 1)
+    fn = build_schedule({"name": "cosine", "base_lr": 1.0, "warmup_steps": 10}, 110, 1)
     np.testing.assert_allclose([fn(0), fn(5), fn(10), fn(60), fn(110)],
                                [0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
 
@@ -73,7 +75,7 @@ def test_unknown_names_are_errors_that_list_the_known_ones():
         optim.build_optimizer({"name": "adam"}, 0.1)
     with pytest.raises(KeyError, match="unknown schedule 'linear'; known: constant, cosine, "
                                        "piecewise, poly, staircase"):
-        optim.build_schedule({"name": "linear", "base_lr": 1.0}, 10, 1)
+        build_schedule({"name": "linear", "base_lr": 1.0}, 10, 1)
 
 
 def test_an_optimizer_or_schedule_is_added_through_a_registry():
@@ -85,10 +87,10 @@ def test_an_optimizer_or_schedule_is_added_through_a_registry():
     np.testing.assert_array_equal(updates["w"], [-0.5, 2.0])
     assert "plain_sgd" not in optim.default_optimizer_registry()  # nothing global changed
 
-    scheds = optim.default_schedule_registry()
+    scheds = default_schedule_registry()
     scheds.register("half", lambda cfg, ctx: lambda step: ctx.base_lr / 2)
-    fn = optim.build_schedule({"name": "half", "base_lr": 0.4, "warmup_steps": 2}, 10,
-                              optim.Durations(8), registry=scheds)
+    fn = build_schedule({"name": "half", "base_lr": 0.4, "warmup_steps": 2}, 10,
+                              Durations(8), registry=scheds)
     np.testing.assert_allclose([fn(0), fn(1), fn(2), fn(9)], [0.0, 0.2, 0.2, 0.2])
 
 

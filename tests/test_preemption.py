@@ -138,7 +138,7 @@ def test_sigterm_then_more_during_the_save_exits_143_and_resumes_exactly(
     assert ckpt.latest_step() == step  # the periodic ones before it: only multiples of 10
     assert set(ckpt.all_steps()) - {step} <= {s for s in range(CKPT, step, CKPT)}
     ckpt.close()
-    assert checkpointing.load_params(str(workdir / "checkpoints" / str(step)))
+    assert checkpointing.load_state(str(workdir / "checkpoints" / str(step)))["params"]
 
     resumed = trainer.train(config_of(tiny_source), str(workdir))
     straight_dir, straight_state = straight

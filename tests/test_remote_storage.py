@@ -98,7 +98,7 @@ def test_a_run_on_ram_with_its_data_there_is_killed_resumes_and_matches_a_local_
     assert losses == {r["step"]: r["train/loss"] for r in read_metrics(local_dir)
                       if "train/loss" in r}
     assert sorted(fs.listdir(f"{workdir}/checkpoints")) == ["4", "8"]
-    saved = checkpointing.load_params(f"{workdir}/checkpoints/8")
+    saved = checkpointing.load_state(f"{workdir}/checkpoints/8")["params"]
     for x, y in zip(jax.tree.leaves(saved), jax.tree.leaves(local_state.params)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert trainer.read_config(workdir).input.data.data_dir == data_dir
@@ -144,7 +144,7 @@ def test_the_checkpoint_mirror_skips_a_cut_upload_and_follows_the_rotation(ram):
         fs.rmtree(os.path.join(mirror.local, "4"))
         mirror.sync()
         assert sorted(fs.listdir(remote)) == ["12", "8"]
-        assert fs.read_bytes(f"{remote}/12/state/array") == b"x" * 12
+        assert _read_bytes(f"{remote}/12/state/array") == b"x" * 12
         assert fs.exists(f"{remote}/8/{checkpoint_mirror.COMMITTED}")
     finally:
         mirror.close()
@@ -152,7 +152,7 @@ def test_the_checkpoint_mirror_skips_a_cut_upload_and_follows_the_rotation(ram):
 
 
 def _remote_files(root: str) -> dict[str, bytes]:
-    return {rel: fs.read_bytes(fs.join(root, rel)) for rel in fs.walk_files(root)}
+    return {rel: _read_bytes(fs.join(root, rel)) for rel in fs.walk_files(root)}
 
 
 # ram:// deletes and lists by name prefix ("4" takes "4.unreadable" along), so
@@ -176,7 +176,7 @@ def test_the_mirror_downloads_a_steps_arrays_only_when_it_is_restored(tmp_path, 
         assert sorted(fs.walk_files(mirror.local)) == sorted(
             rel for rel in before if not rel.endswith("blob"))
         mirror.fetch("8")
-        assert fs.read_bytes(f"{mirror.local}/8/state/d/blob") == before["8/state/d/blob"]
+        assert _read_bytes(f"{mirror.local}/8/state/d/blob") == before["8/state/d/blob"]
         mirror.rename("4", "4.unreadable")  # moved aside without being downloaded
         mirror.rename("8", "8.after_2")
         mirror.sync()
@@ -213,7 +213,7 @@ def test_a_mirrored_checkpointer_restores_and_goes_back_with_arrays_left_remote(
            if rel.startswith("2/")},
         **{rel.replace("3/", "3.after_1/", 1): d for rel, d in saved.items()
            if rel.startswith("3/")},
-        "resume_steps.json": fs.read_bytes(f"{directory}/resume_steps.json")}
+        "resume_steps.json": _read_bytes(f"{directory}/resume_steps.json")}
 
 
 def test_a_multi_host_run_cannot_stage_checkpoints(ram, monkeypatch):
@@ -262,10 +262,16 @@ def test_params_saved_over_8_devices_load_in_a_process_with_one(pretrained_tiny)
     workdir, state = pretrained_tiny
     step_dir = os.path.join(workdir, "checkpoints", str(int(state.step)))
     code = ("import sys, jax, numpy as np; from big_vision_like import checkpointing; "
-            "p = checkpointing.load_params(sys.argv[1]); assert len(jax.devices()) == 1; "
+            "p = checkpointing.load_state(sys.argv[1])['params']; "
+            "assert len(jax.devices()) == 1; "
             "np.save(sys.argv[2], np.asarray(p['head']['kernel']))")
     env = dict(os.environ, XLA_FLAGS=xla_flags(1))
     out = os.path.join(workdir, "head_kernel.npy")
     subprocess.run([sys.executable, "-c", code, step_dir, out], check=True, env=env,
                    timeout=300, capture_output=True)
     np.testing.assert_array_equal(np.load(out), np.asarray(state.params["head"]["kernel"]))
+
+
+def _read_bytes(path: str) -> bytes:
+    with fs.open(path, "rb") as f:
+        return f.read()

@@ -88,7 +88,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_source, tmp_path
     ckpts.close()
     assert steps and max(steps) < 6  # some saved before the blow-up, none after
     for step in steps:
-        params = checkpointing.load_params(str(tmp_path / "checkpoints" / str(step)))
+        params = checkpointing.load_state(str(tmp_path / "checkpoints" / str(step)))["params"]
         assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
 
 
@@ -185,8 +185,8 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_parameters(tiny_source, 
     assert proc.wait(timeout=60) == -signal.SIGKILL
     for workdir in (killed, tmp_path / "straight"):
         subprocess.run(command(workdir), check=True, capture_output=True, timeout=600)
-    a = checkpointing.load_params(str(killed / "checkpoints" / "30"))
-    b = checkpointing.load_params(str(tmp_path / "straight" / "checkpoints" / "30"))
+    a = checkpointing.load_state(str(killed / "checkpoints" / "30"))["params"]
+    b = checkpointing.load_state(str(tmp_path / "straight" / "checkpoints" / "30"))["params"]
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
@@ -208,6 +208,7 @@ def test_duration_fields_take_steps_epochs_or_examples(tiny_source, tmp_path):
     assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [3, 8]
 
 
+@pytest.mark.slow
 def test_a_final_evaluation_that_did_not_finish_runs_on_the_rerun(tiny_source, tmp_path,
                                                                   monkeypatch):
     """The run reached its last step but its final evaluation crashed: the rerun

@@ -112,6 +112,7 @@ def test_frozen_stages_and_their_statistics_stay_bit_identical(tiny_source, pret
         np.asarray(source.model_state["batch_stats"]["conv5_block2"]["bn2"]["mean"]))
 
 
+@pytest.mark.slow
 def test_imagenet_fine_tuning_recipe_runs_on_a_small_single_label_task(
         tiny_source, pretrained_tiny, tmp_path):
     """configs/transfer/imagenet_finetune_resnet101.py, shrunk: a fresh softmax head

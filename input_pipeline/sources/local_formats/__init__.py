@@ -26,11 +26,6 @@ FORMATS = ("image_folder", "image_labels")
 OPTIONS = ("strict",)
 
 
-def is_local_format(name: str) -> bool:
-    fmt, sep, _ = name.partition(":")
-    return bool(sep) and fmt in FORMATS
-
-
 def parse_name(name: str) -> tuple[str, str, dict[str, bool]]:
     """'image_labels:/root?strict=true' -> ('image_labels', '/root', {'strict': True})."""
     fmt, _, rest = name.partition(":")
