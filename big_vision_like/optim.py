@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from big_vision_like.config import schema
 from big_vision_like.registry import Registry
 from big_vision_like.sharding import path_str
 
@@ -53,7 +54,7 @@ def weight_decay_mask(params: Any, pattern: str = r"kernel$") -> Any:
 
 def _l2(cfg: Mapping[str, Any], opt: optax.GradientTransformation
         ) -> optax.GradientTransformation:
-    if not cfg.get("weight_decay"):
+    if not cfg["weight_decay"]:
         return opt
     return optax.chain(optax.add_decayed_weights(cfg["weight_decay"], mask=weight_decay_mask),
                        opt)
@@ -62,21 +63,19 @@ def _l2(cfg: Mapping[str, Any], opt: optax.GradientTransformation
 def rmsprop(cfg: Mapping[str, Any], lr: optax.ScalarOrSchedule
             ) -> optax.GradientTransformation:
     # TF1's RMSProp: mean square starts at 1, eps inside the sqrt.
-    return _l2(cfg, optax.rmsprop(lr, decay=cfg.get("decay", 0.9), eps=cfg.get("eps", 1.0),
-                                  momentum=cfg.get("momentum", 0.9), initial_scale=1.0,
+    return _l2(cfg, optax.rmsprop(lr, decay=cfg["decay"], eps=cfg["eps"],
+                                  momentum=cfg["momentum"], initial_scale=1.0,
                                   eps_in_sqrt=True))
 
 
 def momentum(cfg: Mapping[str, Any], lr: optax.ScalarOrSchedule
              ) -> optax.GradientTransformation:
-    return _l2(cfg, optax.sgd(lr, momentum=cfg.get("momentum", 0.9),
-                              nesterov=cfg.get("nesterov", False)))
+    return _l2(cfg, optax.sgd(lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"]))
 
 
 def adamw(cfg: Mapping[str, Any], lr: optax.ScalarOrSchedule) -> optax.GradientTransformation:
-    return optax.adamw(lr, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999),
-                       eps=cfg.get("eps", 1e-8), weight_decay=cfg.get("weight_decay", 0.0),
-                       mask=weight_decay_mask)
+    return optax.adamw(lr, b1=cfg["b1"], b2=cfg["b2"], eps=cfg["eps"],
+                       weight_decay=cfg["weight_decay"], mask=weight_decay_mask)
 
 
 def default_optimizer_registry() -> Registry[OptimizerFactory]:
@@ -92,21 +91,23 @@ def build_optimizer(cfg: Mapping[str, Any], schedule: optax.ScalarOrSchedule,
                     frozen: str | None = None,
                     lr_mults: Iterable[tuple[str, float]] | None = None
                     ) -> optax.GradientTransformation:
-    """The optimizer `cfg.name` (default momentum) with clipping, freezing, lr mults.
+    """The optimizer `cfg.name` with clipping, freezing, lr mults; its fields and their
+    defaults are the schema's (config/schema.py OPTIMIZERS).
 
     `frozen` and `lr_mults` are the run's (`config.frozen`, `config.lr_mults`),
     not fields of `cfg`: the model must see the same `frozen` to run frozen
     batch norms in inference mode. Without either, the optimizer state has the
     same structure as the bare optimizer's (checkpoints stay compatible).
     """
-    registry = registry or default_optimizer_registry()
-    tx = registry.get(cfg.get("name", "momentum"))(cfg, schedule)
-    if cfg.get("grad_clip_norm"):
-        tx = optax.chain(optax.clip_by_global_norm(cfg["grad_clip_norm"]), tx)
     for field in ("frozen", "lr_mults"):
         if cfg.get(field):
             raise ValueError(f"optimizer.{field}: set config.{field} instead, so the model "
                              "and the optimizer freeze the same parameters.")
+    cfg = schema.optimizer(cfg)
+    registry = registry or default_optimizer_registry()
+    tx = registry.get(cfg["name"])(cfg, schedule)
+    if cfg["grad_clip_norm"]:
+        tx = optax.chain(optax.clip_by_global_norm(cfg["grad_clip_norm"]), tx)
     return wrap_for_transfer(tx, frozen, lr_mults)
 
 

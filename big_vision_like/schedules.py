@@ -33,6 +33,7 @@ from typing import Any
 import jax.numpy as jnp
 import optax
 
+from big_vision_like.config import schema
 from big_vision_like.durations import Durations
 from big_vision_like.registry import Registry
 
@@ -63,12 +64,12 @@ def constant(cfg: Mapping[str, Any], ctx: ScheduleContext) -> optax.Schedule:
 def staircase(cfg: Mapping[str, Any], ctx: ScheduleContext) -> optax.Schedule:
     every = ctx.durations.steps(cfg, "decay_every")
     return _after_warmup(optax.exponential_decay(
-        ctx.base_lr, every, cfg.get("decay_factor", 0.1), staircase=True), ctx.warmup_steps)
+        ctx.base_lr, every, cfg["decay_factor"], staircase=True), ctx.warmup_steps)
 
 
 def piecewise(cfg: Mapping[str, Any], ctx: ScheduleContext) -> optax.Schedule:
     boundaries = ctx.durations.steps_list(cfg, "boundaries")
-    factors = tuple(float(f) for f in (cfg.get("factors") or ()))
+    factors = tuple(float(f) for f in cfg["factors"] or ())
     if len(factors) != len(boundaries) or not boundaries:
         raise ValueError(f"piecewise schedule: {len(boundaries)} boundaries need as many "
                          f"factors (one per boundary), got factors={factors}.")
@@ -90,12 +91,12 @@ def piecewise(cfg: Mapping[str, Any], ctx: ScheduleContext) -> optax.Schedule:
 def cosine(cfg: Mapping[str, Any], ctx: ScheduleContext) -> optax.Schedule:
     return _after_warmup(optax.cosine_decay_schedule(
         ctx.base_lr, max(1, ctx.total_steps - ctx.warmup_steps),
-        alpha=cfg.get("end_factor", 0.0)), ctx.warmup_steps)
+        alpha=cfg["end_factor"]), ctx.warmup_steps)
 
 
 def poly(cfg: Mapping[str, Any], ctx: ScheduleContext) -> optax.Schedule:
     return _after_warmup(optax.polynomial_schedule(
-        ctx.base_lr, cfg.get("end_lr", 0.0), cfg.get("power", 0.9),
+        ctx.base_lr, cfg["end_lr"], cfg["power"],
         max(1, ctx.total_steps - ctx.warmup_steps)), ctx.warmup_steps)
 
 
@@ -114,7 +115,8 @@ def build_schedule(cfg: Mapping[str, Any], total_steps: int,
                    examples_per_epoch: int | None = None, *,
                    registry: Registry[ScheduleFactory] | None = None,
                    batch_size: int | None = None) -> optax.Schedule:
-    """The schedule `cfg.name` (default constant) of `registry` (default: the standard ones).
+    """The schedule `cfg.name` of `registry` (default: the standard ones); its fields
+    and their defaults are the schema's (config/schema.py SCHEDULES).
 
     `durations` converts the schedule's duration fields. The old signature
     `build_schedule(cfg, total_steps, batch_size, examples_per_epoch)` still
@@ -125,10 +127,11 @@ def build_schedule(cfg: Mapping[str, Any], total_steps: int,
         if size is None:
             raise TypeError("build_schedule needs durations (or a batch_size).")
         durations = Durations(int(size), examples_per_epoch)
+    cfg = schema.schedule(cfg)
     registry = registry or default_schedule_registry()
-    factory = registry.get(cfg.get("name", "constant"))
+    factory = registry.get(cfg["name"])
     base = float(cfg["base_lr"])
-    warmup = durations.steps(cfg, "warmup", default=0, allow_zero=True)
+    warmup = durations.steps(cfg, "warmup", allow_zero=True)
     main = factory(cfg, ScheduleContext(base, total_steps, warmup, durations))
     if not warmup:
         return main

@@ -50,7 +50,7 @@ class StepMonitor:
         self.ckpt.wait()
         sane = self.ckpt.latest_sane_step()
         spiked = [s for s in self.ckpt.all_steps() if sane is None or s > sane]
-        lr = self.config.schedule.get("base_lr")
+        lr = self.config.schedule.base_lr
         fixes = (f"a lower learning rate (--config.schedule.base_lr, now {lr}), gradient "
                  "clipping (--config.optimizer.grad_clip_norm=1.0) or a longer warmup")
         rule = self.watch.rule()

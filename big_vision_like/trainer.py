@@ -10,7 +10,6 @@ evaluating and checkpointing on the config's schedule.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import jax
@@ -23,6 +22,7 @@ from big_vision_like import checkpointing, init_from, losses, models, optim, tas
 from big_vision_like import filesystem as fs
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import sharding as sharding_lib
+from big_vision_like.config import schema
 from big_vision_like.config.validate import validate
 from big_vision_like.durations import Durations
 from big_vision_like.final_evals import FinalEvals
@@ -46,7 +46,7 @@ def build_task(config: ml_collections.ConfigDict, mesh, num_classes: int | None,
     """The config's task (`config.task`, default 'classification')."""
     ctx = TaskContext(mesh=mesh, num_classes=num_classes, models=models.default_registry(),
                       losses=losses.default_registry())
-    cls = (registry or tasks.default_registry()).get(config.get("task", "classification"))
+    cls = (registry or tasks.default_registry()).get(config.task)
     return cls.from_config(config, ctx)
 
 
@@ -58,14 +58,13 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def read_config(workdir: str, what: str = "a training run's workdir"
                 ) -> ml_collections.ConfigDict:
-    """The config a run wrote into its workdir (config.json), shapes as tuples."""
+    """The config a run wrote into its workdir (config.json) over the schema's
+    defaults (an older run's config lacks newer fields), shapes as tuples."""
     path = fs.join(workdir, "config.json")
     if not fs.exists(path):
         raise FileNotFoundError(f"{path} not found: give {what}, e.g. workdirs/demo "
                                 "(the trainer writes config.json there when it starts).")
-    config = ml_collections.ConfigDict(json.loads(fs.read_text(path)))
-    config.input.image_shape = tuple(config.input.image_shape)
-    return config
+    return schema.from_json(fs.read_text(path))
 
 
 def train(config: ml_collections.ConfigDict, workdir: str,
@@ -75,10 +74,14 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     same value again resumes from the latest checkpoint as usual.
 
     On SIGTERM every process saves a checkpoint at one agreed step and
-    `preemption.Preempted` is raised (see big_vision_like/preemption.py)."""
+    `preemption.Preempted` is raised (see big_vision_like/preemption.py).
+
+    Fields `config` lacks (a section replaced by a partial dict, say) take the
+    schema's defaults (config/schema.py); config.json records them all."""
+    config = schema.over_base(config)
     # One run per workdir; only process 0 writes its files, so only it locks.
     with hold_workdir(workdir, enabled=jax.process_index() == 0), \
-            PreemptionWatch(config.get("preemption_check_every", 1)) as stop:
+            PreemptionWatch(config.preemption_check_every) as stop:
         return _train(config, workdir, resume_step, stop)
 
 
@@ -92,20 +95,19 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     durations = Durations(batch, data.train_examples)
     total_steps = durations.steps(config, "total", allow_zero=True)
     schedule = build_schedule(config.schedule, total_steps, durations)
-    frozen = config.get("frozen") or None
+    frozen = config.frozen or None
     tx = optim.build_optimizer(config.optimizer, schedule, frozen=frozen,
-                               lr_mults=config.get("lr_mults") or None)
+                               lr_mults=config.lr_mults or None)
     subsets.check_head(config, data.subset)
     task = build_task(config, mesh, data.num_classes)
     image_shape = tuple(config.input.image_shape)
-    rules = sharding_lib.rules_for(config.get("sharding", "head"),
-                                   config.get("sharding_rules") or ())
+    rules = sharding_lib.rules_for(config.sharding, config.sharding_rules)
 
     state, shardings = train_step.create_train_state(
         task, tx, image_shape, jax.random.key(config.seed), mesh, rules)
     keep_steps = _keep_steps(durations, config, total_steps)
     ckpt = checkpointing.Checkpointer(fs.join(workdir, "checkpoints"),
-                                      keep=config.get("keep_ckpts", 3),
+                                      keep=config.keep_ckpts,
                                       keep_every=durations.maybe_steps(config, "keep_ckpt_every"),
                                       keep_steps=keep_steps)
     if resume_step is not None:
@@ -114,14 +116,14 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
                      f"checkpoints {moved} set aside as <step>.after_{resume_step}" if moved
                      else "done before; resuming from the latest checkpoint")
     data_state = None
-    watch = LossWatch(**(config.get("loss_spike") or {}))
+    watch = LossWatch(**config.loss_spike)
     restored = ckpt.restore_latest_intact(train_step.abstract_with_shardings(state, shardings))
     if restored is not None:
         latest, state, data_state = restored
         watch.resume(data_state.pop(checkpointing.HEALTH, None))
         logging.info("resumed from %s/%d at input position %s", ckpt.directory, latest,
                      data_state)
-    elif config.get("init_from") and config.init_from.get("checkpoint"):
+    elif config.init_from.checkpoint:
         state = _init_from(state, task, config.init_from, workdir if is_main else None)
     if total_steps == 0:  # e.g. the random-features baseline of the transfer study
         logging.warning("total_steps=0: nothing is trained; the evaluators run once on the "
@@ -134,11 +136,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     writer = MetricWriter(workdir, enabled=is_main)
     evals = _build_evaluators(config, task, mesh, shardings, data, durations)
     start = int(state.step)
-    progress = Progress(total_steps, batch, start, config.get("log_every_seconds", 5.0))
+    progress = Progress(total_steps, batch, start, config.log_every_seconds)
     log_steps = durations.steps(config, "log", default=50)
     ckpt_steps = durations.steps(config, "ckpt", default=1000)
 
-    profile = ProfileWindow(config.get("profile"), workdir, total_steps)
+    profile = ProfileWindow(config.profile, workdir, total_steps)
     train_iter = data.train_iterator(data_state)
     monitor = StepMonitor(writer, progress, schedule, log_steps, train_iter, watch, ckpt, config)
     profile.timer = monitor.timer  # starting and writing a trace is not step time
@@ -190,7 +192,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
 
 def _init_from(state, task, cfg, workdir: str | None):
     variables, report = init_from.merge(
-        state.variables, init_from.load_variables(cfg.checkpoint), skip=cfg.get("skip"),
+        state.variables, init_from.load_variables(cfg.checkpoint), skip=cfg.skip,
         load_hook=task.load)
     lines = report.lines()
     logging.info("init_from %s: %s", cfg.checkpoint, lines[0])
@@ -257,10 +259,10 @@ def _build_evaluators(config, task, mesh, shardings, data, durations):
                       train_label_frequencies=data.train_label_frequencies,
                       dataset_metadata=data.metadata, classes=data.subset.classes,
                       all_classes=data.pp_ctx.num_classes,
-                      batch_size=config.get("eval_batch_size") or config.batch_size)
+                      batch_size=config.eval_batch_size or config.batch_size)
     registry = evaluators.default_registry()
     out = {}
-    for name, cfg in (config.get("evals") or {}).items():
+    for name, cfg in config.evals.items():
         for key in ("data", "data_train", "data_test"):
             if key in cfg and cfg.get("pp") is not None:
                 try:

@@ -15,17 +15,12 @@ init_from.skip='^head/'.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import (
-    data_fields,
-    set_mesh_and_sharding,
-    set_recovery_fields,
-    set_transfer_fields,
-)
+from big_vision_like.config import schema
 from input_pipeline.pp.recipes import paper_eval, paper_train
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
+    c = schema.base()
     c.seed = 0
     c.batch_size = 32 * 50
     c.total_steps = placeholder(int)
@@ -40,10 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.keep_ckpt_epochs = placeholder(tuple)
     c.keep_ckpt_examples = placeholder(tuple)
 
-    set_mesh_and_sharding(c)
 
-    c.input = ml_collections.ConfigDict()
-    c.input.data = data_fields("imagenet2012", "train")
+    c.input.data.update(name="imagenet2012", split="train")
     c.input.image_shape = (299, 299, 3)
     c.input.pp = paper_train() + "|onehot(1000, key='label')|keep('image', 'labels')"
     c.input.hierarchy = "none"
@@ -54,17 +47,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.model = dict(name="resnet", depth=101, width=1.0, num_classes=1000,
                    head_bias_init=0.0, dtype="bfloat16")
     c.loss = "softmax_xent"
-    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=1e-4,
-                       grad_clip_norm=placeholder(float))  # None: no clipping, as the paper
-    c.schedule = dict(name="staircase", base_lr=5e-2, decay_factor=0.1,
-                      decay_every_epochs=30)
+    # grad_clip_norm unset: no clipping, as the paper.
+    c.optimizer = schema.optimizer_section("momentum", momentum=0.9, weight_decay=1e-4)
+    c.schedule = schema.schedule_section("staircase", base_lr=5e-2, decay_factor=0.1,
+                                         decay_every_epochs=30)
 
-    c.evals = ml_collections.ConfigDict()
     # Top-1 / top-5 accuracy (and loss) on the validation set, as the paper reports.
     c.evals.val = dict(type="classification", data=dict(split="validation"),
                        pp=paper_eval() + "|onehot(1000, key='label')|keep('image', 'labels')",
                        every_steps=5000)
     c.eval_batch_size = 1024
-    set_transfer_fields(c)
-    set_recovery_fields(c)
     return c

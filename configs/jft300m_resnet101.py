@@ -46,12 +46,7 @@ text file, one weight per line); unset, classes weigh the same.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import (
-    data_fields,
-    set_mesh_and_sharding,
-    set_recovery_fields,
-    set_transfer_fields,
-)
+from big_vision_like.config import schema
 from input_pipeline.pp.recipes import paper_eval, paper_train
 
 PAPER_BATCH_PER_WORKER, PAPER_WORKERS = 32, 50
@@ -61,7 +56,7 @@ TABLE4_ITERATIONS = (12_000_000, 24_000_000, 36_000_000)  # "1.3, 2.6 and 4 epoc
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
+    c = schema.base()
     c.seed = 0
     c.batch_size = PAPER_BATCH_PER_WORKER * PAPER_WORKERS
     c.total_steps = placeholder(int)
@@ -77,10 +72,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.keep_ckpt_examples = tuple(it * PAPER_BATCH_PER_WORKER for it in TABLE4_ITERATIONS)
     c.keep_ckpt_epochs = placeholder(tuple)  # or in epochs; not both
 
-    set_mesh_and_sharding(c)
 
-    c.input = ml_collections.ConfigDict()
-    c.input.data = data_fields("jft300m", "train")
+    c.input.data.update(name="jft300m", split="train")
     c.input.image_shape = (299, 299, 3)
     c.input.pp = paper_train() + "|multi_hot(18291)|keep('image', 'labels')"
     c.input.hierarchy = "dataset"  # or a child-parent file / Open Images JSON
@@ -91,18 +84,17 @@ def get_config() -> ml_collections.ConfigDict:
     c.model = dict(name="resnet", depth=101, width=1.0, num_classes=18_291,
                    head_bias_init=-10.0, dtype="bfloat16")  # sigmoid prior ~ 1/18291
     c.loss = "sigmoid_xent"
-    c.optimizer = dict(name="rmsprop", decay=0.9, momentum=0.9, eps=1.0, weight_decay=1e-4,
-                       grad_clip_norm=placeholder(float))  # None: no clipping, as the paper
-    c.schedule = dict(name="staircase", base_lr=1e-3, decay_factor=0.9,
-                      decay_every_examples=3_000_000 * PAPER_BATCH_PER_WORKER)
+    # grad_clip_norm unset: no clipping, as the paper.
+    c.optimizer = schema.optimizer_section("rmsprop", decay=0.9, momentum=0.9, eps=1.0,
+                                           weight_decay=1e-4)
+    c.schedule = schema.schedule_section(
+        "staircase", base_lr=1e-3, decay_factor=0.9,
+        decay_every_examples=3_000_000 * PAPER_BATCH_PER_WORKER)
 
-    c.evals = ml_collections.ConfigDict()
     c.evals.fasteval = dict(
         type="map_at_k", k=100, weights=placeholder(str),  # a file of per-class weights
         data=dict(name="fasteval14k", split="test", data_dir=placeholder(str)),
         pp=paper_eval() + "|multi_hot(18291, fill_ancestors=False)|keep('image', 'labels')",
         every_steps=10_000)
     c.eval_batch_size = 1024
-    set_transfer_fields(c)
-    set_recovery_fields(c)
     return c

@@ -31,7 +31,6 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from configs import jft300m_resnet101
-from configs.common import data_fields
 from input_pipeline.pp.recipes import paper_eval, paper_train
 
 DATA = "open_images_labels/human_machine"
@@ -43,7 +42,7 @@ LABELS = ("|multi_hot|multi_hot(key='negative_labels', fill_ancestors=False, "
 
 def get_config(size: str | None = None) -> ml_collections.ConfigDict:
     c = jft300m_resnet101.get_config()
-    c.input.data = data_fields(DATA, "train")
+    c.input.data.update(name=DATA, split="train")
     c.input.pp = paper_train() + LABELS
     c.input.shuffle_buffer = 100_000
     c.total_examples = placeholder(int)
@@ -54,7 +53,7 @@ def get_config(size: str | None = None) -> ml_collections.ConfigDict:
     c.model.head_bias_init = -8.0
     c.loss_kw = dict(unknown_weight=1.0)
     eval_pp = paper_eval() + LABELS
-    c.evals = ml_collections.ConfigDict()
+    c.evals = ml_collections.ConfigDict()  # jft's fasteval14k does not apply
     c.evals.validation = dict(type="map_at_k", k=100, weights="uniform",
                               data=dict(split="validation"), pp=eval_pp, every_steps=10_000)
     c.evals.validation_loss = dict(type="loss", data=dict(split="validation"), pp=eval_pp,

@@ -65,9 +65,9 @@ class RunData:
         self.config, self.mesh = config, mesh
         self.sources = sources or default_registry()
         inp = config.input
-        self.source = self.sources.open(inp.data.name, inp.data.get("data_dir"))
+        self.source = self.sources.open(inp.data.name, inp.data.data_dir)
         full = self.source.num_classes()  # None: dense labels only
-        hierarchy = load_hierarchy(inp.get("hierarchy", "dataset"), self.source)
+        hierarchy = load_hierarchy(inp.hierarchy, self.source)
         self.subset = subsets.from_config(inp.data, self.source, hierarchy, full)
         classes = self.subset.classes
         self.num_classes = full if classes is None else len(classes)
@@ -126,19 +126,18 @@ class RunData:
         ds = batches.train_dataset(
             self.source, inp.data.split, self.preprocess(inp.pp),
             self.local(self.config.batch_size), seed=self.config.seed, shard=self.shard,
-            shuffle_buffer=inp.get("shuffle_buffer", 10_000),
-            skip_corrupt=inp.get("skip_corrupt", True),
+            shuffle_buffer=inp.shuffle_buffer, skip_corrupt=inp.skip_corrupt,
             start_index=int((data_state or {}).get("next_index", 0)), subset=self.subset)
         host = batches.HostIterator(ds, f"train input {inp.data.name}", state=data_state)
         return DevicePrefetcher(host, mesh_lib.batch_sharding(self.mesh),
-                                size=inp.get("prefetch", 2))
+                                size=inp.prefetch)
 
     def eval_source(self, data_cfg) -> DataSource:
         """An evaluator's dataset: the training one unless `data_cfg.name` says
         otherwise (a transfer target, beside the training data by default)."""
         name = data_cfg.get("name") or self.config.input.data.name
         if name not in self._eval_sources:
-            data_dir = data_cfg.get("data_dir") or self.config.input.data.get("data_dir")
+            data_dir = data_cfg.get("data_dir") or self.config.input.data.data_dir
             self._eval_sources[name] = self.sources.open(name, data_dir)
         return self._eval_sources[name]
 
@@ -159,7 +158,7 @@ class RunData:
         ds, _ = batches.eval_dataset(
             source, data_cfg.split, self.preprocess(pp_spec, source),
             self.local(batch_size), shard=self.shard,
-            skip_corrupt=self.config.input.get("skip_corrupt", True))
+            skip_corrupt=self.config.input.skip_corrupt)
         with DevicePrefetcher(batches.HostIterator(ds, f"eval input {source.name}"),
                               mesh_lib.batch_sharding(self.mesh)) as it:
             yield from it

@@ -208,11 +208,11 @@ class DataSubset:
 def from_config(data_cfg, source: DataSource, hierarchy: LabelHierarchy | None,
                 num_classes: int | None) -> DataSubset:
     """The `input.data` fields subset_fraction, subset_seed and classes."""
-    fraction = check_fraction(data_cfg.get("subset_fraction"))
-    seed = data_cfg.get("subset_seed") or 0
+    fraction = check_fraction(data_cfg.subset_fraction)
+    seed = data_cfg.subset_seed
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SubsetError(f"input.data.subset_seed={seed!r}: give an integer >= 0.")
-    spec = data_cfg.get("classes")
+    spec = data_cfg.classes
     if spec is None:
         return DataSubset(fraction, seed)
     if num_classes is None:
@@ -309,8 +309,7 @@ def examples_per_epoch(source: DataSource, split: str, subset: DataSubset,
 
 def check_head(config, subset: DataSubset) -> None:
     """model.num_classes, where set, must be the class subset's size."""
-    model = config.get("model") or {}
-    n = model.get("num_classes")
+    n = config.model.get("num_classes")  # a model's own field: not every model has it
     if subset.classes is not None and n is not None and n != len(subset.classes):
         raise SubsetError(
             f"model.num_classes={n} but input.data.classes keeps {len(subset.classes)} "

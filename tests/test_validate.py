@@ -50,6 +50,9 @@ def _problems(num_devices=8, num_processes=1, **fields) -> list[str]:
     ({"optimizer__name": "adam"}, "config.optimizer.name: unknown name 'adam'; use one of "
                                   "adamw, momentum, rmsprop."),
     ({"schedule__name": "linear"}, "config.schedule.name: unknown name 'linear'"),
+    ({"optimizer__nesterv": True}, "config.optimizer: momentum takes no ['nesterv']; its "
+                                   "fields are ['grad_clip_norm', 'momentum', 'nesterov', "),
+    ({"schedule__warmup_step": 5}, "config.schedule: cosine takes no ['warmup_step']"),
     ({"sharding": "zero3"}, "config.sharding: unknown name 'zero3'; use one of fsdp"),
     ({"evals__fasteval__type": "mAP"}, "config.evals.fasteval.type: unknown name 'mAP'"),
     ({"batch_size": 100}, "config.batch_size: 100 is not divisible by the 1 process(es) x "

@@ -71,7 +71,7 @@ def open_workdir(workdir: str, data_dir: str | None = None) -> Run:
     """
     config = trainer.read_config(workdir)
     config.input.data.data_dir = _resolve_data_dir(
-        data_dir or config.input.data.get("data_dir"), workdir)
+        data_dir or config.input.data.data_dir, workdir)
     return Run(fs.absolute(workdir), config, read_metrics(workdir),
                checkpoint_steps(workdir))
 
@@ -97,7 +97,7 @@ def checkpoint_steps(workdir: str) -> list[int]:
 def _mesh(config: ml_collections.ConfigDict):
     # One device on `data`; the head keeps the training run's `model` size, since
     # the class dimension was rounded up to a multiple of it.
-    model = int(config.get("mesh", {}).get("model", 1) or 1)
+    model = int(config.mesh.model)
     if model > jax.device_count():
         raise ValueError(f"the run sharded its head over mesh.model={model} devices; only "
                          f"{jax.device_count()} are visible.")
@@ -178,7 +178,7 @@ def predict(model: Model, images: np.ndarray) -> dict[str, np.ndarray]:
 
 def eval_pp(run: Run) -> str:
     """The first configured evaluator's pp string that keeps images and labels."""
-    for cfg in (run.config.get("evals") or {}).values():
+    for cfg in run.config.evals.values():
         pp = cfg.get("pp") or ""
         if "'image'" in pp and "'labels'" in pp:
             return pp
@@ -199,7 +199,7 @@ def collect(model: Model, split: str = "test", pp: str | None = None,
 
 
 def _eval_batch_size(run: Run, given: int | None) -> int:
-    return given or run.config.get("eval_batch_size") or run.config.batch_size
+    return given or run.config.eval_batch_size or run.config.batch_size
 
 
 def _split(split: str) -> ml_collections.ConfigDict:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from big_vision_like import durations
+from big_vision_like.config import schema
 from big_vision_like.registry import Registry
 
 EVAL_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -60,6 +61,8 @@ def validate(config: Mapping[str, Any], num_devices: int, num_processes: int = 1
              registries: Registries | None = None) -> None:
     """Raises ConfigError listing every problem found; returns None if there is none."""
     reg = registries or Registries.default()
+    # Read over the schema's defaults, so a config built by hand is checked alike.
+    config = schema.over_base(config)
     problems: list[str] = []
     check = _Checker(problems)
     _check_names(config, reg, check)
@@ -75,18 +78,17 @@ def validate(config: Mapping[str, Any], num_devices: int, num_processes: int = 1
                        f"{data_axis} device(s) on the data axis; use a multiple of {split}")
     for name in _DURATIONS:
         _check_duration(config, name, name, check, allow_zero=name == "total")
-    check.that(config.get("keep_ckpts", 1) is None or (_is_int(config.get("keep_ckpts", 1))
-               and config.get("keep_ckpts", 1) >= 1), "keep_ckpts",
-               f"{config.get('keep_ckpts')!r}: keep at least 1 checkpoint")
-    _check_schedule(config.get("schedule") or {}, check)
+    check.that(_is_int(config.keep_ckpts) and config.keep_ckpts >= 1, "keep_ckpts",
+               f"{config.keep_ckpts!r}: keep at least 1 checkpoint")
+    _check_schedule(config.schedule, check)
     _check_regexes(config, check)
     _check_pp(config, check)
-    shape = (config.get("input") or {}).get("image_shape")
+    shape = config.input.image_shape
     if shape is not None:
         check.that(isinstance(shape, (tuple, list)) and len(shape) == 3
                    and all(_is_int(s) and s > 0 for s in shape), "input.image_shape",
                    f"{shape!r}: give (height, width, channels), three positive ints")
-    for name, cfg in (config.get("evals") or {}).items():
+    for name, cfg in config.evals.items():
         _check_duration(cfg, "every", f"evals.{name}.every", check)
     if problems:
         raise ConfigError(problems)
@@ -105,10 +107,17 @@ class _Checker:
         return self.that(_is_int(value) and value > 0, field,
                          f"{value!r}: give a positive whole number")
 
-    def known(self, field: str, name: Any, registry: Registry | tuple[str, ...]) -> None:
+    def known(self, field: str, name: Any, registry: Registry | tuple[str, ...]) -> bool:
         names = list(registry)
-        self.that(name in names, field,
-                  f"unknown name {name!r}; use one of {', '.join(sorted(names))}")
+        return self.that(name in names, field,
+                         f"unknown name {name!r}; use one of {', '.join(sorted(names))}")
+
+    def fields(self, field: str, complete: Callable, cfg: Any) -> None:
+        """The section's fields are those its name takes (schema.OPTIMIZERS, ...)."""
+        try:
+            complete(cfg)
+        except ValueError as e:
+            self.that(False, field, str(e).partition(": ")[2].rstrip("."))
 
     def regex(self, field: str, pattern: Any) -> None:
         if pattern is None or pattern == "":
@@ -129,17 +138,15 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_names(config, reg: Registries, check: _Checker) -> None:
-    check.known("task", config.get("task", "classification"), reg.tasks)
-    model = config.get("model") or {}
-    check.known("model.name", model.get("name", "resnet"), reg.models)
-    if config.get("loss") is not None:
-        check.known("loss", config.get("loss"), reg.losses)
-    check.known("optimizer.name", (config.get("optimizer") or {}).get("name", "momentum"),
-                reg.optimizers)
-    check.known("schedule.name", (config.get("schedule") or {}).get("name", "constant"),
-                reg.schedules)
-    check.known("sharding", config.get("sharding", "head"), reg.sharding_presets)
-    for name, cfg in (config.get("evals") or {}).items():
+    check.known("task", config.task, reg.tasks)
+    check.known("model.name", config.model.name, reg.models)
+    check.known("loss", config.loss, reg.losses)
+    if check.known("optimizer.name", config.optimizer.name, reg.optimizers):
+        check.fields("optimizer", schema.optimizer, config.optimizer)
+    if check.known("schedule.name", config.schedule.name, reg.schedules):
+        check.fields("schedule", schema.schedule, config.schedule)
+    check.known("sharding", config.sharding, reg.sharding_presets)
+    for name, cfg in config.evals.items():
         if check.that(bool(EVAL_NAME.fullmatch(name)), f"evals.{name}",
                       "name evaluators with letters, digits and '_' only"):
             check.known(f"evals.{name}.type", cfg.get("type"), reg.evaluators)
@@ -147,8 +154,7 @@ def _check_names(config, reg: Registries, check: _Checker) -> None:
 
 def _check_mesh(config, num_devices: int, check: _Checker) -> int | None:
     """The data axis's size, or None where the mesh does not fit."""
-    mesh = config.get("mesh") or {"data": -1, "model": 1}
-    data, model = mesh.get("data", -1), mesh.get("model", 1)
+    data, model = config.mesh.data, config.mesh.model
     if not check.positive_int("mesh.model", model):
         return None
     if not check.that(_is_int(data) and (data == -1 or data > 0), "mesh.data",
@@ -197,10 +203,10 @@ def _check_schedule(schedule, check: _Checker) -> None:
 
 
 def _check_regexes(config, check: _Checker) -> None:
-    check.regex("frozen", config.get("frozen"))
-    check.regex("init_from.skip", (config.get("init_from") or {}).get("skip"))
+    check.regex("frozen", config.frozen)
+    check.regex("init_from.skip", config.init_from.skip)
     for field in ("lr_mults", "sharding_rules"):
-        for i, rule in enumerate(config.get(field) or ()):
+        for i, rule in enumerate(config[field] or ()):
             if check.that(isinstance(rule, (tuple, list)) and len(rule) == 2,
                           f"{field}[{i}]", f"{rule!r}: give (regex, value) pairs"):
                 check.regex(f"{field}[{i}]", rule[0])
@@ -218,6 +224,6 @@ def _check_pp(config, check: _Checker) -> None:
             check.that(False, field,
                        f"the preprocessing string does not parse: {str(e).rstrip('.')}")
 
-    parses("input.pp", (config.get("input") or {}).get("pp"))
-    for name, cfg in (config.get("evals") or {}).items():
+    parses("input.pp", config.input.pp)
+    for name, cfg in config.evals.items():
         parses(f"evals.{name}.pp", cfg.get("pp"))

@@ -86,9 +86,8 @@ class ClassificationTask(Task):
                              "whose metadata gives the number of classes.")
         model, entry = models.build(
             config.model, ctx.models, num_classes=round_up_classes(num_classes, ctx.mesh),
-            frozen=config.get("frozen") or None)
-        return cls(model, num_classes, config.get("loss", "sigmoid_xent"), ctx.losses,
-                   entry.load, config.get("loss_kw"))
+            frozen=config.frozen or None)
+        return cls(model, num_classes, config.loss, ctx.losses, entry.load, config.loss_kw)
 
     def outputs(self, raw: Any) -> Outputs:
         logits, named = raw

@@ -78,7 +78,7 @@ class DetectionTask(Task):
                              "classes, background not counted (80 for COCO, 20 for VOC).")
         cfg = dict(config.model)
         cfg.setdefault("name", "faster_rcnn")
-        model, entry = models.build(cfg, ctx.models, frozen=config.get("frozen") or None)
+        model, entry = models.build(cfg, ctx.models, frozen=config.frozen or None)
         weights = dict((config.get("detection") or {}).get("loss_weights") or {})
         return cls(model, entry.load, weights)
 

@@ -57,7 +57,7 @@ class PoseTask(Task):
         cfg = dict(config.model)
         cfg.setdefault("name", "pose_resnet")
         model, entry = models.build(cfg, ctx.models, num_keypoints=pose["num_keypoints"],
-                                    frozen=config.get("frozen") or None)
+                                    frozen=config.frozen or None)
         return cls(model, pose["radius"], pose.get("heatmap_weight", 4.0),
                    pose.get("offset_weight", 1.0), pose.get("huber_delta", 1.0), entry.load,
                    pose.get("decoder", "argmax"))

@@ -77,7 +77,7 @@ class SegmentationTask(Task):
             raise ValueError("segmentation: model.name='resnet' has no dense head; use "
                              "model.name='deeplab'.")
         model, entry = models.build(config.model, ctx.models,
-                                    frozen=config.get("frozen") or None)
+                                    frozen=config.frozen or None)
         return cls(model, num_classes, entry.load)
 
     def outputs(self, raw: Any) -> Outputs:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 
 import ml_collections
-from ml_collections.config_dict import placeholder
 
+from big_vision_like.config import schema
 from configs import demo
-from configs.common import data_fields, set_recovery_fields, set_run_fields, set_transfer_fields
 
 FROZEN_BODY = "^(conv1|conv[2-5])"  # every stage: only the head trains
 
@@ -37,9 +36,9 @@ class Target:
 
 
 def transfer_config(t: Target) -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
+    c = schema.base()
     # Only the end state is saved: runs are short.
-    set_run_fields(c, batch_size=t.batch_size, total_steps=t.total_steps, log_steps=25,
+    c.update(batch_size=t.batch_size, total_steps=t.total_steps, log_steps=25,
                    log_every_seconds=10.0, ckpt_steps=t.total_steps, keep_ckpts=1)
 
     ops = lambda *parts: "|".join(p for p in parts if p)
@@ -47,8 +46,7 @@ def transfer_config(t: Target) -> ml_collections.ConfigDict:
     # synthetic_jft are not its classes).
     onehot = (f"onehot({t.num_classes}, key='label')" if t.num_classes
               else "onehot(key='label')")
-    c.input = ml_collections.ConfigDict()
-    c.input.data = data_fields(t.data, t.train_split)
+    c.input.data.update(name=t.data, split=t.train_split)
     c.input.image_shape = (t.image_size, t.image_size, 3)
     c.input.pp = ops("decode", t.augment, "value_range(-1, 1)", t.label_pp, onehot,
                      "keep('image', 'labels')")
@@ -62,16 +60,13 @@ def transfer_config(t: Target) -> ml_collections.ConfigDict:
     c.model.head_bias_init = 0.0
     c.model.num_classes = t.num_classes
     c.loss = "softmax_xent"
-    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=1e-4,
-                       grad_clip_norm=placeholder(float))
-    c.schedule = dict(name="cosine", base_lr=0.05, warmup_steps=max(1, t.total_steps // 10))
-    set_transfer_fields(c)  # frozen=FROZEN_BODY trains the head on frozen features
-    set_recovery_fields(c)
+    c.optimizer = schema.optimizer_section("momentum", momentum=0.9, weight_decay=1e-4)
+    c.schedule = schema.schedule_section("cosine", base_lr=0.05,
+                                         warmup_steps=max(1, t.total_steps // 10))
     c.init_from.skip = "^head/"
 
     eval_pp = ops("decode", t.eval_resize, "value_range(-1, 1)", t.label_pp)
     end = 10 ** 9  # evaluators also run once at the end
-    c.evals = ml_collections.ConfigDict()
     c.evals.test = dict(type="classification", data=dict(split=t.test_split), every_steps=end,
                         pp=ops(eval_pp, onehot, "keep('image', 'labels')"))
     features = dict(data_train=dict(split=t.train_split), data_test=dict(split=t.test_split),

@@ -21,7 +21,7 @@ import dataclasses
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import data_fields, set_recovery_fields, set_run_fields, set_transfer_fields
+from big_vision_like.config import schema
 
 DECODE_LABEL_MAP = "decode(channels=1, key='segmentation')"
 
@@ -49,13 +49,12 @@ class SegTarget:
 
 
 def deeplab_config(t: SegTarget) -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    set_run_fields(c, batch_size=t.batch_size, total_steps=t.total_steps, log_steps=50,
+    c = schema.base()
+    c.update(batch_size=t.batch_size, total_steps=t.total_steps, log_steps=50,
                    log_every_seconds=30.0, ckpt_steps=2000, keep_ckpts=2)
 
     s = t.image_size
-    c.input = ml_collections.ConfigDict()
-    c.input.data = data_fields(t.data, t.train_split)
+    c.input.data.update(name=t.data, split=t.train_split)
     c.input.image_shape = (s, s, 3)
     c.input.label_pp = t.label_pp
     c.input.fit_pp = t.fit_pp or f"resize({s}, keys=('image', 'segmentation'))"
@@ -70,15 +69,12 @@ def deeplab_config(t: SegTarget) -> ml_collections.ConfigDict:
 
     c.task = "segmentation"
     c.model = dict(name="deeplab", num_classes=t.num_classes, **t.model)
-    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=t.weight_decay,
-                       grad_clip_norm=placeholder(float))
-    c.schedule = dict(name="poly", base_lr=t.base_lr, power=0.9, end_lr=0.0)
-    set_transfer_fields(c)
+    c.optimizer = schema.optimizer_section("momentum", momentum=0.9,
+                                           weight_decay=t.weight_decay)
+    c.schedule = schema.schedule_section("poly", base_lr=t.base_lr, power=0.9, end_lr=0.0)
     c.task = "segmentation"
-    set_recovery_fields(c)
     c.init_from.skip = "^(head|aspp)/"
 
-    c.evals = ml_collections.ConfigDict()
     c.evals.test = dict(type="miou", data=dict(split=t.test_split), pp=pp,
                         every_steps=t.eval_every_steps,
                         class_names=t.class_names or placeholder(tuple))

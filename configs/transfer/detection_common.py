@@ -23,7 +23,7 @@ import dataclasses
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import data_fields, set_recovery_fields, set_run_fields, set_transfer_fields
+from big_vision_like.config import schema
 
 FROZEN_CONV1_4 = "^(conv1|conv[2-4])"  # Figure 4's frozen feature extractor
 PACKED = ("'image', 'image_hw', 'boxes', 'classes', 'box_valid', 'is_crowd', "
@@ -57,13 +57,12 @@ class DetTarget:
 
 
 def detection_config(t: DetTarget) -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
+    c = schema.base()
     total_steps = max(1, t.images_total // t.batch_size)
-    set_run_fields(c, batch_size=t.batch_size, total_steps=total_steps, log_steps=100,
+    c.update(batch_size=t.batch_size, total_steps=total_steps, log_steps=100,
                    log_every_seconds=10.0, ckpt_steps=max(1, min(10_000, total_steps)),
                    keep_ckpts=2)
-    c.input = ml_collections.ConfigDict()
-    c.input.data = data_fields(t.data, t.train_split)
+    c.input.data.update(name=t.data, split=t.train_split)
     c.input.image_shape = (t.max_size, t.max_size, 3)
     c.input.pp = (f"{_resize_pp(t)}|flip_lr(boxes='objects/bbox')|{_pack_pp(t)}"
                   f"|keep({PACKED})")
@@ -76,17 +75,15 @@ def detection_config(t: DetTarget) -> ml_collections.ConfigDict:
                    num_classes=t.num_classes, dtype="float32", **t.model)
     c.detection = dict(loss_weights=dict(rpn_objectness=1.0, rpn_box=2.0, box_classes=1.0,
                                          box_refinement=2.0))
-    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=0.0, grad_clip_norm=10.0)
-    c.schedule = dict(name="piecewise", base_lr=t.lr_per_image * t.batch_size,
-                      boundaries_steps=(max(1, t.images_lr_drop // t.batch_size),),
-                      factors=(0.1,))
-    set_transfer_fields(c)  # frozen=FROZEN_CONV1_4: Figure 4's frozen curve
+    c.optimizer = schema.optimizer_section("momentum", momentum=0.9, weight_decay=0.0,
+                                           grad_clip_norm=10.0)
+    c.schedule = schema.schedule_section(
+        "piecewise", base_lr=t.lr_per_image * t.batch_size,
+        boundaries_steps=(max(1, t.images_lr_drop // t.batch_size),), factors=(0.1,))
     c.task = "detection"
-    set_recovery_fields(c)
     c.init_from.skip = "^(head|rpn_|box_classifier_)"
 
     end = 10 ** 9  # at the end only
-    c.evals = ml_collections.ConfigDict()
     c.evals.test = dict(type=t.evaluator, data=dict(split=t.test_split), every_steps=end,
                         class_names=tuple(t.class_names),
                         # A path: also write the detections as a COCO results JSON.

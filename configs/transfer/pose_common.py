@@ -11,7 +11,7 @@ import dataclasses
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs.common import data_fields, set_recovery_fields, set_run_fields, set_transfer_fields
+from big_vision_like.config import schema
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,15 +35,14 @@ class PoseTarget:
 
 
 def pose_config(t: PoseTarget) -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    set_run_fields(c, batch_size=t.batch_size, total_steps=t.total_steps, log_steps=100,
+    c = schema.base()
+    c.update(batch_size=t.batch_size, total_steps=t.total_steps, log_steps=100,
                    log_every_seconds=10.0, ckpt_steps=max(1, min(10_000, t.total_steps)),
                    keep_ckpts=2)
 
     h, w = t.crop
     flip = f", flip_pairs={tuple(t.flip_pairs)!r}" if t.flip_pairs else ""
-    c.input = ml_collections.ConfigDict()
-    c.input.data = data_fields(t.data, t.train_split)
+    c.input.data.update(name=t.data, split=t.train_split)
     c.input.image_shape = (h, w, 3)
     c.input.pp = (f"decode|pose_crop_train(({h}, {w}), context={t.context}{flip})"
                   "|value_range(-1, 1)|keep('image', 'keypoints')")
@@ -58,19 +57,15 @@ def pose_config(t: PoseTarget) -> ml_collections.ConfigDict:
                   flip_pairs=tuple(t.flip_pairs))
     c.model = dict(name="pose_resnet", depth=t.depth, width=t.width, output_stride=8,
                    upsample=True, dtype="float32")
-    c.optimizer = dict(name="momentum", momentum=0.9, weight_decay=1e-4,
-                       grad_clip_norm=placeholder(float))
+    c.optimizer = schema.optimizer_section("momentum", momentum=0.9, weight_decay=1e-4)
     # SGD + momentum, lr / 10 after lr_drop_step (the paper's section 5.4).
-    c.schedule = dict(name="piecewise", base_lr=t.base_lr,
-                      boundaries_steps=(t.lr_drop_step,), factors=(0.1,))
-    set_transfer_fields(c)
+    c.schedule = schema.schedule_section("piecewise", base_lr=t.base_lr,
+                                         boundaries_steps=(t.lr_drop_step,), factors=(0.1,))
     c.task = "pose"
-    set_recovery_fields(c)
     # The body comes from a classification checkpoint; its head is not used.
     c.init_from.skip = "^(head|keypoint_outputs)/"
 
     end = 10 ** 9  # at the end only
-    c.evals = ml_collections.ConfigDict()
     c.evals.test = dict(
         type="keypoint_ap", data=dict(split=t.test_split), every_steps=end,
         sigmas=tuple(t.sigmas), nms_threshold=0.5,

@@ -1,0 +1,199 @@
+"""The one schema of a training run's config: every run-level field the library
+reads, with its type and default, documented once here.
+
+    c = schema.base()            # a config file starts here, then sets its fields
+    c.batch_size = 128
+    c.input.data.name = "synthetic_jft/demo"
+
+The trainer and the data layer read these fields and never invent defaults of
+their own. Sections whose fields depend on a name (the optimizer's, the
+schedule's) are completed from `OPTIMIZERS` / `SCHEDULES` by `optimizer()` and
+`schedule()`: a field the named optimizer or schedule does not know is an
+error that lists the ones it does. Durations may be given in steps, epochs or
+examples (`<name>_steps`, `_epochs`, `_examples`; big_vision_like/durations.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+UNITS = ("steps", "epochs", "examples")
+
+
+def _duration(c: ml_collections.ConfigDict, name: str, steps: int | None = None,
+              sequence: bool = False) -> None:
+    """`<name>_steps` (default `steps`), `<name>_epochs`, `<name>_examples`."""
+    kind = tuple if sequence else None
+    c[f"{name}_steps"] = placeholder(kind or int) if steps is None else steps
+    c[f"{name}_epochs"] = placeholder(kind or float)
+    c[f"{name}_examples"] = placeholder(kind or int)
+
+
+def base() -> ml_collections.ConfigDict:
+    """Every run-level field, at its default."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    # The task in the one training loop: classification, segmentation, detection, pose.
+    c.task = "classification"
+    c.batch_size = placeholder(int)  # the global batch, split over processes and devices
+    c.eval_batch_size = placeholder(int)  # unset: batch_size
+    _duration(c, "total")  # how long to train (0: evaluate the initial model only)
+    _duration(c, "log", 50)  # metrics every N steps ...
+    c.log_every_seconds = 5.0  # ... and a progress line at most this often
+    _duration(c, "ckpt", 1000)  # checkpoint every N steps (and at the end)
+    c.keep_ckpts = 3  # checkpoints kept by the rotation
+    _duration(c, "keep_ckpt_every")  # also keep every N-th step
+    _duration(c, "keep_ckpt", sequence=True)  # also keep these steps
+    c.preemption_check_every = 1  # steps between checks of an agreed SIGTERM stop
+
+    # Devices: `data` splits the batch, `model` the head's classes (-1: the rest).
+    c.mesh = dict(data=-1, model=1)
+    c.sharding = "head"  # preset: head, fsdp or replicated (big_vision_like/sharding.py)
+    c.sharding_rules = ()  # (regex, spec) pairs before the preset's
+
+    c.input = ml_collections.ConfigDict()
+    # The training data: a dataset name (input_pipeline/sources), its split, and which
+    # part of it trains: a random fraction (nested, seeded) or the images carrying
+    # one of `classes` (ids, or a file of ids or names) with only those outputs.
+    c.input.data = dict(name=placeholder(str), split="train", data_dir=placeholder(str),
+                        subset_fraction=placeholder(float), subset_seed=0,
+                        classes=placeholder(object))
+    c.input.pp = placeholder(str)  # the training preprocessing string
+    c.input.image_shape = placeholder(tuple)  # (height, width, channels) after pp
+    c.input.hierarchy = "dataset"  # ancestors to fill in: dataset, none, or a file
+    c.input.shuffle_buffer = 10_000
+    c.input.skip_corrupt = True  # skip and count images that do not decode
+    c.input.prefetch = 2  # batches kept on the devices ahead of the step
+
+    c.model = dict(name="resnet")  # the model's own fields: its flax module's
+    c.loss = "sigmoid_xent"  # classification's loss (per label; softmax_xent single-label)
+    c.loss_kw = ml_collections.ConfigDict()  # the loss's extra arguments
+    c.optimizer = dict(name="momentum")  # fields: OPTIMIZERS[name]
+    c.schedule = dict(name="constant", base_lr=placeholder(float))  # fields: SCHEDULES[name]
+    c.evals = ml_collections.ConfigDict()  # name -> an evaluator's config (evaluators/)
+
+    # Fine-tuning: parameters matching `frozen` are not updated (their batch norms
+    # run in inference mode); lr_mults scales matching parameters' updates;
+    # init_from starts from a checkpoint step folder, `skip` matching variables fresh.
+    c.frozen = placeholder(str)
+    c.lr_mults = ()
+    c.init_from = dict(checkpoint=placeholder(str), skip=placeholder(str))
+
+    # A step's loss above `factor` x the median of the `window` before it is a spike;
+    # checkpoints saved after one are not the fallback of a diverged run.
+    c.loss_spike = dict(factor=3.0, window=100)
+    # A profiler trace of `num_steps` steps from `start_step` (unset: none).
+    c.profile = dict(start_step=placeholder(int), num_steps=5, all_processes=False,
+                     perfetto=True)
+    return c
+
+
+# Each optimizer's fields and defaults (big_vision_like/optim.py).
+_CLIP = {"grad_clip_norm": None}  # clip the global gradient norm (None: no clipping)
+OPTIMIZERS: dict[str, dict[str, Any]] = {
+    # The paper's: TF1 RMSProp, mean square starting at 1, eps inside the sqrt.
+    "rmsprop": {"decay": 0.9, "eps": 1.0, "momentum": 0.9, "weight_decay": 0.0, **_CLIP},
+    "momentum": {"momentum": 0.9, "nesterov": False, "weight_decay": 0.0, **_CLIP},
+    "adamw": {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0, **_CLIP},
+}
+
+
+def _durations(name: str, default: Any = None) -> dict[str, Any]:
+    return {f"{name}_steps": default, f"{name}_epochs": None, f"{name}_examples": None}
+
+
+# Each schedule's fields and defaults (big_vision_like/schedules.py); every one
+# also takes base_lr and a linear warmup.
+_COMMON = {"base_lr": None, **_durations("warmup", 0)}
+SCHEDULES: dict[str, dict[str, Any]] = {
+    "constant": dict(_COMMON),
+    "staircase": {**_COMMON, "decay_factor": 0.1, **_durations("decay_every")},
+    "piecewise": {**_COMMON, "factors": (), **_durations("boundaries")},
+    "cosine": {**_COMMON, "end_factor": 0.0},
+    "poly": {**_COMMON, "end_lr": 0.0, "power": 0.9},
+}
+
+
+def _complete(section: str, tables: Mapping[str, Mapping[str, Any]], common: Mapping[str, Any],
+              default_name: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = dict(cfg or {})
+    name = cfg.pop("name", None) or default_name
+    if name not in tables:  # one registered by a caller: the fields all of them take
+        return {"name": name, **common, **cfg}
+    unknown = sorted(set(cfg) - set(tables[name]))
+    if unknown:
+        raise ValueError(f"{section}: {name} takes no {unknown}; its fields are "
+                         f"{sorted(tables[name])}.")
+    return {"name": name, **tables[name], **cfg}
+
+
+# The types of fields whose default is None: a config's placeholder takes them
+# from the command line.
+_TYPES = {"grad_clip_norm": float, "base_lr": float, "factors": tuple}
+_SEQUENCES = ("boundaries",)
+
+
+def _type_of(field: str) -> type:
+    if field in _TYPES:
+        return _TYPES[field]
+    name, _, unit = field.rpartition("_")
+    if name in _SEQUENCES:
+        return tuple
+    return {"steps": int, "epochs": float, "examples": int}[unit]
+
+
+def section(complete: dict[str, Any]) -> ml_collections.ConfigDict:
+    """A completed optimizer or schedule as a config section: every field present, so
+    each can be set from the shell, None ones as typed placeholders."""
+    return ml_collections.ConfigDict({
+        k: placeholder(_type_of(k)) if v is None else v for k, v in complete.items()})
+
+
+def optimizer_section(name: str, **fields: Any) -> ml_collections.ConfigDict:
+    """A config's `optimizer`: `name` with `fields`, the rest at their defaults."""
+    return section(optimizer({"name": name, **fields}))
+
+
+def schedule_section(name: str, **fields: Any) -> ml_collections.ConfigDict:
+    """A config's `schedule`: `name` with `fields`, the rest at their defaults."""
+    return section(schedule({"name": name, **fields}))
+
+
+def optimizer(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """`cfg` with the named optimizer's defaults filled in (default: momentum)."""
+    return _complete("optimizer", OPTIMIZERS, _CLIP, "momentum", cfg)
+
+
+def schedule(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """`cfg` with the named schedule's defaults filled in (default: constant)."""
+    return _complete("schedule", SCHEDULES, _COMMON, "constant", cfg)
+
+
+def over_base(values: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """`values` (a config, or what a run wrote) over `base()`: fields it lacks take
+    their defaults; its own fields, whatever they are, are kept."""
+    c = base()
+    c.unlock()
+    _merge(c, values)
+    return c
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+    """The config a run wrote (config.json), over `base()`, shapes as tuples."""
+    c = over_base(json.loads(text))
+    c.input.image_shape = tuple(c.input.image_shape) if c.input.image_shape else None
+    return c
+
+
+def _merge(c: ml_collections.ConfigDict, values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+        if (isinstance(value, (Mapping, ml_collections.ConfigDict))
+                and isinstance(c.get(key), ml_collections.ConfigDict)):
+            _merge(c[key], value)
+        else:
+            c[key] = value
