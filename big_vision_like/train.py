@@ -15,50 +15,77 @@ per problem, before any dataset is opened (big_vision_like/config/validate.py).
 
 from __future__ import annotations
 
+import argparse
 import logging as pylogging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
 from big_vision_like.config import cli as config_cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and metrics go.")
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "host:port of process 0, for several processes "
-    "(not needed on TPU pods or Slurm; also JAX_COORDINATOR_ADDRESS).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id, 0-based.")
-_RESUME_STEP = flags.DEFINE_integer(
-    "resume_step", None, "Go back to this checkpoint of the workdir (e.g. the last sane "
-    "one a diverged run names); later ones are renamed <step>.after_<N>, not deleted. "
-    "Rerunning with the same value after that resumes from the latest checkpoint.")
-_PREEMPTION_EXIT_CODE = flags.DEFINE_integer(
-    "preemption_exit_code", 128 + signal.SIGTERM,
-    "Exit code after a SIGTERM made the run save a checkpoint and stop (default 143 = "
-    "128 + SIGTERM, as a shell reports a SIGTERM-ed process); make the scheduler requeue "
-    "on it. Errors exit with 1.", lower_bound=0, upper_bound=255)
-_PRINT_CONFIG = flags.DEFINE_bool(
-    "print_config", False, "Print the config, command-line overrides applied, and exit.")
-flags.mark_flags_as_required(["config", "workdir"])
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: its own flags; `--config.<field>=<value>` arguments are the
+    config's (config/cli.py)."""
+    p = argparse.ArgumentParser(
+        prog="python -m big_vision_like.train", description=__doc__.split("\n\n")[0],
+        epilog="--config.<field>=<value> overrides any field of the config file "
+               "(--print_config lists them), e.g. --config.batch_size=64.")
+    p.add_argument("--config", required=True,
+                   help="A config file (configs/*.py), with an argument after ':' where "
+                        "it takes one (configs/transfer/digits.py:tiny).")
+    p.add_argument("--workdir", required=True, help="Where checkpoints and metrics go.")
+    p.add_argument("--coordinator_address", default=None,
+                   help="host:port of process 0, for several processes (not needed on TPU "
+                        "pods or Slurm; also JAX_COORDINATOR_ADDRESS).")
+    p.add_argument("--num_processes", type=int, default=None, help="Processes in the job.")
+    p.add_argument("--process_id", type=int, default=None, help="This process's id, 0-based.")
+    p.add_argument("--resume_step", type=int, default=None,
+                   help="Go back to this checkpoint of the workdir (e.g. the last sane one a "
+                        "diverged run names); later ones are renamed <step>.after_<N>, not "
+                        "deleted. Rerunning with the same value after that resumes from the "
+                        "latest checkpoint.")
+    p.add_argument("--preemption_exit_code", type=int, default=128 + signal.SIGTERM,
+                   choices=range(256), metavar="0..255",
+                   help="Exit code after a SIGTERM made the run save a checkpoint and stop "
+                        "(default 143 = 128 + SIGTERM, as a shell reports a SIGTERM-ed "
+                        "process); make the scheduler requeue on it. Errors exit with 1.")
+    p.add_argument("--print_config", action="store_true",
+                   help="Print the config, command-line overrides applied, and exit.")
+    return p
 
 
-def main(argv) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = _CONFIG.value
-    cleared = config_cli.resolve(config, flags.FLAGS[_CONFIG.name])
-    if _PRINT_CONFIG.value:
+def _innermost(error: BaseException) -> str:
+    """ml_collections wraps a misspelt field's KeyError in an AttributeError."""
+    while error.args and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    text = str(error.args[0]) if error.args else str(error)
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = parser()
+    args, rest = p.parse_known_args(argv)
+    unknown = [a for a in rest if not a.startswith("--config.")]
+    if unknown:
+        p.error(f"unexpected arguments: {unknown}")
+    try:
+        config, cleared = config_cli.load_config(args.config, rest)
+    except (flags.Error, ValueError, TypeError, AttributeError, KeyError) as e:
+        p.error(f"{args.config}: {_innermost(e)}")
+    if args.print_config:
         sys.stdout.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
         return
+    flags.FLAGS.mark_as_parsed()  # absl's logging asks; this command has no absl flags
+    logging.use_absl_handler()
     from big_vision_like import distributed  # after flags: jax starts here
 
-    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
     import jax
 
     from big_vision_like.config.validate import ConfigError, validate
@@ -87,7 +114,7 @@ def main(argv) -> None:
     logging.get_absl_handler().addFilter(quiet_errors.quiet_orbax_errors)
     sys.unraisablehook = quiet_errors.drop_closed_loop_errors(sys.unraisablehook)
     try:
-        trainer.train(config, _WORKDIR.value, resume_step=_RESUME_STEP.value)
+        trainer.train(config, args.workdir, resume_step=args.resume_step)
     except (CheckpointError, WorkdirLockedError, NonFiniteLossError) as e:
         quiet_errors.exit_with(f"error: {e}")
     except Preempted as e:
@@ -97,13 +124,13 @@ def main(argv) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         logging.flush()
         sys.stderr.write(f"{e}\n")
-        sys.exit(_PREEMPTION_EXIT_CODE.value)
+        sys.exit(args.preemption_exit_code)
     if jax.process_index() != 0:
         return
-    for key, value in sorted(trainer.summary(_WORKDIR.value).items()):
+    for key, value in sorted(trainer.summary(args.workdir).items()):
         if "/" in key:
             print(f"{key}: {value}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -3,13 +3,15 @@ one run of a study is trained, and the command line."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging as pylogging
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 
 import ml_collections
-from absl import app, flags, logging
+from absl import flags, logging
 
 from big_vision_like import filesystem as fs
 from configs import demo
@@ -72,41 +74,54 @@ def read_json(path: str) -> dict:
         return json.load(f)
 
 
+def add_report_flags(parser: argparse.ArgumentParser) -> None:
+    """--report_only and --readme: a finished study's tables rendered again."""
+    parser.add_argument("--report_only", action="store_true",
+                        help="Train nothing: render results.md again from the workdir's "
+                             "results (a committed study's results folder works).")
+    parser.add_argument("--readme", default=None,
+                        help="With --report_only: also put the tables into this Markdown "
+                             "file, between its '<!-- generated: <workdir's name> -->' "
+                             "markers.")
+
+
+def show_training_progress() -> None:
+    """The trainer's progress on stderr, as train.py shows it; orbax's saves at INFO
+    left out."""
+    flags.FLAGS.mark_as_parsed()  # absl's logging asks; studies have no absl flags
+    logging.use_absl_handler()
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(
+        lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
+
+
 def study_main(run_study: Callable[..., object], targets: Mapping[str, object],
-               sizes: Sequence[str], report_again: Callable[[str], str]) -> None:
-    """The command line of a study. Its flags are defined here, when a study runs
-    as a program, so that the study modules can be imported side by side."""
-    workdir = flags.DEFINE_string("workdir", None, "Where the study's runs and results go.")
-    report_only = flags.DEFINE_bool(
-        "report_only", False, "Train nothing: render results.md again from the workdir's "
-        "results.json (a committed study's results folder works).")
-    readme = flags.DEFINE_string(
-        "readme", None, "With --report_only: also put the tables into this Markdown file, "
-        "between its '<!-- generated: <workdir's name> -->' markers.")
-    data_dir = flags.DEFINE_string("data_dir", None,
-                                   "TFDS data_dir (datasets are generated).")
-    pretrained = flags.DEFINE_string(
-        "pretrained", None, "A pre-trained checkpoint step folder (<workdir>/checkpoints/"
-        "<step>); default: train configs/demo.py into <workdir>/pretrain.")
-    size = flags.DEFINE_enum("size", sizes[0], sizes, "demo: 64 px; tiny: 32 px, few steps "
-                             "(needs --pretrained from synthetic_jft/tiny).")
-    chosen = flags.DEFINE_list("targets", list(targets), "Which targets.")
-    steps = flags.DEFINE_integer("total_steps", None, "Override every run's training steps.")
-
-    def main(argv: Sequence[str]) -> None:
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-        if report_only.value:
-            print(report_tables(workdir.value, report_again, readme.value))
-            return
-        unknown = set(chosen.value) - set(targets)
-        if unknown:
-            raise app.UsageError(f"unknown targets {sorted(unknown)}; known: {list(targets)}")
-        logging.set_verbosity(logging.INFO)
-        logging.get_absl_handler().addFilter(  # orbax logs every save at INFO
-            lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
-        run_study(workdir.value, data_dir.value, pretrained.value, size.value, chosen.value,
-                  steps.value)
-
-    flags.mark_flags_as_required(["workdir"])
-    app.run(main)
+               sizes: Sequence[str], report_again: Callable[[str], str],
+               argv: Sequence[str] | None = None) -> None:
+    """The command line of a transfer study."""
+    p = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", required=True, help="Where the study's runs and results go.")
+    add_report_flags(p)
+    p.add_argument("--data_dir", default=None, help="TFDS data_dir (datasets are generated).")
+    p.add_argument("--pretrained", default=None,
+                   help="A pre-trained checkpoint step folder (<workdir>/checkpoints/<step>); "
+                        "default: train configs/demo.py into <workdir>/pretrain.")
+    p.add_argument("--size", default=sizes[0], choices=sizes,
+                   help="demo: 64 px; tiny: 32 px, few steps (needs --pretrained from "
+                        "synthetic_jft/tiny).")
+    p.add_argument("--targets", default=",".join(targets),
+                   help=f"Which targets, comma-separated (of {', '.join(targets)}).")
+    p.add_argument("--total_steps", type=int, default=None,
+                   help="Override every run's training steps.")
+    args = p.parse_args(argv)
+    if args.report_only:
+        print(report_tables(args.workdir, report_again, args.readme))
+        return
+    chosen = [t for t in args.targets.split(",") if t]
+    unknown = set(chosen) - set(targets)
+    if unknown:
+        p.error(f"unknown targets {sorted(unknown)}; known: {list(targets)}")
+    show_training_progress()
+    run_study(args.workdir, args.data_dir, args.pretrained, args.size, chosen,
+              args.total_steps)

@@ -18,17 +18,15 @@ run again and a killed study resumes where it stopped.
 
 from __future__ import annotations
 
+import argparse
 import json
-import logging as pylogging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from absl import app, flags, logging
-
 from big_vision_like import filesystem as fs
 from big_vision_like.tools import collect, sweep
-from studies.common import read_json, report_tables
+from studies.common import add_report_flags, read_json, report_tables, show_training_progress
 
 CONFIG = "studies/data_size/config.py"
 METRICS = ("fasteval/map@100", "digits_probe/accuracy", "digits_fewshot/10shot")
@@ -106,40 +104,30 @@ def run_study(workdir: str, data_dir: str | None, runs: Sequence[sweep.Run],
     return report(workdir, runs, {"sweep": time.time() - start})
 
 
-def cli() -> None:
-    """The command line; its flags are defined here, when the study runs as a
-    program, so that the module can be imported beside other studies."""
-    workdir = flags.DEFINE_string("workdir", None, "The study's folder (a run per subfolder).")
-    data_dir = flags.DEFINE_string("data_dir", None, "TFDS data_dir (datasets are generated).")
-    fractions = flags.DEFINE_list("fractions", ["0.125", "0.25", "0.5", "1.0"],
-                                  "Subset fractions of the main depth.")
-    depth = flags.DEFINE_integer("depth", 18, "The depth trained on every fraction.")
-    second_depth = flags.DEFINE_integer("second_depth", 50, "The capacity axis' other depth.")
-    second_fractions = flags.DEFINE_list("second_fractions", ["0.125", "0.5"],
-                                         "Fractions the second depth trains on (none: [])")
-    report_only = flags.DEFINE_bool(
-        "report_only", False, "Train nothing: render results.md again from the workdir's "
-        "runs and results.json (the committed studies/data_size/results works).")
-    readme = flags.DEFINE_string(
-        "readme", None, "With --report_only: also put the tables into this Markdown file, "
-        "between its '<!-- generated: <workdir's name> -->' markers.")
-
-    def main(argv: Sequence[str]) -> None:
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-        if report_only.value:
-            print(report_tables(workdir.value, report_again, readme.value))
-            return
-        logging.set_verbosity(logging.INFO)  # the trainer's progress, as train.py shows it
-        logging.get_absl_handler().addFilter(  # orbax logs every save at INFO
-            lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
-        runs = study_runs(workdir.value, fractions.value, depth.value, second_depth.value,
-                          second_fractions.value)
-        print(run_study(workdir.value, data_dir.value, runs))
-
-    flags.mark_flags_as_required(["workdir"])
-    app.run(main)
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", required=True,
+                   help="The study's folder (a run per subfolder).")
+    add_report_flags(p)
+    p.add_argument("--data_dir", default=None, help="TFDS data_dir (datasets are generated).")
+    p.add_argument("--fractions", default="0.125,0.25,0.5,1.0",
+                   help="Subset fractions of the main depth, comma-separated.")
+    p.add_argument("--depth", type=int, default=18, help="The depth trained on every fraction.")
+    p.add_argument("--second_depth", type=int, default=50,
+                   help="The capacity axis' other depth.")
+    p.add_argument("--second_fractions", default="0.125,0.5",
+                   help="Fractions the second depth trains on, comma-separated (none: '').")
+    args = p.parse_args(argv)
+    if args.report_only:
+        print(report_tables(args.workdir, report_again, args.readme))
+        return
+    show_training_progress()
+    split = lambda text: [f for f in text.split(",") if f]
+    runs = study_runs(args.workdir, split(args.fractions), args.depth, args.second_depth,
+                      split(args.second_fractions))
+    print(run_study(args.workdir, args.data_dir, runs))
 
 
 if __name__ == "__main__":
-    cli()
+    main()
