@@ -140,7 +140,8 @@ def _stderr_tail(out) -> list[str]:
     return [line for line in out.stderr.strip().splitlines() if line.strip()][-1:]
 
 
-@pytest.mark.parametrize("fault", [pytest.param("read_only", marks=pytest.mark.slow), "disk_full"])
+@pytest.mark.slow  # a training subprocess per fault
+@pytest.mark.parametrize("fault", ["read_only", "disk_full"])
 def test_run_that_cannot_checkpoint_exits_promptly_with_one_message(tiny_source, tmp_path,
                                                                     fault):
     """Formerly: an error printed, then the process never exited (orbax

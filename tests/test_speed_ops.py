@@ -50,6 +50,7 @@ def test_max_pool_gather_grad_is_max_pool_with_its_gradient(size, dtype):
     assert float(jnp.abs(grads[1].astype(jnp.float32)).sum()) > 0
 
 
+@pytest.mark.slow  # each op is checked alone above; this trains the whole model
 def test_resnet_with_every_speed_op_trains_like_the_plain_ops():
     """Same parameter tree and initial values, and the same loss, gradients and
     batch statistics of a train step (the ops are the stem's: ResNet-18 at a

@@ -64,6 +64,7 @@ def test_head_and_its_optimizer_slots_are_sharded_over_model():
     assert {s.data.shape for s in conv.addressable_shards} == {conv.shape}
 
 
+@pytest.mark.slow
 def test_padded_head_trains_like_the_unpadded_one():
     # 10 classes on 4 model shards: the head is 12 wide, 2 columns masked out.
     state1, metrics1 = one_step(mesh_lib.make_mesh(1, 1, devices=jax.devices()[:1]), 10)

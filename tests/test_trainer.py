@@ -191,6 +191,7 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_parameters(tiny_source, 
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow  # a whole run; the unit conversions are test_durations' contract
 def test_duration_fields_take_steps_epochs_or_examples(tiny_source, tmp_path):
     """log, ckpt, keep-list and eval schedules in other units than steps; kept
     steps are saved and survive the rotation. 2,000 examples, batch 16."""
