@@ -289,6 +289,7 @@ def test_trace_top_ops_sums_a_real_trace_by_op_and_kind(tmp_path):
     assert trace_top_ops.kind("wrapped_convert", "wrapped_convert.39") == "other"
 
 
+@pytest.mark.slow
 def test_mirror_resume_bytes_benchmark(tmp_path):
     """Three steps of an 8 MB array (about 7.4 compressed): a resume stages one."""
     ckpt = checkpointing.Checkpointer(str(tmp_path / "ckpt"), keep=None, asynchronous=False)

@@ -100,9 +100,31 @@ def _results(out: subprocess.CompletedProcess) -> list[dict]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
-# One damage in the fast tier; the other two with the slow one (each is a subprocess).
-@pytest.mark.parametrize("damage", [pytest.param("truncated", marks=pytest.mark.slow), "bit_flip",
-                                    pytest.param("not_tfrecord", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("damage", ["truncated", "bit_flip"])
+def test_find_damaged_names_the_file_behind_a_read_error(tmp_path, damage):
+    """The contract the whole-run tests below rely on, in process: of a split's
+    files, the one TensorFlow's offset-only read error comes from."""
+    from input_pipeline.stream import record_files
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"part-{i}.tfrecord")
+        with tf.io.TFRecordWriter(str(paths[-1])) as w:
+            for r in range(20):
+                w.write(bytes([i, r]) * (50 + r))
+    _damage(paths[1], damage)
+    with pytest.raises(tf.errors.DataLossError) as e:
+        for _ in tf.data.TFRecordDataset([str(p) for p in paths]):
+            pass
+    found = record_files.find_damaged([str(p) for p in paths], e.value.message)
+    kind = "truncated" if damage == "truncated" else "corrupted"
+    assert [p for p, _ in found] == [str(paths[1])]
+    assert found[0][1].startswith(f"{kind} record at ")
+    assert record_files.find_damaged([str(paths[0]), str(paths[2])], e.value.message) == []
+
+
+@pytest.mark.slow  # a reading subprocess per damage; find_damaged's contract is above
+@pytest.mark.parametrize("damage", ["truncated", "bit_flip", "not_tfrecord"])
 def test_damaged_tfrecord_file_stops_with_its_name(tiny_source, tmp_path, damage):
     """Formerly: with skip_corrupt=True the reader retried the broken record
     forever at full CPU; with False the message advised skip_corrupt=True.
@@ -121,6 +143,7 @@ def test_damaged_tfrecord_file_stops_with_its_name(tiny_source, tmp_path, damage
         assert result["seconds"] < 60
 
 
+@pytest.mark.slow  # over a thousand records in a subprocess
 def test_stream_of_undecodable_images_stops_instead_of_skipping_forever(tiny_source,
                                                                         tmp_path):
     data_dir = _damaged_copy(tiny_source, tmp_path, ("train",), "no_image_decodes")

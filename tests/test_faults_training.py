@@ -298,6 +298,7 @@ def _start_holder(workdir, seconds: float = 120) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow  # trains in a subprocess; the lock itself is tested below, in process
 def test_second_run_on_a_workdir_is_refused_naming_the_holder(tiny_source, tmp_path):
     data_dir = tiny_source.builder.data_dir.split("/synthetic_jft")[0]
     holder = _start_holder(tmp_path)
