@@ -45,6 +45,7 @@ import jax
 from absl import logging
 
 from big_vision_like import filesystem as fs
+from big_vision_like.config import schema
 
 
 class StepTimer:
@@ -111,13 +112,15 @@ class ProfileWindow:
 
     def __init__(self, cfg: Any, workdir: str, total_steps: int,
                  process_index: int | None = None):
+        defaults = schema.base().profile.to_dict()
         cfg = dict(cfg or {})
-        unknown = set(cfg) - {"start_step", "num_steps", "all_processes", "perfetto"}
+        unknown = set(cfg) - set(defaults)
         if unknown:
             raise ValueError(f"config.profile: unknown fields {sorted(unknown)}; it takes "
                              "start_step, num_steps, all_processes and perfetto.")
-        self.start = cfg.get("start_step")
-        num = cfg.get("num_steps", 5)
+        cfg = {**defaults, **cfg}
+        self.start = cfg["start_step"]
+        num = cfg["num_steps"]
         checked = (("num_steps", num),) if self.start is None else (
             ("start_step", self.start), ("num_steps", num))
         for name, value in checked:
@@ -131,7 +134,7 @@ class ProfileWindow:
             logging.warning("config.profile.start_step=%d is past the last step %d: "
                             "nothing is traced.", self.start, total_steps)
         process_index = jax.process_index() if process_index is None else process_index
-        all_processes = bool(cfg.get("all_processes", False))
+        all_processes = bool(cfg["all_processes"])
         self.enabled = self.start is not None and (process_index == 0 or all_processes)
         self.directory = fs.join(workdir, "profile")
         if all_processes:
@@ -139,7 +142,7 @@ class ProfileWindow:
         # jax.profiler writes local files only: elsewhere (gs://) it traces
         # into a local folder that is uploaded when the trace stops.
         self._local = None
-        self.perfetto = bool(cfg.get("perfetto", True))
+        self.perfetto = bool(cfg["perfetto"])
         # The step timer of the loop, if any: starting and writing the trace
         # is left out of its breakdown.
         self.timer: StepTimer | None = None

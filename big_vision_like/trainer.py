@@ -263,14 +263,14 @@ def _build_evaluators(config, task, mesh, shardings, data, durations):
     registry = evaluators.default_registry()
     out = {}
     for name, cfg in config.evals.items():
+        cfg = schema.evaluator(name, cfg)
         for key in ("data", "data_train", "data_test"):
-            if key in cfg and cfg.get("pp") is not None:
+            if cfg.get(key) is not None and cfg.pp is not None:
                 try:
                     data.check_eval_input(cfg[key], cfg.pp)
                 except (KeyError, ValueError) as e:
                     raise ValueError(f"evals.{name}.{key}: {e}") from e
-        out[name] = (registry.get(cfg.type)(cfg, ctx),
-                     durations.steps(cfg, "every", default=1000))
+        out[name] = (registry.get(cfg.type)(cfg, ctx), durations.steps(cfg, "every"))
     return out
 
 

@@ -48,13 +48,12 @@ class ClassificationEvaluator:
 
     def __init__(self, config, context: EvalContext):
         self.config, self.ctx = config, context
-        self.excluded = load_ids(config.get("exclude_ids"))
+        self.excluded = load_ids(config.exclude_ids)
 
     def run(self, variables):
         keys = ("labels", IMAGE_ID_KEY) if len(self.excluded) else ("labels",)
         got = collect_predictions(self.ctx, variables, self.config.data, self.config.pp,
-                                  self.config.get("batch_size"), keys=keys,
-                                  pred=self.config.get("pred", "predict"))
+                                  self.config.batch_size, keys=keys, pred=self.config.pred)
         logits = got["logits"].astype(np.float64)
         labels = got["labels"].argmax(axis=1)
         for suffix, keep in dedup_subsets(got.get(IMAGE_ID_KEY), self.excluded).items():

@@ -210,11 +210,11 @@ def collect_detections(ctx: EvalContext, variables: Any, cfg: Any,
                        keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Detections and the batch `keys` of one pass over `cfg.data`, and (with
     `cfg.results_json`) the detections written as a COCO results JSON."""
-    got = collect_predictions(ctx, variables, cfg.data, cfg.pp, cfg.get("batch_size"),
+    got = collect_predictions(ctx, variables, cfg.data, cfg.pp, cfg.batch_size,
                               keys=keys, outputs=DETECTION_OUTPUTS,
-                              pred=cfg.get("pred", "predict"))
+                              pred=cfg.pred)
     # Every process holds all predictions; one writes.
-    if cfg.get("results_json") and jax.process_index() == 0:
+    if cfg.results_json and jax.process_index() == 0:
         images = images_from_predictions(got)
 
         def joined(field: str) -> np.ndarray:
@@ -224,7 +224,7 @@ def collect_detections(ctx: EvalContext, variables: Any, cfg: Any,
         ids = np.concatenate([np.full(len(im.dt_scores), got["image_id"][i])
                               for i, im in enumerate(images)] or [np.zeros(0, np.int64)])
         write_coco_results(cfg.results_json, ids, joined("dt_boxes").reshape(-1, 4),
-                           joined("dt_scores"), joined("dt_classes"), cfg.get("category_ids"))
+                           joined("dt_scores"), joined("dt_classes"), cfg.category_ids)
     return got
 
 
@@ -244,7 +244,7 @@ class CocoApEvaluator:
 
     def __init__(self, config: Any, context: EvalContext):
         self.config, self.ctx = config, context
-        self.excluded = load_ids(config.get("exclude_ids"))
+        self.excluded = load_ids(config.exclude_ids)
 
     def run(self, variables: Any) -> Iterator[tuple[str, float]]:
         got = collect_detections(self.ctx, variables, self.config, self.KEYS)

@@ -121,7 +121,6 @@ def dedup_items(items: Sequence[T], image_ids: np.ndarray | None, excluded: np.n
 def frozen_features(ctx: EvalContext, variables: Any, config: Any, data_cfg: Any
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Pre-logit features and integer 'label' of a split (for probes and few-shot)."""
-    got = collect_predictions(ctx, variables, data_cfg, config.pp, config.get("batch_size"),
-                              keys=("label",), outputs=("pre_logits",),
-                              pred=config.get("pred", "features"))
+    got = collect_predictions(ctx, variables, data_cfg, config.pp, config.batch_size,
+                              keys=("label",), outputs=("pre_logits",), pred=config.pred)
     return got["pre_logits"].astype(np.float64), got["label"].astype(np.int64)

@@ -72,8 +72,8 @@ class FewShotEvaluator:
                                            self.config.data_train)
         test_x, test_y = frozen_features(self.ctx, variables, self.config,
                                          self.config.data_test)
-        l2 = tuple(self.config.get("l2_regs") or DEFAULT_L2)
-        for shots in self.config.get("shots") or (1, 5, 10, 25):
+        l2 = tuple(self.config.l2_regs or DEFAULT_L2)
+        for shots in self.config.shots:
             accs = [fewshot_accuracy(train_x, train_y, test_x, test_y, shots, seed, l2)[0]
-                    for seed in range(self.config.get("seeds", 3))]
+                    for seed in range(self.config.seeds)]
             yield f"{shots}shot", float(np.mean(accs))

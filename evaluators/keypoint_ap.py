@@ -179,16 +179,16 @@ class KeypointApEvaluator:
 
     def __init__(self, config: Any, context: EvalContext):
         self.config, self.ctx = config, context
-        self.excluded = load_ids(config.get("exclude_ids"))
+        self.excluded = load_ids(config.exclude_ids)
 
     def run(self, variables: Any) -> Iterator[tuple[str, float]]:
         cfg = self.config
-        pp = with_detections(cfg.pp, cfg.detections) if cfg.get("detections") else cfg.pp
-        got = collect_predictions(self.ctx, variables, cfg.data, pp, cfg.get("batch_size"),
+        pp = with_detections(cfg.pp, cfg.detections) if cfg.detections else cfg.pp
+        got = collect_predictions(self.ctx, variables, cfg.data, pp, cfg.batch_size,
                                   keys=self.KEYS, outputs=("keypoints", "instance_scores"),
-                                  pred=cfg.get("pred", "predict"))
-        sigmas = tuple(cfg.get("sigmas") or COCO_SIGMAS)
-        images = images_from_predictions(got, sigmas, cfg.get("nms_threshold", 0.5))
+                                  pred=cfg.pred)
+        sigmas = tuple(cfg.sigmas or COCO_SIGMAS)
+        images = images_from_predictions(got, sigmas, cfg.nms_threshold)
         for suffix, kept in dedup_items(images, got["image_id"], self.excluded):
             if suffix:
                 yield "excluded_examples", float(len(images) - len(kept))

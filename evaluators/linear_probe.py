@@ -71,5 +71,5 @@ class LinearProbeEvaluator:
     def run(self, variables):
         train = frozen_features(self.ctx, variables, self.config, self.config.data_train)
         test = frozen_features(self.ctx, variables, self.config, self.config.data_test)
-        yield "accuracy", probe_accuracy(*train, *test, self.config.get("l2", 1e-4),
-                                         self.config.get("max_iter", 1000))
+        yield "accuracy", probe_accuracy(*train, *test, self.config.l2,
+                                         self.config.max_iter)

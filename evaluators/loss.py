@@ -16,7 +16,7 @@ class LossEvaluator:
     def run(self, variables) -> Iterator[tuple[str, float]]:
         total = count = 0.0
         for batch in self.ctx.eval_batches(self.config.data, self.config.pp,
-                                           self.config.get("batch_size") or self.ctx.batch_size):
+                                           self.config.batch_size or self.ctx.batch_size):
             sums = self.ctx.batch_loss(variables, batch)
             total, count = total + sums["loss_sum"], count + sums["count"]
         yield "loss", float(total / max(float(count), 1.0))

@@ -132,12 +132,12 @@ class MapAtKEvaluator:
 
     def __init__(self, config, context: EvalContext):
         self.config, self.ctx = config, context
-        self.k = int(config.get("k", 100))
-        self.excluded = load_ids(config.get("exclude_ids"))
+        self.k = int(config.k)
+        self.excluded = load_ids(config.exclude_ids)
         self._weights = None
 
     def _class_weights(self, num_classes: int):
-        spec = self.config.get("weights", "uniform")
+        spec = self.config.weights
         if spec is None or spec == "uniform":  # None: a config's unset placeholder
             return None
         if self._weights is None:
@@ -156,8 +156,7 @@ class MapAtKEvaluator:
     def run(self, variables):
         keys = ("labels", IMAGE_ID_KEY) if len(self.excluded) else ("labels",)
         got = collect_predictions(self.ctx, variables, self.config.data, self.config.pp,
-                                  self.config.get("batch_size"), keys=keys,
-                                  pred=self.config.get("pred", "predict"))
+                                  self.config.batch_size, keys=keys, pred=self.config.pred)
         scores, labels = got["logits"], got["labels"] > 0.5
         weights = self._class_weights(labels.shape[1])
         subsets = dedup_subsets(got.get(IMAGE_ID_KEY), self.excluded)
@@ -167,12 +166,12 @@ class MapAtKEvaluator:
             else:
                 yield "excluded_examples", float((~keep).sum())
                 s, y = scores[keep], labels[keep]
-            if self.config.get("per_image", False):
+            if self.config.per_image:
                 yield f"map@{self.k}_per_image{suffix}", per_image_mean_average_precision(
                     s, y, self.k)
             yield f"map@{self.k}{suffix}", mean_average_precision(s, y, self.k, weights)
             yield f"map_all{suffix}", mean_average_precision(s, y, None, weights)
-        if self.config.get("baseline", False):
+        if self.config.baseline:
             freq = self.ctx.train_label_frequencies()
             constant = np.broadcast_to(freq[None, :], labels.shape)
             yield f"map@{self.k}_frequency_baseline", mean_average_precision(

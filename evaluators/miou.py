@@ -95,14 +95,14 @@ class MeanIoUEvaluator:
         self.config, self.ctx = config, context
         self._update = jax.jit(confusion_update, donate_argnums=0)
         self._keep = jax.jit(keep_not_excluded)
-        self.excluded = load_ids(config.get("exclude_ids"))
+        self.excluded = load_ids(config.exclude_ids)
 
     def _zeros(self, shape: tuple[int, ...]) -> jax.Array:
         # Replicated over the whole mesh: a global array on every process.
         return jax.device_put(np.zeros(shape, np.int32), NamedSharding(self.ctx.mesh, P()))
 
     def _class_names(self, num_classes: int) -> Sequence[str] | None:
-        if self.config.get("class_names"):
+        if self.config.class_names:
             names = list(self.config.class_names)
             if len(names) != num_classes:
                 raise ValueError(f"miou: class_names has {len(names)} names but the model "
@@ -123,14 +123,14 @@ class MeanIoUEvaluator:
     def confusions(self, variables) -> dict[str, np.ndarray]:
         """Metric-name suffix -> [C, C] pixel counts of one pass: '' all images and,
         with exclude_ids, '_dedup' the images not excluded."""
-        predict = self.ctx.predict_fn(self.config.get("pred", "predict"))
+        predict = self.ctx.predict_fn(self.config.pred)
         suffixes = ("", DEDUP_SUFFIX) if len(self.excluded) else ("",)
         excluded = jax.device_put(self.excluded, NamedSharding(self.ctx.mesh, P()))
         total: dict[str, np.ndarray] = {}
         counts: dict[str, jax.Array] = {}
         pending = 0
         for batch in self.ctx.eval_batches(self.config.data, self.config.pp,
-                                           self.config.get("batch_size") or self.ctx.batch_size):
+                                           self.config.batch_size or self.ctx.batch_size):
             if LABEL_KEY not in batch:
                 raise KeyError(f"miou: evaluation batches have no {LABEL_KEY!r}; keep it in "
                                f"the evaluator's pp string (keep('image', '{LABEL_KEY}')).")

@@ -140,10 +140,10 @@ class VocApEvaluator:
 
     def __init__(self, config: Any, context: EvalContext):
         self.config, self.ctx = config, context
-        self.excluded = load_ids(config.get("exclude_ids"))
+        self.excluded = load_ids(config.exclude_ids)
 
     def run(self, variables: Any) -> Iterator[tuple[str, float]]:
-        names = self.config.get("class_names")
+        names = self.config.class_names
         got = collect_detections(self.ctx, variables, self.config, self.KEYS)
         images = images_from_predictions(got)
         for suffix, kept in dedup_items(images, got["image_id"], self.excluded):

@@ -15,6 +15,7 @@ from ml_collections import config_flags
 import evaluators
 from big_vision_like import mesh as mesh_lib
 from big_vision_like import optim, trainer
+from big_vision_like.config import schema
 from big_vision_like.durations import Durations
 from big_vision_like.schedules import build_schedule
 from big_vision_like.tasks.classification import round_up_classes
@@ -43,7 +44,8 @@ def test_config_has_the_common_fields_and_builds_its_model(name):
         assert len(c.evals.test.sigmas) == c.pose.num_keypoints
     elif c.get("task") == "detection":  # C + 1 scores (background) per proposal
         assert params["box_classifier_logits"]["kernel"].shape[-1] == c.model.num_classes + 1
-        assert len(c.evals.test.class_names) == c.model.num_classes
+        if c.evals.test.type == "voc_ap":  # it names each class's AP
+            assert len(c.evals.test.class_names) == c.model.num_classes
     elif c.get("task") == "segmentation":  # per-pixel scores from every ASPP branch
         assert {b["kernel"].shape[-1] for b in params["aspp"].values()} == {
             c.model.num_classes}
@@ -113,7 +115,8 @@ def test_imagenet_validation_reports_top1_and_top5():
         yield {"image": logits, "labels": labels, MASK_KEY: np.ones(4, bool)}
     ctx = EvalContext(mesh=None, predict_fns={"predict": lambda v, b: {"logits": b["image"]}},
                       batch_loss=None, eval_batches=eval_batches, batch_size=4)
-    evaluator = evaluators.default_registry().get(c.evals.val.type)(c.evals.val, ctx)
+    cfg = schema.evaluator("val", c.evals.val)
+    evaluator = evaluators.default_registry().get(cfg.type)(cfg, ctx)
     got = dict(evaluator.run(None))
     assert got["prec@1"] == 0.5 and got["prec@5"] == 0.75 and "loss" in got
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import evaluators
+from big_vision_like.config import schema
 from evaluators.coco_ap import METRICS, ImageBoxes, box_iou, coco_ap, write_coco_results
 from evaluators.common import EvalContext
 from evaluators.voc_ap import ImageObjects, voc_ap
@@ -314,8 +315,8 @@ def test_evaluators_end_to_end_convert_normalised_boxes_to_pixels(tmp_path):
                       eval_batches=lambda *a: iter(batches))
     reg = evaluators.default_registry()
     path = str(tmp_path / "dets.json")
-    cfg = ml_collections.ConfigDict(dict(data={}, pp="", results_json=path,
-                                         category_ids=[1, 5, 9]))
+    cfg = schema.evaluator("test", dict(type="coco_ap", data={}, pp="", results_json=path,
+                                        category_ids=[1, 5, 9]))
     got = dict(reg.get("coco_ap")(cfg, ctx).run(None))
     # The float32 round trip through normalised boxes moves IoUs by ~1e-7.
     want = coco_ap(images)
@@ -331,7 +332,8 @@ def test_evaluators_end_to_end_convert_normalised_boxes_to_pixels(tmp_path):
 
     voc_images = [ImageObjects(im.gt_boxes, im.gt_classes, dif, im.dt_boxes, im.dt_scores,
                                im.dt_classes) for im, dif in zip(images, difficult)]
-    cfg = ml_collections.ConfigDict(dict(data={}, pp="", class_names=["a", "b", "c"]))
+    cfg = schema.evaluator("test", dict(type="voc_ap", data={}, pp="",
+                                        class_names=["a", "b", "c"]))
     got = dict(reg.get("voc_ap")(cfg, ctx).run(None))
     want = [reference_voc_eval(voc_images, c) for c in range(3)]
     assert list(got) == ["mAP", "AP/a", "AP/b", "AP/c"]

@@ -1,10 +1,10 @@
 """mAP@k against independent references: sklearn for full AP, a plain loop for AP@k."""
 
-import ml_collections
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
+from big_vision_like.config import schema
 from evaluators.common import EvalContext
 from evaluators.map_at_k import (
     MapAtKEvaluator,
@@ -103,7 +103,8 @@ def scores_as_images_context(scores, labels, batch=64):
 
 
 def evaluator(scores, labels, **cfg):
-    config = ml_collections.ConfigDict(dict(data=dict(split="fasteval"), pp="", k=100, **cfg))
+    config = schema.evaluator("test", dict(type="map_at_k", data=dict(split="fasteval"), pp="",
+                                           k=100, **cfg))
     return MapAtKEvaluator(config, scores_as_images_context(scores, labels))
 
 

@@ -7,7 +7,6 @@ import os
 from functools import partial
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 import sklearn.metrics
@@ -15,6 +14,7 @@ from PIL import Image, ImageEnhance
 
 from big_vision_like import checkpointing, trainer
 from big_vision_like import mesh as mesh_lib
+from big_vision_like.config import schema
 from big_vision_like.tasks.segmentation import IGNORE_LABEL
 from big_vision_like.tools import near_duplicates as nd
 from big_vision_like.tools.topk_search import blocked_topk, l2_normalise, pairs_above
@@ -199,8 +199,8 @@ def test_classification_dedup_metrics_equal_sklearn_on_the_remaining_examples(tm
                         MASK_KEY: np.arange(16) < stop - start})
     excluded = ids[[0, 3, 17, 40]]
     (tmp_path / "ids.txt").write_text("".join(f"{i}\n" for i in [*excluded, 5000]))
-    config = ml_collections.ConfigDict(dict(data={}, pp="", exclude_ids=str(tmp_path /
-                                                                            "ids.txt")))
+    config = schema.evaluator("test", dict(type="classification", data={}, pp="",
+                                           exclude_ids=str(tmp_path / "ids.txt")))
     got = dict(ClassificationEvaluator(config, fake_context(batches)).run(None))
 
     keep = ~np.isin(ids, excluded)
@@ -240,7 +240,7 @@ def test_miou_dedup_equals_sklearn_on_the_remaining_images():
     ctx = EvalContext(mesh=mesh, predict_fns={"predict": lambda v, b: {"logits": b["image"]}},
                       batch_loss=None, eval_batches=lambda *a: iter(device), batch_size=8,
                       dataset_metadata=lambda d: {})
-    config = ml_collections.ConfigDict(dict(data={}, pp="", exclude_ids=excluded))
+    config = schema.evaluator("test", dict(type="miou", data={}, pp="", exclude_ids=excluded))
     got = dict(miou.MeanIoUEvaluator(config, ctx).run(None))
 
     for suffix, drop in (("", []), ("_dedup", excluded)):
@@ -277,9 +277,10 @@ def test_box_ap_dedup_equals_pycocotools_and_voc_eval_on_the_remaining_images():
                       eval_batches=lambda *a: iter(batches))
     drop = [1, 4]
     kept = [im for i, im in enumerate(images) if i not in drop]
-    cfg = ml_collections.ConfigDict(dict(data={}, pp="", exclude_ids=[100 + i for i in drop]))
+    cfg = dict(data={}, pp="", exclude_ids=[100 + i for i in drop])
 
-    got = dict(CocoApEvaluator(cfg, ctx).run(None))
+    got = dict(CocoApEvaluator(schema.evaluator("test", {"type": "coco_ap", **cfg}), ctx
+                               ).run(None))
     assert got["excluded_examples"] == 2
     np.testing.assert_allclose([got[m] for m in METRICS], pycocotools_stats(images),
                                atol=1e-4)
@@ -289,7 +290,8 @@ def test_box_ap_dedup_equals_pycocotools_and_voc_eval_on_the_remaining_images():
 
     # VOC07 AP on the kept images, by voc_ap (checked against the devkit rule in
     # test_detection_ap.py).
-    got = dict(VocApEvaluator(cfg, ctx).run(None))
+    got = dict(VocApEvaluator(schema.evaluator("test", {"type": "voc_ap", **cfg}), ctx
+                              ).run(None))
     voc = [ImageObjects(im.gt_boxes, im.gt_classes, dif, im.dt_boxes, im.dt_scores,
                         im.dt_classes) for im, dif in zip(images, difficult)]
     for suffix, subset in (("", voc), ("_dedup", [v for i, v in enumerate(voc)

@@ -70,3 +70,28 @@ def test_an_older_runs_config_reads_with_the_defaults_it_lacks():
     c = schema.from_json(text)
     assert c.preemption_check_every == 1 and c.input.image_shape == (64, 64, 3)
     assert c.model.depth == 18 and c.input.data.subset_fraction == 0.125
+
+
+def test_an_evaluator_is_completed_from_its_type_and_checked():
+    import evaluators
+
+    assert set(schema.EVALUATORS) == set(evaluators.default_registry())
+    got = schema.evaluator("fasteval", {"type": "map_at_k", "data": {"split": "x"}, "k": 5})
+    assert (got.k, got.weights, got.pred, got.every_steps, got.batch_size) == (
+        5, "uniform", "predict", 1000, None)
+    assert schema.evaluator("probe", {"type": "linear_probe"}).pred == "features"
+    with pytest.raises(ValueError, match=r"evals.test: coco_ap takes no \['class_names'\]"):
+        schema.evaluator("test", {"type": "coco_ap", "class_names": ("a",)})
+    # A type a caller registered keeps its own fields over the common ones.
+    assert schema.evaluator("x", {"type": "mine", "depth": 3}).depth == 3
+
+
+def test_a_task_section_is_completed_and_checked():
+    assert schema.task_section("pose", {"num_keypoints": 17, "radius": 32.0})["decoder"] == \
+        "argmax"
+    weights = schema.task_section("detection", None)["loss_weights"]
+    assert weights == {"rpn_objectness": 1.0, "rpn_box": 2.0, "box_classes": 1.0,
+                       "box_refinement": 2.0}
+    assert schema.task_section("classification", None) == {}
+    with pytest.raises(ValueError, match=r"the segmentation task takes no \['crop'\]"):
+        schema.task_section("segmentation", {"crop": 3})

@@ -5,7 +5,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -13,6 +12,7 @@ import sklearn.metrics
 
 from big_vision_like import init_from, sharding, trainer
 from big_vision_like import mesh as mesh_lib
+from big_vision_like.config import schema
 from big_vision_like.models.deeplab import DeepLab, scaled_rates, upsample_align_corners
 from big_vision_like.models.resnet import ResNet
 from big_vision_like.tasks.segmentation import IGNORE_LABEL, SegmentationTask, pixel_xent
@@ -53,7 +53,7 @@ def _evaluator(mesh, device_batches, **cfg):
     ctx = EvalContext(mesh=mesh, predict_fns={"predict": lambda v, b: {"logits": b["image"]}},
                       batch_loss=None, eval_batches=lambda *a: iter(device_batches),
                       batch_size=8, dataset_metadata=lambda d: {"class_names": ["x"] * 99})
-    config = ml_collections.ConfigDict(dict(data={}, pp="", **cfg))
+    config = schema.evaluator("test", dict(type="miou", data={}, pp="", **cfg))
     return miou.MeanIoUEvaluator(config, ctx)
 
 

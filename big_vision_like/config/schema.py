@@ -119,6 +119,42 @@ SCHEDULES: dict[str, dict[str, Any]] = {
 }
 
 
+# Each evaluator's fields and defaults (evaluators/); every one also takes
+# `_EVAL_COMMON`. `data`, `data_train`, `data_test` name a split of the training
+# dataset or another ({split, name, data_dir}; evaluators/common.py).
+_EVAL_COMMON = {"type": None, "pp": None, "batch_size": None,  # batch_size unset: eval_batch_size
+                **_durations("every", 1000)}
+_ONE_SPLIT = {"data": None, "pred": "predict", "exclude_ids": None}  # ids: a file or a list
+_DETECTIONS = {**_ONE_SPLIT, "results_json": None, "category_ids": None}
+_FEATURES = {"data_train": None, "data_test": None, "pred": "features"}
+EVALUATORS: dict[str, dict[str, Any]] = {
+    "loss": {"data": None},
+    # weights: uniform, train_frequency, or a file of one weight per class.
+    "map_at_k": {**_ONE_SPLIT, "k": 100, "weights": "uniform", "per_image": False,
+                 "baseline": False},
+    "classification": dict(_ONE_SPLIT),
+    # l2_regs None: evaluators/fewshot.py's DEFAULT_L2 grid.
+    "fewshot": {**_FEATURES, "shots": (1, 5, 10, 25), "seeds": 3, "l2_regs": None},
+    "linear_probe": {**_FEATURES, "l2": 1e-4, "max_iter": 1000},
+    "miou": {**_ONE_SPLIT, "class_names": None},  # class_names None: the dataset's
+    "coco_ap": dict(_DETECTIONS),
+    "voc_ap": {**_DETECTIONS, "class_names": None},
+    # detections: a COCO results JSON of person boxes (None: the ground truth's);
+    # sigmas None: COCO's 17 keypoints' (evaluators/keypoint_ap.py).
+    "keypoint_ap": {**_ONE_SPLIT, "detections": None, "sigmas": None, "nms_threshold": 0.5},
+}
+
+# The sections a task reads besides `model` (big_vision_like/tasks/).
+TASK_SECTIONS: dict[str, dict[str, Any]] = {
+    # Weights of the four Faster R-CNN loss terms.
+    "detection": {"loss_weights": {"rpn_objectness": 1.0, "rpn_box": 2.0, "box_classes": 1.0,
+                                   "box_refinement": 2.0}},
+    # num_keypoints and radius (the disk's, in input pixels) have no default.
+    "pose": {"num_keypoints": None, "radius": None, "heatmap_weight": 4.0,
+             "offset_weight": 1.0, "huber_delta": 1.0, "decoder": "argmax"},
+}
+
+
 def _complete(section: str, tables: Mapping[str, Mapping[str, Any]], common: Mapping[str, Any],
               default_name: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
     cfg = dict(cfg or {})
@@ -172,6 +208,34 @@ def optimizer(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def schedule(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """`cfg` with the named schedule's defaults filled in (default: constant)."""
     return _complete("schedule", SCHEDULES, _COMMON, "constant", cfg)
+
+
+def evaluator(name: str, cfg: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """`evals.<name>` with its type's defaults filled in; a field its type does not
+    take is an error naming the ones it does. A type registered by a caller
+    (not in EVALUATORS) keeps its fields as given, over the common ones."""
+    cfg = dict(cfg or {})
+    kind = cfg.get("type")
+    table = EVALUATORS.get(kind)
+    if table is None:
+        return ml_collections.ConfigDict({**_EVAL_COMMON, **cfg})
+    fields = {**_EVAL_COMMON, **table}
+    unknown = sorted(set(cfg) - set(fields))
+    if unknown:
+        raise ValueError(f"evals.{name}: {kind} takes no {unknown}; its fields are "
+                         f"{sorted(fields)}.")
+    return ml_collections.ConfigDict({**fields, **cfg})
+
+
+def task_section(task: str, cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The task's own section (`config.<task>`) with its defaults filled in."""
+    table = TASK_SECTIONS.get(task, {})
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(table))
+    if unknown:
+        raise ValueError(f"{task}: the {task} task takes no {unknown}; its fields are "
+                         f"{sorted(table)}.")
+    return {**table, **cfg}
 
 
 def over_base(values: Mapping[str, Any]) -> ml_collections.ConfigDict:

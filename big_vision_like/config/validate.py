@@ -138,7 +138,9 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_names(config, reg: Registries, check: _Checker) -> None:
-    check.known("task", config.task, reg.tasks)
+    if check.known("task", config.task, reg.tasks):
+        check.fields(config.task, lambda c: schema.task_section(config.task, c),
+                     config.get(config.task))
     check.known("model.name", config.model.name, reg.models)
     check.known("loss", config.loss, reg.losses)
     if check.known("optimizer.name", config.optimizer.name, reg.optimizers):
@@ -149,7 +151,8 @@ def _check_names(config, reg: Registries, check: _Checker) -> None:
     for name, cfg in config.evals.items():
         if check.that(bool(EVAL_NAME.fullmatch(name)), f"evals.{name}",
                       "name evaluators with letters, digits and '_' only"):
-            check.known(f"evals.{name}.type", cfg.get("type"), reg.evaluators)
+            if check.known(f"evals.{name}.type", cfg.get("type"), reg.evaluators):
+                check.fields(f"evals.{name}", lambda c, n=name: schema.evaluator(n, c), cfg)
 
 
 def _check_mesh(config, num_devices: int, check: _Checker) -> int | None:

@@ -35,6 +35,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from big_vision_like import models
+from big_vision_like.config import schema
 from big_vision_like.mesh import DATA
 from big_vision_like.tasks.base import Batch, Outputs, PredictFn, Task, TaskContext
 from input_pipeline.keys import MASK_KEY
@@ -63,8 +64,7 @@ class DetectionTask(Task):
     def __init__(self, model: nn.Module, load: Any = None,
                  loss_weights: dict[str, float] | None = None):
         self.model, self.load = model, load
-        self.loss_weights = {"rpn_objectness": 1.0, "rpn_box": 2.0, "box_classes": 1.0,
-                             "box_refinement": 2.0}
+        self.loss_weights = dict(schema.TASK_SECTIONS["detection"]["loss_weights"])
         unknown = sorted(set(loss_weights or {}) - set(self.loss_weights))
         if unknown:
             raise ValueError(f"detection.loss_weights: unknown terms {unknown}; the terms "
@@ -79,8 +79,8 @@ class DetectionTask(Task):
         cfg = dict(config.model)
         cfg.setdefault("name", "faster_rcnn")
         model, entry = models.build(cfg, ctx.models, frozen=config.frozen or None)
-        weights = dict((config.get("detection") or {}).get("loss_weights") or {})
-        return cls(model, entry.load, weights)
+        section = schema.task_section("detection", config.get("detection"))
+        return cls(model, entry.load, dict(section["loss_weights"]))
 
     def example_batch(self, image_shape: tuple[int, ...]) -> dict[str, jax.Array]:
         return {"image": jnp.zeros((1, *image_shape), jnp.float32),

@@ -26,17 +26,22 @@ import jax
 import jax.numpy as jnp
 
 from big_vision_like import models
+from big_vision_like.config import schema
 from big_vision_like.tasks import pose_decode
 from big_vision_like.tasks.base import Batch, Outputs, PredictFn, Task, TaskContext
 from input_pipeline.keys import MASK_KEY
+
+_DEFAULTS = schema.TASK_SECTIONS["pose"]
 
 
 class PoseTask(Task):
     batch_keys = ("image", "keypoints")
 
-    def __init__(self, model: nn.Module, radius: float, heatmap_weight: float = 4.0,
-                 offset_weight: float = 1.0, huber_delta: float = 1.0, load: Any = None,
-                 decoder: str = "argmax"):
+    def __init__(self, model: nn.Module, radius: float,
+                 heatmap_weight: float = _DEFAULTS["heatmap_weight"],
+                 offset_weight: float = _DEFAULTS["offset_weight"],
+                 huber_delta: float = _DEFAULTS["huber_delta"], load: Any = None,
+                 decoder: str = _DEFAULTS["decoder"]):
         if radius <= 0:
             raise ValueError(f"pose.radius={radius}: give the disk radius in pixels of the "
                              "input crop (G-RMI: 32 at 353x257).")
@@ -50,17 +55,16 @@ class PoseTask(Task):
 
     @classmethod
     def from_config(cls, config: Any, ctx: TaskContext) -> PoseTask:
-        pose = config.get("pose") or {}
-        if "num_keypoints" not in pose or "radius" not in pose:
+        pose = schema.task_section("pose", config.get("pose"))
+        if pose["num_keypoints"] is None or pose["radius"] is None:
             raise ValueError("task 'pose' needs config.pose.num_keypoints and "
                              "config.pose.radius (see configs/transfer/pose_coco_resnet101.py).")
         cfg = dict(config.model)
         cfg.setdefault("name", "pose_resnet")
         model, entry = models.build(cfg, ctx.models, num_keypoints=pose["num_keypoints"],
                                     frozen=config.frozen or None)
-        return cls(model, pose["radius"], pose.get("heatmap_weight", 4.0),
-                   pose.get("offset_weight", 1.0), pose.get("huber_delta", 1.0), entry.load,
-                   pose.get("decoder", "argmax"))
+        return cls(model, pose["radius"], pose["heatmap_weight"], pose["offset_weight"],
+                   pose["huber_delta"], entry.load, pose["decoder"])
 
     def model_inputs(self, batch: Batch, train: bool) -> tuple[tuple, dict]:
         images = batch["image"]

@@ -85,10 +85,11 @@ def detection_config(t: DetTarget) -> ml_collections.ConfigDict:
 
     end = 10 ** 9  # at the end only
     c.evals.test = dict(type=t.evaluator, data=dict(split=t.test_split), every_steps=end,
-                        class_names=tuple(t.class_names),
                         # A path: also write the detections as a COCO results JSON.
                         results_json=placeholder(str),
                         pp=f"{_resize_pp(t)}|{_pack_pp(t)}|keep({PACKED}, {GT})")
+    if t.evaluator == "voc_ap":  # names its per-class APs (coco_ap reports no such)
+        c.evals.test.class_names = tuple(t.class_names)
     c.eval_batch_size = t.eval_batch_size
     return c
 

@@ -53,8 +53,7 @@ def pose_config(t: PoseTarget) -> ml_collections.ConfigDict:
 
     num_keypoints = len(t.sigmas)
     c.pose = dict(num_keypoints=num_keypoints, radius=t.radius, heatmap_weight=4.0,
-                  offset_weight=1.0, huber_delta=1.0, decoder="hough", sigmas=tuple(t.sigmas),
-                  flip_pairs=tuple(t.flip_pairs))
+                  offset_weight=1.0, huber_delta=1.0, decoder="hough")
     c.model = dict(name="pose_resnet", depth=t.depth, width=t.width, output_stride=8,
                    upsample=True, dtype="float32")
     c.optimizer = schema.optimizer_section("momentum", momentum=0.9, weight_decay=1e-4)
