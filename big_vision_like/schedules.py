@@ -3,8 +3,9 @@
     schedule = build_schedule(config.schedule, total_steps, durations)
 
 Every schedule reads `base_lr` and an optional linear warmup from 0 to
-`base_lr` over `warmup_{steps,epochs,examples}`; durations in any unit (see
-`durations.py`). The schedules (`default_schedule_registry()`):
+`base_lr` over `warmup_{steps,epochs,examples}` (durations in any unit, see
+`durations.py`) or over `warmup_fraction` of the run's steps (rounded up).
+The schedules (`default_schedule_registry()`):
 
 - constant: base_lr.
 - staircase: base_lr * decay_factor ** floor(t / decay_every), t counted
@@ -27,12 +28,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax.numpy as jnp
 import optax
 
+from big_vision_like import durations as durations_lib
 from big_vision_like.config import schema
 from big_vision_like.durations import Durations
 from big_vision_like.registry import Registry
@@ -110,6 +113,21 @@ def default_schedule_registry() -> Registry[ScheduleFactory]:
     return reg
 
 
+def warmup_steps(cfg: Mapping[str, Any], total_steps: int, durations: Durations) -> int:
+    """The warmup of a completed schedule config, in steps."""
+    fraction = cfg["warmup_fraction"]
+    if fraction is None:
+        return durations.steps(cfg, "warmup", allow_zero=True)
+    unit = durations_lib.given(cfg, "warmup")
+    if unit is not None and (unit[0] != "steps" or unit[1]):
+        raise ValueError(f"schedule: give warmup_fraction or warmup_{unit[0]}, not both.")
+    if not 0 <= fraction < 1:
+        raise ValueError(f"schedule.warmup_fraction={fraction!r}: give a share of the run "
+                         "in [0, 1).")
+    # Rounded to 1e-9 first: 0.05 of 200 steps is 10, not 10.000000000000002 -> 11.
+    return math.ceil(round(fraction * total_steps, 9))
+
+
 def build_schedule(cfg: Mapping[str, Any], total_steps: int,
                    durations: Durations | int | None = None,
                    examples_per_epoch: int | None = None, *,
@@ -131,7 +149,7 @@ def build_schedule(cfg: Mapping[str, Any], total_steps: int,
     registry = registry or default_schedule_registry()
     factory = registry.get(cfg["name"])
     base = float(cfg["base_lr"])
-    warmup = durations.steps(cfg, "warmup", allow_zero=True)
+    warmup = warmup_steps(cfg, total_steps, durations)
     main = factory(cfg, ScheduleContext(base, total_steps, warmup, durations))
     if not warmup:
         return main

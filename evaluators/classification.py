@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from evaluators.bootstrap import interval_metrics
 from evaluators.common import (
     IMAGE_ID_KEY,
     EvalContext,
@@ -60,3 +61,7 @@ class ClassificationEvaluator:
             if keep is not None:
                 yield "excluded_examples", float((~keep).sum())
             yield from classification_metrics(logits, labels, keep, suffix).items()
+            lk, ll = (logits, labels) if keep is None else (logits[keep], labels[keep])
+            yield from interval_metrics(
+                lambda idx, lk=lk, ll=ll, suffix=suffix: classification_metrics(
+                    lk[idx], ll[idx], None, suffix), len(ll), self.config.bootstrap)

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from big_vision_like import filesystem as fs
+from evaluators.bootstrap import interval_metrics
 from evaluators.coco_eval_core import accumulate, evaluate_image, mean_defined
 from evaluators.common import EvalContext, collect_predictions, dedup_items, load_ids
 
@@ -255,3 +256,8 @@ class CocoApEvaluator:
             metrics = coco_ap(kept)
             for name in METRICS:
                 yield f"{name}{suffix}", metrics[name]
+            yield from interval_metrics(
+                lambda idx, kept=kept, suffix=suffix: {
+                    f"{k}{suffix}": v for k, v in coco_ap([kept[i] for i in idx]).items()
+                    if k in METRICS},
+                len(kept), self.config.bootstrap)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from evaluators.bootstrap import mean_interval
 from evaluators.common import EvalContext, frozen_features
 
 DEFAULT_L2 = tuple(2.0 ** p for p in range(-10, 11, 2))
@@ -43,9 +44,9 @@ def sample_shots(labels: np.ndarray, shots: int, rng: np.random.Generator,
     return np.concatenate(picked)
 
 
-def fewshot_accuracy(train_x, train_y, test_x, test_y, shots: int, seed: int,
-                     l2_regs=DEFAULT_L2, val_shots: int = 5) -> tuple[float, float]:
-    """(test accuracy, chosen l2) of one k-shot draw."""
+def fewshot_hits(train_x, train_y, test_x, test_y, shots: int, seed: int,
+                 l2_regs=DEFAULT_L2, val_shots: int = 5) -> tuple[np.ndarray, float]:
+    """(per test image: right or not, chosen l2) of one k-shot draw."""
     rng = np.random.default_rng(seed)
     idx = sample_shots(train_y, shots, rng)
     val = sample_shots(train_y, val_shots, rng, exclude=idx)
@@ -55,8 +56,7 @@ def fewshot_accuracy(train_x, train_y, test_x, test_y, shots: int, seed: int,
     solutions = ridge_solutions(x, targets, l2_regs)
     val_acc = [np.mean(classes[(xv @ w).argmax(1)] == train_y[val]) for w in solutions]
     best = int(np.argmax(val_acc))
-    test_acc = np.mean(classes[(xt @ solutions[best]).argmax(1)] == test_y)
-    return float(test_acc), float(l2_regs[best])
+    return classes[(xt @ solutions[best]).argmax(1)] == test_y, float(l2_regs[best])
 
 
 class FewShotEvaluator:
@@ -74,6 +74,8 @@ class FewShotEvaluator:
                                          self.config.data_test)
         l2 = tuple(self.config.l2_regs or DEFAULT_L2)
         for shots in self.config.shots:
-            accs = [fewshot_accuracy(train_x, train_y, test_x, test_y, shots, seed, l2)[0]
-                    for seed in range(self.config.seeds)]
-            yield f"{shots}shot", float(np.mean(accs))
+            # Per test image, its share of right answers over the draws.
+            hits = np.mean([fewshot_hits(train_x, train_y, test_x, test_y, shots, seed, l2)[0]
+                            for seed in range(self.config.seeds)], axis=0)
+            yield f"{shots}shot", float(np.mean(hits))
+            yield from mean_interval(hits, f"{shots}shot", self.config.bootstrap)

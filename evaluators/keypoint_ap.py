@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.bootstrap import interval_metrics
 from evaluators.coco_eval_core import (
     THRESHOLDS,
     ImageResult,
@@ -30,6 +31,7 @@ from evaluators.coco_eval_core import (
 from evaluators.common import EvalContext, collect_predictions, dedup_items, load_ids
 from input_pipeline.pp.spec import parse_pp_spec
 
+METRICS = ("AP", "AP50", "AP75", "AP_medium", "AP_large", "AR")
 # COCO's 17 person keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips,
 # knees, ankles), from pycocotools' Params.setKpParams.
 COCO_SIGMAS = (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
@@ -193,5 +195,10 @@ class KeypointApEvaluator:
             if suffix:
                 yield "excluded_examples", float(len(images) - len(kept))
             metrics = keypoint_ap(kept, sigmas)
-            for name in ("AP", "AP50", "AP75", "AP_medium", "AP_large", "AR"):
+            for name in METRICS:
                 yield f"{name}{suffix}", metrics[name]
+            yield from interval_metrics(
+                lambda idx, kept=kept, suffix=suffix: {
+                    f"{k}{suffix}": v for k, v in keypoint_ap([kept[i] for i in idx],
+                                                              sigmas).items() if k in METRICS},
+                len(kept), cfg.bootstrap)

@@ -15,6 +15,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from evaluators.bootstrap import mean_interval
 from evaluators.common import EvalContext, frozen_features
 
 
@@ -51,14 +52,15 @@ def fit_logistic_regression(x: jax.Array, y: jax.Array, num_classes: int, l2: fl
     return params
 
 
-def probe_accuracy(train_x, train_y, test_x, test_y, l2: float, max_iter: int = 1000
-                   ) -> float:
+def probe_hits(train_x, train_y, test_x, test_y, l2: float, max_iter: int = 1000
+               ) -> np.ndarray:
+    """Per test image, whether the probe fitted on the training split gets it right."""
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     classes, train_idx = np.unique(train_y, return_inverse=True)
     params = fit_logistic_regression(jnp.asarray((train_x - mean) / std, jnp.float32),
                                      jnp.asarray(train_idx), len(classes), l2, max_iter)
     logits = jnp.asarray((test_x - mean) / std, jnp.float32) @ params["w"] + params["b"]
-    return float(np.mean(classes[np.asarray(logits.argmax(1))] == test_y))
+    return classes[np.asarray(logits.argmax(1))] == test_y
 
 
 class LinearProbeEvaluator:
@@ -71,5 +73,6 @@ class LinearProbeEvaluator:
     def run(self, variables):
         train = frozen_features(self.ctx, variables, self.config, self.config.data_train)
         test = frozen_features(self.ctx, variables, self.config, self.config.data_test)
-        yield "accuracy", probe_accuracy(*train, *test, self.config.l2,
-                                         self.config.max_iter)
+        hits = probe_hits(*train, *test, self.config.l2, self.config.max_iter)
+        yield "accuracy", float(np.mean(hits))
+        yield from mean_interval(hits, "accuracy", self.config.bootstrap)

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from big_vision_like import filesystem as fs
+from evaluators.bootstrap import interval_metrics
 from evaluators.common import (
     IMAGE_ID_KEY,
     EvalContext,
@@ -171,6 +172,13 @@ class MapAtKEvaluator:
                     s, y, self.k)
             yield f"map@{self.k}{suffix}", mean_average_precision(s, y, self.k, weights)
             yield f"map_all{suffix}", mean_average_precision(s, y, None, weights)
+            yield from interval_metrics(
+                lambda idx, s=s, y=y, suffix=suffix: {
+                    f"map@{self.k}{suffix}": mean_average_precision(s[idx], y[idx], self.k,
+                                                                    weights),
+                    f"map_all{suffix}": mean_average_precision(s[idx], y[idx], None,
+                                                               weights)},
+                len(y), self.config.bootstrap)
         if self.config.baseline:
             freq = self.ctx.train_label_frequencies()
             constant = np.broadcast_to(freq[None, :], labels.shape)

@@ -25,6 +25,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from big_vision_like.tasks.segmentation import LABEL_KEY
+from evaluators.bootstrap import interval_metrics
 from evaluators.common import DEDUP_SUFFIX, IMAGE_ID_KEY, EvalContext, load_ids, to_host
 from input_pipeline.keys import IGNORE_LABEL, MASK_KEY
 
@@ -53,6 +54,14 @@ def confusion_update(counts: jax.Array, logits: jax.Array, labels: jax.Array,
     flat = jnp.zeros(((num_classes + 1) * num_classes,), jnp.int32)
     flat = flat.at[index].add(valid.ravel().astype(jnp.int32))
     return counts + flat.reshape(num_classes + 1, num_classes)
+
+
+def image_confusions(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
+    """[B, C + 1, C]: each image's own counts (the bootstrap resamples images)."""
+    c = logits.shape[-1]
+    zeros = jnp.zeros((c + 1, c), jnp.int32)
+    return jax.vmap(lambda lo, la, m: confusion_update(zeros, lo[None], la[None], m[None]))(
+        logits, labels, mask)
 
 
 def keep_not_excluded(mask: jax.Array | None, image_ids: jax.Array, excluded: jax.Array
@@ -95,6 +104,7 @@ class MeanIoUEvaluator:
         self.config, self.ctx = config, context
         self._update = jax.jit(confusion_update, donate_argnums=0)
         self._keep = jax.jit(keep_not_excluded)
+        self._images = jax.jit(image_confusions)
         self.excluded = load_ids(config.exclude_ids)
 
     def _zeros(self, shape: tuple[int, ...]) -> jax.Array:
@@ -116,13 +126,24 @@ class MeanIoUEvaluator:
                 return list(names)
         return None
 
+    def _intervals(self, per_image: list, suffix: str) -> Iterator[tuple[str, float]]:
+        counts = np.concatenate([c for c, _ in per_image]).astype(np.int64)
+        if suffix:
+            counts = counts[~np.isin(np.concatenate([i for _, i in per_image]), self.excluded)]
+
+        def statistic(idx: np.ndarray) -> dict[str, float]:
+            s = scores(counts[idx].sum(0)[:-1])
+            return {f"miou{suffix}": s["miou"], f"pixel_accuracy{suffix}": s["pixel_accuracy"]}
+        yield from interval_metrics(statistic, len(counts), self.config.bootstrap)
+
     def confusion(self, variables) -> np.ndarray:
         """The [C, C] (true, predicted) pixel counts of one pass, int64."""
         return self.confusions(variables)[""]
 
-    def confusions(self, variables) -> dict[str, np.ndarray]:
+    def confusions(self, variables, per_image: list | None = None) -> dict[str, np.ndarray]:
         """Metric-name suffix -> [C, C] pixel counts of one pass: '' all images and,
-        with exclude_ids, '_dedup' the images not excluded."""
+        with exclude_ids, '_dedup' the images not excluded. With a `per_image` list,
+        appends (each real image's [C + 1, C] counts, their image ids or None)."""
         predict = self.ctx.predict_fn(self.config.pred)
         suffixes = ("", DEDUP_SUFFIX) if len(self.excluded) else ("",)
         excluded = jax.device_put(self.excluded, NamedSharding(self.ctx.mesh, P()))
@@ -157,6 +178,11 @@ class MeanIoUEvaluator:
                     counts[s] = self._zeros(counts[s].shape)
                 pending = 0
             mask = batch.get(MASK_KEY)
+            if per_image is not None:
+                real = np.ones(len(labels), bool) if mask is None else to_host(mask)
+                counts_each = to_host(self._images(logits, labels, jnp.asarray(real)))
+                ids = batch.get(IMAGE_ID_KEY)
+                per_image.append((counts_each[real], None if ids is None else to_host(ids)[real]))
             masks = {"": mask}
             if len(suffixes) > 1:
                 masks[DEDUP_SUFFIX] = self._keep(mask, batch[IMAGE_ID_KEY], excluded)
@@ -175,10 +201,13 @@ class MeanIoUEvaluator:
         return {s: t[:-1] for s, t in total.items()}
 
     def run(self, variables) -> Iterator[tuple[str, float]]:
-        for suffix, confusion in self.confusions(variables).items():
+        per_image: list | None = [] if self.config.bootstrap else None
+        for suffix, confusion in self.confusions(variables, per_image).items():
             s = scores(confusion)
             yield f"miou{suffix}", s["miou"]
             yield f"pixel_accuracy{suffix}", s["pixel_accuracy"]
+            if per_image:
+                yield from self._intervals(per_image, suffix)
             names = metric_names(len(s["iou"]), self._class_names(len(s["iou"])))
             for name, value in zip(names, s["iou"]):
                 yield f"iou{suffix}/{name}", float(value)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.bootstrap import interval_metrics
 from evaluators.coco_ap import collect_detections, image_records
 from evaluators.common import EvalContext, dedup_items, load_ids
 
@@ -150,6 +151,12 @@ class VocApEvaluator:
             if suffix:
                 yield "excluded_examples", float(len(images) - len(kept))
             result = voc_ap(kept, len(names) if names else None)
+            # Resamples score the same classes, present in them or not.
+            num_classes = len(result["per_class"])
             yield f"mAP{suffix}", result["mAP"]
+            yield from interval_metrics(
+                lambda idx, kept=kept, suffix=suffix, n=num_classes: {
+                    f"mAP{suffix}": voc_ap([kept[i] for i in idx], n)["mAP"]},
+                len(kept), self.config.bootstrap)
             for c, ap in enumerate(result["per_class"]):
                 yield f"AP{suffix}/{names[c] if names else c}", ap

@@ -5,10 +5,11 @@ import os
 
 import numpy as np
 import pytest
+import scipy.stats
 from PIL import Image
 from sklearn.metrics import r2_score
 
-from big_vision_like.tools import collect
+from big_vision_like.tools import collect, curve_forms
 from big_vision_like.tools.loglinear import fit_log_linear
 
 
@@ -49,7 +50,7 @@ FRACTIONS = (0.1, 0.3, 1.0)
 LINES = {50: (0.05, 0.04), 101: (0.02, 0.06)}  # depth -> (a, b)
 
 
-def _write_run(path, depth, fraction, final, extra=None):
+def _write_run(path, depth, fraction, final, extra=None, rows=None):
     os.makedirs(path)
     config = {"model": {"depth": depth}, "init_from": {"checkpoint": None},
               "input": {"data": {"name": "made_up", "split": "train",
@@ -97,10 +98,14 @@ def test_collect_table_fit_and_png(figure4_runs, tmp_path):
     collect.main([*dirs, "--metric", "fasteval/map@100", "--curve", "model.depth",
                   "--split_examples", str(SPLIT), "--markdown", str(md), "--png", str(png)])
     text = md.read_text()
-    run_rows = [line for line in text.splitlines() if line.startswith("| d")]
-    assert len(run_rows) == 6
-    assert "| d101_f0.3 | 101 | 0.3 | 6,000 | 300 | " in text
-    assert f"| 101 | 3 | {0.02:.4f} | {0.06:+.4f} | 1.0000 |" in text
+    size_rows = [line for line in text.splitlines()
+                 if line.count("|") == 10 and line[2].isdigit()]
+    assert len(size_rows) == 6  # one per depth and size
+    value = 0.02 + 0.06 * np.log10(6000)
+    assert f"| 101 | 0.3 | 6,000 | 300 | 1 | {value:.4f} | 0.0000 | – | – |" in text
+    # An exact line: the slope's interval is the slope itself.
+    assert f"| 101 | 3 | {0.02:.4f} | {0.06:+.4f} | [0.0600, 0.0600] | 1.0000 |" in text
+    assert "| 101 | log-linear | " in text and "| 101 | linear | " in text
     with Image.open(png) as image:
         assert image.size == (640, 480)
 
@@ -174,3 +179,51 @@ def test_a_sweep_folder_stands_for_its_started_runs(figure4_runs, tmp_path):
     (tmp_path / "sweep.json").write_text(json.dumps({"runs": [{"workdir": d} for d in dirs]}))
     assert collect.workdirs_of([str(tmp_path), figure4_runs[0][3]]) == [
         *figure4_runs[0][:2], figure4_runs[0][3]]
+
+
+def test_seeds_give_a_mean_a_spread_and_intervals_against_scipy(tmp_path):
+    rng = np.random.default_rng(0)
+    dirs, values = [], {}
+    for fraction in (*FRACTIONS, 0.6):
+        for seed in range(3):
+            path = str(tmp_path / f"f{fraction}_s{seed}")
+            value = 0.1 + 0.05 * np.log10(fraction * SPLIT) + rng.normal(0, 0.01)
+            _write_run(path, 50, fraction, value, {"seed": seed})
+            with open(os.path.join(path, "metrics.jsonl"), "a") as f:
+                f.write(json.dumps({"step": 300, "fasteval/map@100_ci95_lo": value - 0.02,
+                                    "fasteval/map@100_ci95_hi": value + 0.03}) + "\n")
+            dirs.append(path)
+            values.setdefault(fraction, []).append(value)
+    points = collect.collect(dirs, "fasteval/map@100", "model.depth", split_examples=SPLIT)
+    assert sorted(p.seed for p in points) == [0] * 4 + [1] * 4 + [2] * 4
+    for g in collect.summaries(points):
+        want = values[g.fraction]
+        assert g.mean == pytest.approx(np.mean(want)) and g.std == pytest.approx(
+            np.std(want, ddof=1))
+        lo, hi = scipy.stats.t.interval(0.95, 2, np.mean(want), scipy.stats.sem(want))
+        assert (g.lo, g.hi) == pytest.approx((lo, hi))
+        assert (g.images_lo, g.images_hi) == pytest.approx((g.mean - 0.02, g.mean + 0.03))
+    # The slope's interval from every run, against scipy's regression standard error.
+    fit = collect.fits_of(points)[50]
+    x = np.log10([p.examples for p in points])
+    ref = scipy.stats.linregress(x, [p.value for p in points])
+    half = scipy.stats.t.ppf(0.975, len(x) - 2) * ref.stderr
+    assert (fit.b, fit.b_lo, fit.b_hi) == pytest.approx(
+        (ref.slope, ref.slope - half, ref.slope + half))
+    assert fit.b_lo < 0.05 < fit.b_hi
+
+
+def test_each_form_predicts_the_held_out_size_of_its_own_law():
+    x = np.repeat([1e3, 4e3, 1.6e4, 6.4e4], 3)
+    laws = {"log-linear": 0.1 + 0.05 * np.log10(x), "linear": 0.1 + 2e-6 * x,
+            "power law": 0.02 * x ** 0.3, "saturating": 0.9 - 0.3 * (x / 1e3) ** -0.5}
+    noise = np.tile([-1e-4, 0.0, 1e-4], 4)  # a tiny spread: an interval to be within
+    for law, y in laws.items():
+        got = {h.form: h for h in curve_forms.held_out_predictions(x, y + noise)}
+        assert got[law].within, (law, got[law])
+        assert abs(got[law].error) < 1e-3
+        others = [h for h in got.values() if h.form != law and np.isfinite(h.predicted)]
+        assert len(others) >= 2
+        assert all(abs(h.error) > abs(got[law].error) for h in others), (law, got)
+    with pytest.raises(ValueError, match="at least 3 data sizes"):
+        curve_forms.held_out_predictions([1e3, 1e3, 2e3], [0.1, 0.2, 0.3])

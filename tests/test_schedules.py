@@ -82,3 +82,15 @@ def test_warmup_in_epochs_and_the_old_signature():
     cfg = {"name": "constant", "base_lr": 1.0, "warmup_epochs": 0.5}
     fn = build_schedule(cfg, 100, 10, 100)  # 0.5 epochs = 50 examples = 5 steps
     np.testing.assert_allclose([fn(1), fn(4), fn(5)], [0.2, 0.8, 1.0], rtol=1e-6)
+
+
+def test_warmup_as_a_fraction_is_the_same_share_of_a_short_and_a_long_run():
+    for total, warmup in ((200, 10), (1563, 79), (40, 2)):  # 0.05 of each, rounded up
+        cfg = {"name": "cosine", "base_lr": 1.0, "warmup_fraction": 0.05}
+        got = values(cfg, total, [warmup - 1, warmup])
+        np.testing.assert_allclose(got, [(warmup - 1) / warmup, 1.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="give warmup_fraction or warmup_epochs, not both"):
+        values({"name": "constant", "base_lr": 1.0, "warmup_fraction": 0.1,
+                "warmup_epochs": 1.0}, 10, [0], Durations(8, 80))
+    with pytest.raises(ValueError, match=r"warmup_fraction=1.5: give a share of the run"):
+        values({"name": "constant", "base_lr": 1.0, "warmup_fraction": 1.5}, 10, [0])

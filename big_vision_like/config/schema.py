@@ -108,8 +108,9 @@ def _durations(name: str, default: Any = None) -> dict[str, Any]:
 
 
 # Each schedule's fields and defaults (big_vision_like/schedules.py); every one
-# also takes base_lr and a linear warmup.
-_COMMON = {"base_lr": None, **_durations("warmup", 0)}
+# also takes base_lr and a linear warmup, as a duration or as a fraction of the
+# run's steps (warmup_fraction: the same share of a short and a long run).
+_COMMON = {"base_lr": None, **_durations("warmup", 0), "warmup_fraction": None}
 SCHEDULES: dict[str, dict[str, Any]] = {
     "constant": dict(_COMMON),
     "staircase": {**_COMMON, "decay_factor": 0.1, **_durations("decay_every")},
@@ -124,9 +125,11 @@ SCHEDULES: dict[str, dict[str, Any]] = {
 # dataset or another ({split, name, data_dir}; evaluators/common.py).
 _EVAL_COMMON = {"type": None, "pp": None, "batch_size": None,  # batch_size unset: eval_batch_size
                 **_durations("every", 1000)}
-_ONE_SPLIT = {"data": None, "pred": "predict", "exclude_ids": None}  # ids: a file or a list
+# bootstrap: N > 0 also yields each metric's 95% interval over N resamples of the
+# evaluation images (evaluators/bootstrap.py); exclude_ids: a file or a list.
+_ONE_SPLIT = {"data": None, "pred": "predict", "exclude_ids": None, "bootstrap": 0}
 _DETECTIONS = {**_ONE_SPLIT, "results_json": None, "category_ids": None}
-_FEATURES = {"data_train": None, "data_test": None, "pred": "features"}
+_FEATURES = {"data_train": None, "data_test": None, "pred": "features", "bootstrap": 0}
 EVALUATORS: dict[str, dict[str, Any]] = {
     "loss": {"data": None},
     # weights: uniform, train_frequency, or a file of one weight per class.
@@ -170,7 +173,8 @@ def _complete(section: str, tables: Mapping[str, Mapping[str, Any]], common: Map
 
 # The types of fields whose default is None: a config's placeholder takes them
 # from the command line.
-_TYPES = {"grad_clip_norm": float, "base_lr": float, "factors": tuple}
+_TYPES = {"grad_clip_norm": float, "base_lr": float, "factors": tuple,
+          "warmup_fraction": float}
 _SEQUENCES = ("boundaries",)
 
 

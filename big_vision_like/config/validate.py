@@ -194,6 +194,10 @@ def _check_schedule(schedule, check: _Checker) -> None:
     if lr is not None:
         check.that(_is_number(lr) and lr > 0, "schedule.base_lr",
                    f"{lr!r}: give a learning rate above 0")
+    fraction = schedule.get("warmup_fraction")
+    if fraction is not None:
+        check.that(_is_number(fraction) and 0 <= fraction < 1, "schedule.warmup_fraction",
+                   f"{fraction!r}: give a share of the run in [0, 1)")
     given = None
     try:
         given = durations.given(schedule, "warmup")

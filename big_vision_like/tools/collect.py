@@ -34,8 +34,11 @@ import numpy as np
 
 from big_vision_like import filesystem as fs
 from big_vision_like.metrics import read_metrics
+from big_vision_like.tools.curve_forms import held_out_predictions, mean_interval
 from big_vision_like.tools.loglinear import Fit, fit_log_linear
 from big_vision_like.tools.sweep import MANIFEST
+from evaluators.bootstrap import HI as CI_HI
+from evaluators.bootstrap import LO as CI_LO
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,28 @@ class Point:
     examples: float
     step: int
     value: float
+    seed: int = 0
+    # The run's own 95% interval over evaluation images, where its evaluator
+    # logged one (`bootstrap: N`; evaluators/bootstrap.py).
+    lo: float | None = None
+    hi: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """The runs of one curve at one data size (seeds apart)."""
+
+    curve: Any
+    fraction: float
+    examples: float
+    steps: tuple[int, ...]
+    values: tuple[float, ...]
+    mean: float
+    std: float  # over runs (ddof=1; 0 for one run)
+    lo: float  # Student-t 95% interval of the mean over runs (NaN for one run)
+    hi: float
+    images_lo: float | None  # the runs' bootstrap intervals over images, averaged
+    images_hi: float | None
 
 
 def workdirs_of(paths: Sequence[str]) -> list[str]:
@@ -178,11 +203,40 @@ def collect(workdirs: Sequence[str], metric: str, curve: str | None = None,
         config = _read_json(path)
         own = field_of(config, "input.data") or {}  # an epoch is of the run's own data
         run_at = epoch_step(at, config, size(own)) if at.startswith("epoch=") else at
-        step, value = metric_at(read_metrics(workdir), metric, run_at, workdir)
+        rows = read_metrics(workdir)
+        step, value = metric_at(rows, metric, run_at, workdir)
+        lo, hi = (_logged_at(rows, metric + suffix, step) for suffix in (CI_LO, CI_HI))
         fraction, examples = pretraining_data(workdir, config, size, follow_init_from)
         points.append(Point(workdir, field_of(config, curve) if curve else None,
-                            fraction, examples, step, value))
+                            fraction, examples, step, value, int(config.get("seed") or 0),
+                            lo, hi))
     return points
+
+
+def _logged_at(rows: Sequence[dict], metric: str, step: int) -> float | None:
+    for r in rows:
+        if int(r["step"]) == step and isinstance(r.get(metric), (int, float)):
+            return float(r[metric])
+    return None
+
+
+def summaries(points: Sequence[Point]) -> list[Summary]:
+    """Per curve and data size, the runs' mean, spread and intervals."""
+    out = []
+    for key, pts in curves_of(points).items():
+        by_size: dict[float, list[Point]] = {}
+        for p in pts:
+            by_size.setdefault(p.examples, []).append(p)
+        for examples, group in by_size.items():
+            values = [p.value for p in group]
+            mean, lo, hi = mean_interval(values)
+            boots = [(p.lo, p.hi) for p in group if p.lo is not None and p.hi is not None]
+            out.append(Summary(
+                key, group[0].fraction, examples, tuple(p.step for p in group),
+                tuple(values), mean, float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                lo, hi, float(np.mean([b[0] for b in boots])) if boots else None,
+                float(np.mean([b[1] for b in boots])) if boots else None))
+    return out
 
 
 def _hashable(value: Any) -> Any:
@@ -216,49 +270,87 @@ def fits_of(points: Sequence[Point], x: str = "examples") -> dict[Any, Fit | Non
     return out
 
 
+def _interval(lo: float | None, hi: float | None) -> str:
+    if lo is None or hi is None or not np.isfinite(lo):
+        return "–"
+    return f"[{lo:.4f}, {hi:.4f}]"
+
+
 def markdown(points: Sequence[Point], fits: dict[Any, Fit | None], metric: str,
              curve: str | None, x: str) -> str:
+    """Per curve and size: the runs' mean, standard deviation over seeds, the 95%
+    interval of the mean over seeds and the runs' interval over evaluation images;
+    then per curve the log-linear fit with its slope's interval, and the forms
+    judged on the largest size (tools/curve_forms.py)."""
     label = curve or "curve"
-    lines = [f"| run | {label} | subset fraction | examples | step | {metric} |",
-             "|---|---|---|---|---|---|"]
-    for p in points:
-        lines.append(f"| {fs.basename(fs.normpath(p.workdir))} | {p.curve} | "
-                     f"{p.fraction:g} | {p.examples:,.0f} | {p.step} | {p.value:.4f} |")
-    lines += ["", f"Fit per {label}: {metric} = a + b * log10({x}); b is the change per "
-              f"10x {x}.", "", f"| {label} | runs | a | b (per 10x) | R^2 |",
-              "|---|---|---|---|---|"]
+    groups = summaries(points)
+    lines = [f"| {label} | subset fraction | examples | steps | seeds | {metric} mean | "
+             "std | 95% CI (seeds) | 95% CI (images) |", "|---|---|---|---|---|---|---|---|---|"]
+    for g in groups:
+        steps = "/".join(str(s) for s in sorted(set(g.steps)))
+        lines.append(f"| {g.curve} | {g.fraction:g} | {g.examples:,.0f} | {steps} | "
+                     f"{len(g.values)} | {g.mean:.4f} | {g.std:.4f} | "
+                     f"{_interval(g.lo, g.hi)} | {_interval(g.images_lo, g.images_hi)} |")
+    lines += ["", f"Fit per {label} over every run: {metric} = a + b * log10({x}); b is the "
+              f"change per 10x {x}, with its 95% interval.", "",
+              f"| {label} | runs | a | b (per 10x) | 95% CI of b | R^2 |",
+              "|---|---|---|---|---|---|"]
     for key, fit in fits.items():
         if fit is None:
-            lines.append(f"| {key} | – | – | – | needs two data sizes |")
+            lines.append(f"| {key} | – | – | – | – | needs two data sizes |")
         else:
-            lines.append(f"| {key} | {fit.n} | {fit.a:.4f} | {fit.b:+.4f} | {fit.r2:.4f} |")
+            lines.append(f"| {key} | {fit.n} | {fit.a:.4f} | {fit.b:+.4f} | "
+                         f"{_interval(fit.b_lo, fit.b_hi)} | {fit.r2:.4f} |")
+    forms = []
+    for key, pts in curves_of(points).items():
+        if len({getattr(p, x) for p in pts}) < 3:
+            continue
+        for h in held_out_predictions([getattr(p, x) for p in pts], [p.value for p in pts]):
+            if not np.isfinite(h.predicted):  # the form could not be fitted
+                forms.append(f"| {key} | {h.form} | – | {h.observed:.4f} | – | – | – |")
+                continue
+            within = "yes" if h.within else ("–" if not np.isfinite(h.lo) else "no")
+            forms.append(f"| {key} | {h.form} | {h.predicted:.4f} | {h.observed:.4f} "
+                         f"{_interval(h.lo, h.hi)} | {h.error:+.4f} | {within} | {h.r2:.4f} |")
+    if forms:
+        lines += ["", f"Each form fitted without the largest {x} and judged on it "
+                  "(big_vision_like/tools/curve_forms.py); R^2 is in sample, over every size.",
+                  "", f"| {label} | form | predicted | observed (95% CI) | error | "
+                  "within CI | R^2 |", "|---|---|---|---|---|---|---|", *forms]
     return "\n".join(lines) + "\n"
 
 
 def plot(points: Sequence[Point], fits: dict[Any, Fit | None], path: str, metric: str,
          curve: str | None, x: str, size: tuple[float, float] = (6.4, 4.8),
          dpi: int = 100) -> None:
-    """The metric against data size on a log x axis: per curve its points joined,
-    and its fitted line dashed in the same colour."""
+    """The metric against data size on a log x axis: per curve the mean of its runs
+    with the 95% interval over seeds as error bars (over evaluation images where a
+    size has one run), and its fitted line dashed in the same colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=size, dpi=dpi)
-    for i, (key, pts) in enumerate(curves_of(points).items()):
+    groups = summaries(points)
+    for i, key in enumerate(curves_of(points)):
         color = f"C{i % 10}"
-        xs = np.array([getattr(p, x) for p in pts])
+        mine = [g for g in groups if g.curve == key]
+        xs = np.array([g.examples if x == "examples" else g.fraction for g in mine])
+        means = np.array([g.mean for g in mine])
+        lo = np.array([g.lo if np.isfinite(g.lo) else (g.images_lo or g.mean) for g in mine])
+        hi = np.array([g.hi if np.isfinite(g.hi) else (g.images_hi or g.mean) for g in mine])
         name = f"{curve.rsplit('.', 1)[-1]}={key}" if curve else "runs"
         fit = fits.get(key)
         if fit is not None:
             name += f" (b={fit.b:+.3g} per 10x, R²={fit.r2:.3f})"
             grid = np.geomspace(xs.min(), xs.max(), 50)
             ax.plot(grid, fit(grid), "--", color=color)
-        ax.plot(xs, [p.value for p in pts], "o-", color=color, label=name)
+        ax.errorbar(xs, means, yerr=[means - lo, hi - means], fmt="o-", color=color,
+                    capsize=3, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("pre-training examples" if x == "examples" else "subset fraction")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(metric + " (mean, 95% CI)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -1,7 +1,9 @@
 """metric = a + b * log10(examples): the paper's log-linear law of performance
 against pre-training data size, fitted by least squares.
 
-b is the gain per 10x more data. Pure NumPy, float64.
+b is the gain per 10x more data, with its 95% interval (Student t on the
+least-squares standard error; every run a point, so seeds count). NumPy and
+scipy, float64.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,6 +21,8 @@ class Fit:
     b: float  # the metric's change per 10x examples
     r2: float  # coefficient of determination of the fit
     n: int  # points fitted
+    b_lo: float = float("nan")  # 95% interval of b (NaN with two points: no residual)
+    b_hi: float = float("nan")
 
     def __call__(self, examples) -> np.ndarray:
         return self.a + self.b * np.log10(np.asarray(examples, np.float64))
@@ -50,4 +55,9 @@ def fit_log_linear(examples: Sequence[float], values: Sequence[float]) -> Fit:
         r2 = 1.0 - residual / total
     else:
         r2 = 1.0 if residual == 0 else 0.0
-    return Fit(a=float(a), b=float(b), r2=float(r2), n=int(x.size))
+    lo = hi = float("nan")
+    if x.size > 2:
+        spread = float(np.sum((lx - lx.mean()) ** 2))
+        half = stats.t.ppf(0.975, x.size - 2) * np.sqrt(residual / (x.size - 2) / spread)
+        lo, hi = float(b - half), float(b + half)
+    return Fit(a=float(a), b=float(b), r2=float(r2), n=int(x.size), b_lo=lo, b_hi=hi)
