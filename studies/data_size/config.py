@@ -2,10 +2,13 @@
 
 The paper trained every random subset of JFT-300M (10M/30M/100M/300M) with the
 same recipe and read each at its 4th epoch; here every subset of
-synthetic_jft/demo trains 4 epochs of itself (steps scale with its size), and
-is measured at the end on the clean fasteval split (mAP@100) and by transfer
-on frozen features: a linear probe and 10-shot classification on real
-handwritten digits (sklearn_digits, which pre-training never saw).
+synthetic_jft/demo trains 4 epochs of itself (steps scale with its size; the
+study's compute-matched regime sets --config.total_steps instead), with a
+warmup of 5% of the run's steps, and is measured at the end on the clean
+fasteval split (mAP@100) and by transfer on frozen features: a linear probe
+and 10-shot classification on real handwritten digits (sklearn_digits, which
+pre-training never saw), each with its 95% bootstrap interval over the
+evaluation images.
 
     python -m big_vision_like.train --config studies/data_size/config.py \
         --workdir workdirs/size_0.25 --config.input.data.data_dir=data/tfds \
@@ -19,20 +22,26 @@ import ml_collections
 from configs import demo
 
 EVERY = 10**9  # evaluators run once, at the end
+WARMUP = 0.05  # of each run's steps (the demo's 100 of 1,500 is 0.067)
+RESAMPLES = 200  # bootstrap resamples of the evaluation images, per metric
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = demo.get_config()
-    c.total_epochs = 4.0
+    c.total_epochs = 4.0  # the epoch-matched regime; the study sets total_steps for the other
+    # Warmup as a share of the run, so a short run is not half warmup.
+    c.schedule.warmup_steps = 0
+    c.schedule.warmup_fraction = WARMUP
     c.ckpt_steps = 250
     c.keep_ckpts = 1
     c.evals.fasteval.every_steps = EVERY
     c.evals.fasteval.baseline = False
+    c.evals.fasteval.bootstrap = RESAMPLES
     del c.evals["fasteval_loss"]
     digits = "decode|resize(72)|central_crop(64)|value_range(-1, 1)|keep('image', 'label')"
     features = dict(data_train=dict(name="sklearn_digits/64px", split="train"),
                     data_test=dict(name="sklearn_digits/64px", split="test"),
-                    pp=digits, every_steps=EVERY)
+                    pp=digits, every_steps=EVERY, bootstrap=RESAMPLES)
     c.evals.digits_probe = dict(type="linear_probe", l2=1e-3, **features)
     c.evals.digits_fewshot = dict(type="fewshot", shots=(10,), seeds=3, **features)
     return c
