@@ -219,3 +219,26 @@ def test_every_config_loads_without_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_split_a_config_reads_is_one_its_builder_writes(name):
+    from input_pipeline.sources.registry import default_registry
+
+    sources = default_registry()
+    c = importlib.import_module(f"configs.{name}").get_config()
+    reads = [("input.data", c.input.data.name, c.input.data.split)]
+    for ev_name, ev in c.evals.items():
+        for key in ("data", "data_train", "data_test"):
+            data = ev.get(key)
+            if data is not None:
+                reads.append((f"evals.{ev_name}.{key}", data.get("name") or c.input.data.name,
+                              data.get("split")))
+    for field, dataset, split in reads:
+        declared = sources.declared_splits(dataset) if dataset else None
+        if declared is None:  # a local folder or a prepared TFDS dataset: splits from data
+            continue
+        # TFDS split strings: 'train+val', 'test[:1000]', 'train[10%:]'.
+        for part in split.split("+"):
+            assert part.split("[")[0] in declared, (
+                f"{name}: {field}.split={split!r}, but {dataset} has the splits {declared}")

@@ -25,7 +25,7 @@ COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), 
 
 def get_config() -> ml_collections.ConfigDict:
     return pose_config(PoseTarget(
-        data="coco_keypoints", train_split="train", test_split="validation",
+        data="coco_keypoints", train_split="train", test_split="val",
         crop=(353, 257), radius=32.0, sigmas=COCO_SIGMAS, flip_pairs=COCO_FLIP_PAIRS,
         depth=101, total_steps=450_000, lr_drop_step=250_000,
         # 20 crops of 353x257 per image: a small evaluation batch bounds host memory.

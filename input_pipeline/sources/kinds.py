@@ -38,6 +38,16 @@ class SourceKind:
             return {}
         return dict(importlib.import_module(self.pp_ops_module).OPS)
 
+    def declared_splits(self, name: str) -> tuple[str, ...] | None:
+        """The splits `name`'s builder can write (its class's `SPLITS`), known without
+        any data; None where the builder does not say (a local folder's splits are
+        its subfolders; a TFDS dataset's are in its prepared info)."""
+        if self.builder_module is None:
+            return None
+        importlib.import_module(self.builder_module)
+        cls = tfds.builder_cls(name.split("/")[0].split(":")[0])
+        return tuple(getattr(cls, "SPLITS", ())) or None
+
     def builder(self, name: str, data_dir: str | None, *, prepare: bool,
                 manual_dir: str | None) -> tfds.core.DatasetBuilder:
         """The prepared builder of `name`, prepared first if `prepare` allows."""

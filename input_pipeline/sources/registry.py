@@ -48,6 +48,10 @@ class SourceRegistry:
         """Registered families and prefixes (of one kind of policy)."""
         return sorted(k for k, v in self._kinds.items() if kind is None or isinstance(v, kind))
 
+    def declared_splits(self, name: str) -> tuple[str, ...] | None:
+        """The splits the builder of `name` can write, without data (None: unknown)."""
+        return self.kind_of(name).declared_splits(name)
+
     def open(self, name: str, data_dir: str | None = None, *, prepare: bool = True,
              manual_dir: str | None = None) -> DataSource:
         """The prepared dataset `name`, prepared first by its kind where allowed."""

@@ -56,6 +56,8 @@ class CocoDetection(tfds.core.GeneratorBasedBuilder):
     """coco_detection: COCO 2017 instances (boxes) from a local copy."""
 
     name = "coco_detection"
+    # The splits it can write, read without data by SourceKind.declared_splits.
+    SPLITS = tuple(SPLITS)
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}  # noqa: RUF012 (TFDS API)
     MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS

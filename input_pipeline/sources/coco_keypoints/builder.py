@@ -97,6 +97,8 @@ class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
     """coco_keypoints: COCO 2017 person keypoints from a local copy."""
 
     name = "coco_keypoints"
+    # The splits it can write, read without data by SourceKind.declared_splits.
+    SPLITS = tuple(SPLITS)
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}  # noqa: RUF012 (TFDS API)
     MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS

@@ -83,6 +83,8 @@ class OpenImagesLabels(tfds.core.GeneratorBasedBuilder):
     """open_images_labels: Open Images image-level labels from a local folder."""
 
     name = "open_images_labels"
+    # The splits it can write, read without data by SourceKind.declared_splits.
+    SPLITS = files.SPLITS
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}  # noqa: RUF012 (TFDS API)
     MANUAL_DOWNLOAD_INSTRUCTIONS = files.INSTRUCTIONS

@@ -73,6 +73,8 @@ class SklearnDigits(tfds.core.GeneratorBasedBuilder):
     """sklearn_digits: real handwritten digits, upscaled, fixed stratified split."""
 
     name = "sklearn_digits"
+    # The splits it can write, read without data by SourceKind.declared_splits.
+    SPLITS = ("train", "test")
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}  # noqa: RUF012 (TFDS API)
     BUILDER_CONFIGS = [  # noqa: RUF012 (TFDS API)

@@ -132,6 +132,8 @@ class SyntheticJft(tfds.core.GeneratorBasedBuilder):
     """synthetic_jft: procedurally rendered, JFT-shaped multi-label images."""
 
     name = "synthetic_jft"
+    # The splits it can write, read without data by SourceKind.declared_splits.
+    SPLITS = ("train", "fasteval", "test")
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}  # noqa: RUF012 (TFDS API)
     BUILDER_CONFIGS = [  # noqa: RUF012 (TFDS API)

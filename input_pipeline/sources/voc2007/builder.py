@@ -98,6 +98,8 @@ class Voc2007Detection(tfds.core.GeneratorBasedBuilder):
     """voc2007_detection: VOC 2007 boxes of 20 classes from a local copy."""
 
     name = "voc2007_detection"
+    # The splits it can write, read without data by SourceKind.declared_splits.
+    SPLITS = (*SPLITS, *OPTIONAL_SPLITS)
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}  # noqa: RUF012 (TFDS API)
     MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS

@@ -106,6 +106,8 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
     """voc2012_segmentation: VOC 2012 class segmentation from a local copy."""
 
     name = "voc2012_segmentation"
+    # The splits it can write, read without data by SourceKind.declared_splits.
+    SPLITS = ("train", "val")
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}  # noqa: RUF012 (TFDS API)
     MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS
@@ -132,7 +134,7 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
                          ("JPEGImages", "SegmentationClass", LISTS),
                          self.name, INSTRUCTIONS)
         splits = {}
-        for split in ("train", "val"):
+        for split in self.SPLITS:
             list_file = os.path.join(root, LISTS, f"{split}.txt")
             require_files([list_file], f"{split} list", INSTRUCTIONS)
             ids = read_ids(list_file)
