@@ -1,13 +1,16 @@
 """PASCAL VOC 2007 detection mAP in NumPy, and its evaluator.
 
-`voc_ap` follows the VOC devkit (and py-faster-rcnn's `voc_eval`, its Python port)
-per class: detections sorted by confidence over the whole split; each is compared
-with every ground truth box of its image and takes the one of largest overlap;
-it is a true positive if that overlap exceeds 0.5 and the box is not yet taken, a
-false positive otherwise, except that a detection whose best box is 'difficult' is
-neither (and difficult boxes do not count towards recall); AP is the 11-point
-interpolated precision (mean over recall t in 0, .1, ..., 1 of the largest
-precision at recall >= t, as `np.arange(0., 1.1, .1)`). Overlap uses the devkit's
+`voc_ap` follows the VOC 2007 devkit (VOCevaldet.m, VOCap) per class: detections
+sorted by confidence over the whole split; each is compared with every ground
+truth box of its image and takes the one of largest overlap; it is a true
+positive if that overlap is at least 0.5 (the devkit's `ovmax>=minoverlap`;
+py-faster-rcnn's `voc_eval` port uses `> 0.5`) and the box is not yet taken, a
+false positive otherwise, except that a detection whose best box is 'difficult'
+is neither (and difficult boxes do not count towards recall); AP is the 11-point
+interpolated precision: the mean over recall thresholds t = k/10, k = 0..10, of
+the largest precision at recall >= t. The thresholds are exact tenths, not
+float steps (`np.arange(0, 1.1, .1)` holds 0.30000000000000004, which a recall
+of exactly 3/10 misses). Overlap uses the devkit's
 integer-pixel convention: widths and heights are `x2 - x1 + 1`, so boxes must be
 in the devkit's pixel units (0- or 1-based alike; only differences matter).
 
@@ -58,8 +61,8 @@ def voc_iou(box: np.ndarray, gt: np.ndarray) -> np.ndarray:
 def ap_11_point(recall: np.ndarray, precision: np.ndarray) -> float:
     """VOC07 11-point interpolated AP."""
     ap = 0.0
-    for t in np.arange(0.0, 1.1, 0.1):
-        above = recall >= t
+    for k in range(11):
+        above = recall >= k / 10
         ap += (float(precision[above].max()) if above.any() else 0.0) / 11.0
     return ap
 
@@ -89,7 +92,7 @@ def class_ap(images: Sequence[ImageObjects], c: int) -> float:
             continue
         ov = voc_iou(box, gts[i])
         j = int(np.argmax(ov))
-        if ov[j] > IOU_THRESHOLD:
+        if ov[j] >= IOU_THRESHOLD:
             if hard[i][j]:
                 continue
             if not taken[i][j]:

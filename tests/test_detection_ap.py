@@ -152,7 +152,9 @@ def test_results_json_round_trips_into_the_pose_tasks_detections(tmp_path):
 # --- VOC -----------------------------------------------------------------------------
 
 def reference_voc_eval(images, c, ovthresh=0.5):
-    """py-faster-rcnn's voc_eval (use_07_metric=True) on (xmin, ymin, xmax, ymax)."""
+    """py-faster-rcnn's voc_eval (use_07_metric=True) on (xmin, ymin, xmax, ymax), with
+    the devkit's two rules where the port differs: a match at overlap >= 0.5
+    (VOCevaldet.m's `ovmax>=VOCopts.minoverlap`) and recall thresholds k/10."""
     class_recs, npos = {}, 0
     for i, im in enumerate(images):
         m = np.asarray(im.gt_classes) == c
@@ -191,7 +193,7 @@ def reference_voc_eval(images, c, ovthresh=0.5):
             overlaps = inters / uni
             ovmax = np.max(overlaps)
             jmax = np.argmax(overlaps)
-        if ovmax > ovthresh:
+        if ovmax >= ovthresh:
             if not R["difficult"][jmax]:
                 if not R["det"][jmax]:
                     tp[d] = 1.
@@ -204,7 +206,7 @@ def reference_voc_eval(images, c, ovthresh=0.5):
     rec = tp / float(npos)
     prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
     ap = 0.
-    for t in np.arange(0., 1.1, 0.1):
+    for t in [k / 10 for k in range(11)]:
         p = 0 if np.sum(rec >= t) == 0 else np.max(prec[rec >= t])
         ap = ap + p / 11.
     return ap
@@ -339,3 +341,18 @@ def test_evaluators_end_to_end_convert_normalised_boxes_to_pixels(tmp_path):
     assert list(got) == ["mAP", "AP/a", "AP/b", "AP/c"]
     np.testing.assert_allclose([got["AP/a"], got["AP/b"], got["AP/c"]], want, atol=1e-6)
     assert got["mAP"] == pytest.approx(np.mean(want), abs=1e-6)
+
+
+def test_voc07_matches_at_exactly_half_overlap_and_counts_a_recall_of_exactly_3_tenths():
+    # Integer-pixel boxes: (0, 0, 9, 9) is 10x10 = 100 pixels, (0, 0, 9, 4) is 10x5 =
+    # 50 inside it, so their overlap is exactly 50 / 100 = 0.5: a match (devkit >=).
+    gt = np.array([[0, 0, 9, 9]], np.float64)
+    half = ImageObjects(gt, np.array([0]), np.array([False]), np.array([[0, 0, 9, 4.0]]),
+                        np.array([0.9]), np.array([0]))
+    assert voc_ap([half])["mAP"] == pytest.approx(1.0)
+    # Ten objects, three found first: precision 1 up to a recall of exactly 3/10, so
+    # thresholds 0, .1, .2, .3 score 1 and AP is 4/11 (float steps would give 3/11).
+    boxes = np.array([[20 * i, 0, 20 * i + 9, 9] for i in range(10)], np.float64)
+    found = ImageObjects(boxes, np.zeros(10, int), np.zeros(10, bool), boxes[:3],
+                         np.array([0.9, 0.8, 0.7]), np.zeros(3, int))
+    assert voc_ap([found])["mAP"] == pytest.approx(4 / 11)
