@@ -419,3 +419,24 @@ def test_tiny_pose_run_from_a_classification_body_reports_keypoint_ap(
     assert np.isfinite(last["train/loss"]) and last["train/heatmap_loss"] > 0
     for m in ("AP", "AP50", "AP75", "AR"):
         assert 0.0 <= last[f"test/{m}"] <= 1.0, (m, last)
+
+
+def test_eval_keeps_every_annotation_beyond_max_objects_or_says_why_not():
+    import tensorflow as tf
+
+    from input_pipeline.pp import pose as pp_pose
+
+    ex = dot_example(tf)
+    n = 25  # more people than crops (max_objects) and than the old cap (20)
+    ex["objects"] = {"bbox": tf.tile(ex["objects"]["bbox"], [n, 1]),
+                     "keypoints": tf.tile(ex["objects"]["keypoints"], [n, 1, 1])}
+    out = pp_pose.pose_crop_eval(None, (24, 16), max_objects=20)(dict(ex))
+    assert int(out["pose_valid"].numpy().sum()) == 20  # crops: at most max_objects
+    assert int(out["gt_valid"].numpy().sum()) == n  # ground truth: every annotation
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more than max_gt=10"):
+        pp_pose.pose_crop_eval(None, (24, 16), max_objects=3, max_gt=10)(dict(ex))
+    # Inside a tf.data pipeline too (a traced graph, where an unused check could vanish).
+    ds = tf.data.Dataset.from_tensors(dict(ex)).map(
+        pp_pose.pose_crop_eval(None, (24, 16), max_objects=3, max_gt=10))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more than max_gt=10"):
+        next(iter(ds))

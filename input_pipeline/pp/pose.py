@@ -177,6 +177,9 @@ class Detections:
         return self.boxes[row], self.scores[row], self.counts[row]
 
 
+MAX_GT = 100  # annotations per image kept for keypoint AP (COCO: at most ~30 people)
+
+
 def pose_crop_eval(ctx: PPContext, size, max_objects: int = 20, context: float = 1.25,
                    key: str = "objects", detections: str | None = None,
                    max_gt: int | None = None, image_id_key: str = "image_id",
@@ -187,9 +190,14 @@ def pose_crop_eval(ctx: PPContext, size, max_objects: int = 20, context: float =
     `gt_keypoints` [G, K, 3] (y, x pixels, visibility), `gt_boxes` [G, 4] pixels,
     `gt_areas` (`objects/area`, else the box's), `gt_iscrowd`, `gt_valid`; and
     `image_id`. Persons are the non-crowd ground truth, or with `detections` (a COCO
-    results JSON) the image's `max_objects` best detections."""
+    results JSON) the image's `max_objects` best detections.
+
+    Keypoint AP scores every annotation, as pycocotools does: G is `max_gt`
+    (default MAX_GT, more than COCO's most crowded image holds), and an image with
+    more annotations stops the evaluation with an error naming max_gt, never cut.
+    Persons beyond `max_objects` are not cropped (they count as missed)."""
     crop_hw = hw(size)
-    max_gt = max_gt or max_objects
+    max_gt = max_gt or MAX_GT
     dets = Detections(detections, max_objects, category_id, min_score) if detections \
         else None
 
@@ -218,6 +226,12 @@ def pose_crop_eval(ctx: PPContext, size, max_objects: int = 20, context: float =
                 else (boxes_px[:, 2] - boxes_px[:, 0]) * (boxes_px[:, 3] - boxes_px[:, 1]))
         gt_kp = tf.concat([kps[..., :2] * img_hw, kps[..., 2:]], -1)
         n_gt = tf.shape(boxes)[0]
+        check = tf.debugging.assert_less_equal(
+            n_gt, max_gt, message=f"pose_crop_eval: an image has more than max_gt={max_gt} "
+            "annotations; keypoint AP must score every one: give pose_crop_eval(..., "
+            "max_gt=N) with N at least the most an image has")
+        with tf.control_dependencies([check]):
+            n_gt = tf.identity(n_gt)
         data["image"] = tf.ensure_shape(crops, (max_objects, *crop_hw, None))
         data["pose_windows"] = windows
         data["pose_valid"] = valid
