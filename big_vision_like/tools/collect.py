@@ -27,7 +27,7 @@ import dataclasses
 import io
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -322,10 +322,11 @@ def markdown(points: Sequence[Point], fits: dict[Any, Fit | None], metric: str,
 
 def plot(points: Sequence[Point], fits: dict[Any, Fit | None], path: str, metric: str,
          curve: str | None, x: str, size: tuple[float, float] = (6.4, 4.8),
-         dpi: int = 100) -> None:
+         dpi: int = 100, names: Mapping[Any, str] | None = None) -> None:
     """The metric against data size on a log x axis: per curve the mean of its runs
     with the 95% interval over seeds as error bars (over evaluation images where a
-    size has one run), and its fitted line dashed in the same colour."""
+    size has one run), and its fitted line dashed in the same colour. `names`:
+    a legend label per curve value (default '<field>=<value>')."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -340,7 +341,8 @@ def plot(points: Sequence[Point], fits: dict[Any, Fit | None], path: str, metric
         means = np.array([g.mean for g in mine])
         lo = np.array([g.lo if np.isfinite(g.lo) else (g.images_lo or g.mean) for g in mine])
         hi = np.array([g.hi if np.isfinite(g.hi) else (g.images_hi or g.mean) for g in mine])
-        name = f"{curve.rsplit('.', 1)[-1]}={key}" if curve else "runs"
+        name = (names or {}).get(key) or (f"{curve.rsplit('.', 1)[-1]}={key}" if curve
+                                          else "runs")
         fit = fits.get(key)
         if fit is not None:
             name += f" (b={fit.b:+.3g} per 10x, R²={fit.r2:.3f})"

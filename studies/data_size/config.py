@@ -26,7 +26,8 @@ WARMUP = 0.05  # of each run's steps (the demo's 100 of 1,500 is 0.067)
 RESAMPLES = 200  # bootstrap resamples of the evaluation images, per metric
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(size: str | None = None) -> ml_collections.ConfigDict:
+    """size: demo (default), or tiny (synthetic_jft/tiny at 32 px, 1 epoch: tests)."""
     c = demo.get_config()
     c.total_epochs = 4.0  # the epoch-matched regime; the study sets total_steps for the other
     # Warmup as a share of the run, so a short run is not half warmup.
@@ -44,4 +45,23 @@ def get_config() -> ml_collections.ConfigDict:
                     pp=digits, every_steps=EVERY, bootstrap=RESAMPLES)
     c.evals.digits_probe = dict(type="linear_probe", l2=1e-3, **features)
     c.evals.digits_fewshot = dict(type="fewshot", shots=(10,), seeds=3, **features)
+    if size == "tiny":
+        _tiny(c)
+    elif size not in (None, "demo"):
+        raise ValueError(f"size {size!r}: use demo or tiny.")
     return c
+
+
+def _tiny(c: ml_collections.ConfigDict) -> None:
+    c.input.data.name = "synthetic_jft/tiny"
+    c.input.image_shape = (32, 32, 3)
+    c.input.pp = c.input.pp.replace("resize(72)|random_crop(64)", "resize(36)|random_crop(32)")
+    c.batch_size, c.eval_batch_size, c.total_epochs = 16, 64, 0.25
+    c.evals.fasteval.pp = c.evals.fasteval.pp.replace("resize(72)|central_crop(64)",
+                                                      "resize(36)|central_crop(32)")
+    c.evals.fasteval.bootstrap = 20
+    for name in ("digits_probe", "digits_fewshot"):
+        ev = c.evals[name]
+        ev.data_train.name = ev.data_test.name = "sklearn_digits/32px"
+        ev.pp = ev.pp.replace("resize(72)|central_crop(64)", "resize(36)|central_crop(32)")
+        ev.bootstrap = 20

@@ -75,9 +75,10 @@ def study_runs(workdir: str, fractions: Sequence[str], seeds: Sequence[str], dep
     return runs
 
 
-def matched_steps(base_args: Sequence[str], fraction: float) -> int:
+def matched_steps(base_args: Sequence[str], fraction: float, config_file: str = CONFIG
+                  ) -> int:
     """The steps of `fraction`'s epoch-matched run, as the trainer counts them."""
-    c, _ = load_config(CONFIG, base_args)
+    c, _ = load_config(config_file, base_args)
     data = {**c.input.data.to_dict(), "subset_fraction": fraction}
     examples = collect.examples_from_tfds(data)
     return Durations(c.batch_size, examples).to_steps(c.total_epochs, "epochs", "total")
@@ -167,10 +168,11 @@ def report_again(workdir: str) -> str:
 
 def run_study(workdir: str, data_dir: str | None, runs_of: Callable[..., list[sweep.Run]],
               regimes: Sequence[str], largest: float, train_fn: Callable[..., Any] | None = None,
-              overrides: Sequence[str] = ()) -> str:
+              overrides: Sequence[str] = (), config_file: str = CONFIG) -> str:
     """Trains the runs not finished yet (`train_fn`, default trainer.train), regime by
     regime (`runs_of(regime, steps)`; `largest` the largest subset fraction), then
-    writes the report; returns its Markdown. `overrides`: --config.x=y for every run."""
+    writes the report; returns its Markdown. `overrides`: --config.x=y for every run;
+    `config_file`: the study's config (CONFIG + ':tiny' for the tiny size)."""
     if "steps" in regimes and "epochs" not in regimes:
         raise ValueError("the steps regime borrows the epoch regime's largest runs; "
                          "run --regimes=epochs,steps.")
@@ -178,9 +180,9 @@ def run_study(workdir: str, data_dir: str | None, runs_of: Callable[..., list[sw
     base += list(overrides)
     start, runs = time.time(), {}
     for regime in regimes:
-        steps = matched_steps(base, largest) if regime == "steps" else None
+        steps = matched_steps(base, largest, config_file) if regime == "steps" else None
         runs[regime] = runs_of(regime, steps)
-        sweep.run_sweep(CONFIG, base, runs[regime], fs.join(workdir, regime), train_fn)
+        sweep.run_sweep(config_file, base, runs[regime], fs.join(workdir, regime), train_fn)
     return report(workdir, runs, {"sweep": time.time() - start})
 
 

@@ -1,0 +1,211 @@
+"""The paper's headline in miniature: transfer against the size of the pre-training data.
+
+    python -m studies.transfer_vs_data.run --workdir workdirs/transfer_vs_data \
+        --data_dir data/tfds [--size demo|tiny]
+
+Pre-trains at several data sizes with several seeds into <workdir>/pretrain
+(the data-size study's epoch-matched regime, studies/data_size: a data-size
+study already run with the same fractions and seeds can be moved there, and
+its finished runs are not run again), then transfers every pre-trained checkpoint to
+  detection     Faster R-CNN on the synthetic scenes, COCO box AP
+                (configs/transfer/faster_rcnn_synthetic.py);
+  segmentation  DeepLab on the synthetic scenes, mean IoU
+                (configs/transfer/deeplab_synthetic.py);
+  digits        real handwritten digits, top-1 (configs/transfer/digits.py);
+each fine-tuned and (detection, segmentation) with the body frozen before
+conv5 (the paper's Figures 4 and 6), plus the frozen-feature probes the
+pre-training runs measure on digits (linear probe, 10-shot). Every metric has
+its 95% bootstrap interval over the test images; a transfer run takes its
+pre-training run's seed. The report (results.md, results.json, one plot per
+target) gives each curve over seeds with intervals, its log-linear slope with
+its interval, and the paper's findings one by one with what the miniature
+shows (studies/transfer_vs_data/findings.py).
+
+Every run is an ordinary trainer run (<workdir>/<target>/<setting>/<pre-training
+run>); a finished run is not repeated, so a killed study resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+
+from big_vision_like import filesystem as fs
+from big_vision_like.tools import collect
+from configs.transfer import deeplab_synthetic, digits, faster_rcnn_synthetic
+from configs.transfer.detection_common import FROZEN_CONV1_4
+from studies.common import (
+    add_report_flags,
+    match_model,
+    read_json,
+    report_tables,
+    show_training_progress,
+    train_run,
+)
+from studies.data_size import run as data_size
+from studies.transfer_vs_data import findings
+
+# target -> (config module, its test metric, settings)
+TARGETS = {
+    "detection": (faster_rcnn_synthetic, "AP", ("finetune", "frozen")),
+    "segmentation": (deeplab_synthetic, "miou", ("finetune", "frozen")),
+    "digits": (digits, "prec@1", ("finetune",)),
+}
+SETTINGS = {"finetune": None, "frozen": FROZEN_CONV1_4}  # setting -> config.frozen
+NAMES = {None: "fine-tuned", FROZEN_CONV1_4: "frozen before conv5"}
+# Measured by the pre-training runs themselves, on frozen features.
+PROBES = ("digits_probe/accuracy", "digits_fewshot/10shot")
+UPSTREAM = "fasteval/map@100"
+RESAMPLES = 200
+
+
+def transfer_config(target: str, setting: str, size: str, data_dir: str | None,
+                    checkpoint: str, seed: int, total_steps: int | None = None
+                    ) -> ml_collections.ConfigDict:
+    module = TARGETS[target][0]
+    c = module.get_config(size)
+    c.input.data.data_dir = data_dir
+    match_model(c, checkpoint, keys=("depth", "width"))  # the task keeps its model name
+    if total_steps is not None:
+        c.total_steps = total_steps
+    c.ckpt_steps, c.keep_ckpts, c.seed = c.total_steps, 1, seed
+    c.init_from.checkpoint = checkpoint
+    c.frozen = SETTINGS[setting]
+    # The test metric with its interval; the target's other evaluators are not
+    # what this study reads.
+    c.evals = ml_collections.ConfigDict({"test": c.evals.test.to_dict()})
+    c.evals.test.bootstrap = RESAMPLES if size != "tiny" else 20
+    return c
+
+
+def pretrained_runs(pretrain: str) -> list[str]:
+    """The epoch-matched runs of a data-size study that have finished."""
+    manifest = read_json(fs.join(pretrain, "epochs", "sweep.json"))
+    return [r["workdir"] for r in manifest["runs"] if r.get("status") == "done"]
+
+
+def last_checkpoint(run: str) -> str:
+    steps = [int(s) for s in fs.listdir(fs.join(run, "checkpoints")) if s.isdigit()]
+    if not steps:
+        raise FileNotFoundError(f"{run} has no checkpoint; finish the pre-training run.")
+    return fs.join(fs.absolute(run), "checkpoints", str(max(steps)))
+
+
+def run_dirs(workdir: str, target: str) -> list[str]:
+    """The finished transfer runs of a target, every setting."""
+    out = []
+    for setting in TARGETS[target][2]:
+        folder = fs.join(workdir, target, setting)
+        if fs.isdir(folder):
+            out += [fs.join(folder, d) for d in sorted(fs.listdir(folder))
+                    if fs.exists(fs.join(folder, d, "metrics.jsonl"))]
+    return out
+
+
+def render(workdir: str, pretrain: str, targets: Sequence[str], sizes: dict[str, float],
+           plots: bool = False) -> tuple[str, dict[str, Any]]:
+    """(results.md, results.json content). `sizes`: subset fraction -> examples."""
+    examples_of = lambda data: sizes[str(data["subset_fraction"])]
+    pre_dirs = [fs.join(pretrain, d) for d in read_json(
+        fs.join(pretrain, "results.json"))["runs"]["epochs"]]
+    curves: dict[str, list[collect.Point]] = {}
+    for metric in (UPSTREAM, *PROBES):
+        curves[f"pre-training/{metric}"] = collect.collect(pre_dirs, metric, None,
+                                                           split_examples=examples_of)
+    for target in targets:
+        metric = TARGETS[target][1]
+        curves[f"{target}/test/{metric}"] = collect.collect(
+            run_dirs(workdir, target), f"test/{metric}", "frozen", split_examples=examples_of)
+    sections, results = [], {"curves": {}}
+    for name, points in curves.items():
+        fits = collect.fits_of(points)
+        sections.append(f"### {name}\n\n" + collect.markdown(
+            points, fits, name.rsplit("/", 1)[-1], "frozen" if "/test/" in name else None,
+            "examples"))
+        if plots:
+            collect.plot(points, fits, fs.join(workdir, name.replace("/", "_") + ".png"),
+                         name, None, "examples", names=NAMES if "/test/" in name else None)
+        results["curves"][name] = [dict(run=fs.basename(p.workdir), frozen=p.curve,
+                                        seed=p.seed, examples=p.examples, value=p.value,
+                                        lo=p.lo, hi=p.hi) for p in points]
+    table = findings.table(curves, NAMES)
+    text = "## Findings\n\n" + table + "\n## Curves\n\n" + "\n".join(sections)
+    return text, results
+
+
+def report_again(workdir: str) -> str:
+    """results.md rendered again from the committed files alone."""
+    results = read_json(fs.join(workdir, "results.json"))
+    text, _ = render(workdir, fs.join(workdir, "pretrain"), results["targets"],
+                     results["sizes"])
+    with fs.open(fs.join(workdir, "results.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def run_study(workdir: str, data_dir: str | None, size: str, targets: Sequence[str],
+              fractions: Sequence[str], seeds: Sequence[str],
+              total_steps: int | None = None) -> str:
+    start, seconds = time.time(), {}
+    pretrain = fs.join(workdir, "pretrain")
+    config_file = data_size.CONFIG + (":tiny" if size == "tiny" else "")
+    runs_of = lambda regime, steps: data_size.study_runs(pretrain, fractions, seeds, 18, 50,
+                                                         [], regime, steps)
+    data_size.run_study(pretrain, data_dir, runs_of, ["epochs"],
+                        max(map(float, fractions)), config_file=config_file)
+    for run in pretrained_runs(pretrain):
+        checkpoint = last_checkpoint(run)
+        seed = int(read_json(fs.join(run, "config.json"))["seed"])
+        for target in targets:
+            for setting in TARGETS[target][2]:
+                config = transfer_config(target, setting, size, data_dir, checkpoint, seed,
+                                         total_steps)
+                train_run("transfer vs data", f"{target}/{setting}/{fs.basename(run)}",
+                          config, fs.join(workdir, target, setting, fs.basename(run)),
+                          seconds)
+    sizes = read_json(fs.join(pretrain, "results.json"))["sizes"]
+    text, results = render(workdir, pretrain, targets, sizes, plots=True)
+    seconds["total"] = round(time.time() - start, 1)
+    results.update(targets=list(targets), sizes=sizes, size=size, seconds=seconds)
+    with fs.open(fs.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    with fs.open(fs.join(workdir, "results.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", required=True, help="The study's folder.")
+    add_report_flags(p)
+    p.add_argument("--data_dir", default=None, help="TFDS data_dir (datasets are generated).")
+    p.add_argument("--size", default="demo", choices=("demo", "tiny"),
+                   help="demo: 64 px; tiny: 32 px and a few steps (what the tests run).")
+    p.add_argument("--targets", default=",".join(TARGETS),
+                   help=f"Comma-separated, of {', '.join(TARGETS)}.")
+    p.add_argument("--fractions", default="0.0625,0.125,0.25,0.5",
+                   help="Pre-training subset fractions, comma-separated.")
+    p.add_argument("--seeds", default="0,1,2", help="Seeds, comma-separated.")
+    p.add_argument("--total_steps", type=int, default=None,
+                   help="Override every transfer run's steps.")
+    args = p.parse_args(argv)
+    if args.report_only:
+        print(report_tables(args.workdir, report_again, args.readme))
+        return
+    split = lambda text: [f for f in text.split(",") if f]
+    unknown = set(split(args.targets)) - set(TARGETS)
+    if unknown:
+        p.error(f"unknown targets {sorted(unknown)}; known: {list(TARGETS)}")
+    show_training_progress()
+    print(run_study(args.workdir, args.data_dir, args.size, split(args.targets),
+                    split(args.fractions), split(args.seeds), args.total_steps))
+
+
+if __name__ == "__main__":
+    main()
