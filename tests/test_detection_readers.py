@@ -170,9 +170,9 @@ VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
                "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
 
 
-def voc_xml(image_id: str) -> str:
+def voc_xml(image_id: str, anns: dict | None = None) -> str:
     """An annotation as the VOC 2007 devkit writes it."""
-    h, w, objects = VOC_ANNS[image_id]
+    h, w, objects = (anns or VOC_ANNS)[image_id]
     objs = "".join(
         f"<object><name>{n}</name><pose>Unspecified</pose><truncated>{t}</truncated>"
         f"<difficult>{d}</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
@@ -184,17 +184,19 @@ def voc_xml(image_id: str) -> str:
             f"<segmented>0</segmented>{objs}</annotation>")
 
 
-def write_voc(manual: str, test: bool = True) -> str:
-    root = os.path.join(manual, "VOCdevkit", "VOC2007")
+def write_voc(manual: str, test: bool = True, year: str = "2007", anns: dict | None = None,
+              splits: dict | None = None) -> str:
+    root = os.path.join(manual, "VOCdevkit", f"VOC{year}")
+    anns, splits = anns or VOC_ANNS, splits or VOC_SPLITS
     for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
     rng = np.random.default_rng(0)
-    for image_id, (h, w, _) in VOC_ANNS.items():
+    for image_id, (h, w, _) in anns.items():
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
             os.path.join(root, "JPEGImages", f"{image_id}.jpg"))
         with open(os.path.join(root, "Annotations", f"{image_id}.xml"), "w") as f:
-            f.write(voc_xml(image_id))
-    for split, ids in VOC_SPLITS.items():
+            f.write(voc_xml(image_id, anns))
+    for split, ids in splits.items():
         if split != "test" or test:
             with open(os.path.join(root, "ImageSets", "Main", f"{split}.txt"), "w") as f:
                 f.write("\n".join(ids) + "\n")
@@ -311,3 +313,30 @@ def test_coco_and_voc_examples_feed_the_detection_eval_pp(tmp_path):
             image_id = ex["image_id"].numpy()
             assert out["image_id"].numpy() == int(image_id)  # VOC's '000005' -> 5
     assert flagged == 2  # COCO's crowd region and VOC's difficult chair
+
+
+# VOC 2012's ids carry their year; it has no public test split.
+VOC12_ANNS = {"2008_000002": (14, 22, [("cat", 2, 2, 20, 12, 0, 0)]),
+              "2008_000003": (10, 10, [("sofa", 1, 1, 10, 10, 0, 1)])}
+VOC12_SPLITS = {"train": ["2008_000002"], "val": ["2008_000003"],
+                "trainval": ["2008_000002", "2008_000003"]}
+
+
+def test_voc0712_trains_on_both_years_trainval_and_tests_on_2007(tmp_path):
+    manual = str(tmp_path / "manual")
+    write_voc(manual)
+    write_voc(manual, year="2012", anns=VOC12_ANNS, splits=VOC12_SPLITS)
+    source = open_source("voc0712_detection", data_dir=str(tmp_path / "tfds"),
+                         manual_dir=manual)
+    trainval = {ex["image_id"].decode(): ex for ex in read_split(source, "trainval")}
+    assert sorted(trainval) == sorted(VOC_SPLITS["trainval"] + VOC12_SPLITS["trainval"])
+    assert [ex["image_id"].decode() for ex in read_split(source, "test")] == ["000001"]
+    cat = trainval["2008_000002"]["objects"]
+    np.testing.assert_allclose(cat["bbox"], [[1 / 14, 1 / 22, 12 / 14, 20 / 22]], rtol=1e-6)
+    assert [VOC_CLASSES[i] for i in cat["label"]] == ["cat"]
+    assert source.builder.__class__.SPLITS == tuple(sorted(source.info.splits, reverse=True))
+    # Without the 2012 folder, the error names what to extract.
+    write_voc(str(tmp_path / "only07"))
+    with pytest.raises(InputPipelineError, match="(?s)VOC2012.*VOCtrainval_11-May-2012.tar"):
+        open_source("voc0712_detection", data_dir=str(tmp_path / "tfds2"),
+                    manual_dir=str(tmp_path / "only07"))

@@ -413,7 +413,11 @@ def test_voc_examples_feed_the_deeplab_configs_pp(tmp_path):
     source = open_source("voc2012_segmentation", data_dir=str(tmp_path / "tfds"),
                          manual_dir=str(tmp_path / "manual"))
     config = deeplab_voc12_resnet101.get_config()
-    assert {config.input.data.split, config.evals.test.data.split} <= set(source.info.splits)
+    # The paper's SBD-augmented set by default; without it, the message says both ways on.
+    assert config.input.data.split == "train_aug" and "train_aug" not in source.info.splits
+    with pytest.raises(ValueError, match=r"(?s)benchmark\.tgz.*--config\.input\.data\.split=train"):
+        source.check_split(config.input.data.split)
+    assert config.evals.test.data.split in source.info.splits
     assert config.model.num_classes == source.num_classes()
     pp = build_preprocess(config.evals.test.pp, default_registry(),
                           PPContext(num_classes=21))

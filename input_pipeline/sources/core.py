@@ -86,8 +86,10 @@ class DataSource:
         try:
             self.info.splits[split]
         except (KeyError, ValueError) as e:
+            hint = getattr(type(self.builder), "MISSING_SPLIT_HINTS", {}).get(split)
             raise ValueError(f"split {split!r} of {self.name}: {e}; it has "
-                             f"{sorted(self.info.splits)}.") from None
+                             f"{sorted(self.info.splits)}."
+                             + (f" {hint}." if hint else "")) from None
 
     def files(self, split: str) -> tuple[str, ...]:
         """The record files `split` reads, so a read error can name the damaged one."""

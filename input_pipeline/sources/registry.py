@@ -68,6 +68,7 @@ def default_registry() -> SourceRegistry:
     reg.register("sklearn_digits", Generated(f"{_PKG}.sklearn_digits.builder"))
     for family, module in (("voc2012_segmentation", "voc2012"),
                            ("voc2007_detection", "voc2007"),
+                           ("voc0712_detection", "voc0712"),
                            ("coco_keypoints", "coco_keypoints"),
                            ("coco_detection", "coco_detection"),
                            ("open_images_labels", "open_images")):

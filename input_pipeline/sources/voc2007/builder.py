@@ -129,24 +129,31 @@ class Voc2007Detection(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager) -> dict:
         root = find_root(manual_dir_of(dl_manager, INSTRUCTIONS), ROOT_CANDIDATES,
                          ("Annotations", "JPEGImages", LISTS), self.name, INSTRUCTIONS)
-        out = {}
-        for split in (*SPLITS, *OPTIONAL_SPLITS):
-            list_file = os.path.join(root, LISTS, f"{split}.txt")
-            if split in OPTIONAL_SPLITS and not os.path.isfile(list_file):
-                continue
-            require_files([list_file], f"{split} list", INSTRUCTIONS)
-            ids = read_ids(list_file)
-            xmls = [os.path.join(root, "Annotations", f"{i}.xml") for i in ids]
-            images = [os.path.join(root, "JPEGImages", f"{i}.jpg") for i in ids]
-            fix = f"{list_file} lists them: extract the complete archive."
-            require_files(xmls, f"{split} annotations", fix)
-            require_files(images, f"{split} images", fix)
-            out[split] = self._generate_examples(ids, xmls, images)
-        return out
+        return {split: self._generate_examples([split_files(root, split, INSTRUCTIONS)])
+                for split in (*SPLITS, *OPTIONAL_SPLITS)
+                if split not in OPTIONAL_SPLITS
+                or os.path.isfile(os.path.join(root, LISTS, f"{split}.txt"))}
 
-    def _generate_examples(self, ids: list[str], xmls: list[str], images: list[str]
+    def _generate_examples(self, parts: list[tuple[list[str], list[str], list[str]]]
                            ) -> Iterator[tuple[str, dict]]:
-        for image_id, xml, image in zip(ids, xmls, images):
-            ann = read_annotation(xml)
-            check_image_size(image, ann["height"], ann["width"], xml, FIX)
-            yield image_id, {"image": image, "image_id": image_id, **ann}
+        """parts: (ids, annotation xmls, images) of one devkit year each."""
+        for ids, xmls, images in parts:
+            for image_id, xml, image in zip(ids, xmls, images):
+                ann = read_annotation(xml)
+                check_image_size(image, ann["height"], ann["width"], xml, FIX)
+                yield image_id, {"image": image, "image_id": image_id, **ann}
+
+
+def split_files(root: str, split: str, instructions: str
+                ) -> tuple[list[str], list[str], list[str]]:
+    """(ids, annotation xmls, images) a devkit year's ImageSets/Main/<split>.txt
+    lists, each file checked to exist."""
+    list_file = os.path.join(root, LISTS, f"{split}.txt")
+    require_files([list_file], f"{split} list", instructions)
+    ids = read_ids(list_file)
+    xmls = [os.path.join(root, "Annotations", f"{i}.xml") for i in ids]
+    images = [os.path.join(root, "JPEGImages", f"{i}.jpg") for i in ids]
+    fix = f"{list_file} lists them: extract the complete archive."
+    require_files(xmls, f"{split} annotations", fix)
+    require_files(images, f"{split} images", fix)
+    return ids, xmls, images

@@ -106,8 +106,17 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
     """voc2012_segmentation: VOC 2012 class segmentation from a local copy."""
 
     name = "voc2012_segmentation"
-    # The splits it can write, read without data by SourceKind.declared_splits.
-    SPLITS = ("train", "val")
+    # The splits it can write, read without data by SourceKind.declared_splits;
+    # train_aug only where SBD's masks are there too.
+    SPLITS = ("train", "val", "train_aug")
+    # DataSource.check_split adds these to its error for a split not prepared.
+    MISSING_SPLIT_HINTS = {  # noqa: RUF012 (read-only)
+        "train_aug": "train_aug, the SBD-augmented training set (10,582 images; the paper's "
+                     "DeepLab setting), is prepared only where SBD's masks are in the manual "
+                     "folder: extract SBD's benchmark.tgz there (or put DeepLab's "
+                     "SegmentationClassAug/ and train_aug.txt in VOCdevkit/VOC2012/) and "
+                     "prepare again into a new data_dir; or train on the 1,464 'train' "
+                     "images: --config.input.data.split=train"}
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}  # noqa: RUF012 (TFDS API)
     MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS
@@ -134,7 +143,7 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
                          ("JPEGImages", "SegmentationClass", LISTS),
                          self.name, INSTRUCTIONS)
         splits = {}
-        for split in self.SPLITS:
+        for split in ("train", "val"):
             list_file = os.path.join(root, LISTS, f"{split}.txt")
             require_files([list_file], f"{split} list", INSTRUCTIONS)
             ids = read_ids(list_file)
