@@ -117,3 +117,18 @@ def test_sharded_fine_tuning_step_matches_one_device():
                 continue
             np.testing.assert_allclose(np.asarray(a), np.asarray(flat1[path]), rtol=1e-4,
                                        atol=1e-6, err_msg=sharding.path_str(path))
+
+
+def test_earlier_stage_features_are_that_stage_pooled():
+    model = ResNet(depth=18, num_classes=10, width=0.25)
+    task = ClassificationTask(model, 10)
+    images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+    variables = model.init(jax.random.key(0), images)
+    _, named = model.apply(variables, images)
+    out = task.forward(variables, {"image": images}, train=False)
+    fns = task.predict_fns()
+    for i in (2, 3, 4):
+        got = fns[f"features_conv{i}"](out, {})["pre_logits"]
+        np.testing.assert_allclose(got, np.asarray(named[f"conv{i}"]).mean(axis=(1, 2)),
+                                   rtol=1e-6)
+    np.testing.assert_allclose(fns["features"](out, {})["pre_logits"], named["pre_logits"])

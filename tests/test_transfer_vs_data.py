@@ -1,7 +1,9 @@
 """The headline command at its tiny size: pre-training at two data sizes, transfer
-(fine-tuned and frozen), the curves and the findings table, end to end. Detection
-is left out here for time: its transfer runs are the dense study's
-(tests/test_transfer_study.py), and the study builds its configs like the others'."""
+(fine-tuned and frozen), the evaluation-only probes, the compute-matched control,
+the curves and the findings table, end to end. Detection and digits fine-tuning
+are left out here for time: their transfer runs are the dense and transfer
+studies' (tests/test_transfer_study.py), and this study builds their configs
+like the others' (checked below)."""
 
 import json
 
@@ -17,20 +19,25 @@ def test_the_tiny_headline_study_runs_end_to_end_and_reports_again(tiny_source, 
     workdir = tmp_path / "study"
     study.main(["--workdir", str(workdir), "--data_dir", data_dir_of(tiny_source),
                 "--size", "tiny", "--fractions", "0.25,0.5", "--seeds", "0",
-                "--targets", "segmentation,digits", "--total_steps", "1"])
+                "--targets", "segmentation,probes", "--total_steps", "1"])
     results = json.loads((workdir / "results.json").read_text())
-    for target in ("segmentation", "digits"):
-        _, metric, settings = study.TARGETS[target]
-        points = results["curves"][f"{target}/test/{metric}"]
+    for target in ("segmentation", "probes"):
+        _, metrics, settings = study.TARGETS[target]
+        points = results["curves"][f"{target}/{metrics[-1]}"]
         # One run per pre-training size and setting, each started from its checkpoint.
         assert len(points) == 2 * len(settings)
         assert len({p["examples"] for p in points}) == 2
         assert all(p["lo"] is not None and p["lo"] <= p["value"] <= p["hi"] for p in points)
-        assert (workdir / f"{target}_test_{metric}.png").stat().st_size > 0
+        assert (workdir / f"{target}_{metrics[-1].replace('/', '_')}.png").stat().st_size > 0
     text = (workdir / "results.md").read_text()
     assert text.startswith("## Findings\n\n| the paper | the miniature | verdict |")
     assert "Fig. 6: segmentation mIoU grows logarithmically" in text
     assert "Fig. 4: detection" not in text  # a target not run is not reported
+    assert "Control for the probe: a probe on conv4's features" in text
+    # The compute-matched control trains every size the largest one's steps.
+    steps = {p["step"] for p in results["curves"][
+        "pre-training, compute-matched/digits_probe/accuracy"]}
+    assert len(steps) == 1
     # The report renders again from the files alone.
     assert study.report_again(str(workdir)) == text
 
@@ -39,7 +46,12 @@ def test_the_tiny_headline_study_runs_end_to_end_and_reports_again(tiny_source, 
 def test_each_transfer_config_starts_from_its_checkpoint_with_its_seed(target, tmp_path):
     for setting in study.TARGETS[target][2]:
         c = study.transfer_config(target, setting, "tiny", None, str(tmp_path / "ckpt"), 2, 5)
-        assert (c.init_from.checkpoint, c.seed, c.total_steps) == (str(tmp_path / "ckpt"), 2, 5)
+        steps = 0 if target == "probes" else 5  # probes evaluate the checkpoint as it is
+        assert (c.init_from.checkpoint, c.seed, c.total_steps) == (
+            str(tmp_path / "ckpt"), 2, steps)
         assert c.frozen == study.SETTINGS[setting]
-        assert list(c.evals) == ["test"] and c.evals.test.bootstrap > 0
+        # Exactly the metrics the study reads, each with its interval.
+        assert sorted(f"{e}/" for e in c.evals) == sorted(
+            m.split("/")[0] + "/" for m in study.TARGETS[target][1])
+        assert all(ev.bootstrap > 0 for ev in c.evals.values())
         validate(c, num_devices=8)

@@ -122,4 +122,11 @@ class ClassificationTask(Task):
             "predict": lambda out, batch: {"logits": out["logits"][:, :n],
                                            "pre_logits": out["pre_logits"]},
             "features": lambda out, batch: {"pre_logits": out["pre_logits"]},
+            # An earlier stage's output, pooled, in place of the last one's: what a
+            # probe reads to ask whether the last stage is too specialised.
+            **{f"features_conv{i}": _pooled(f"conv{i}") for i in (2, 3, 4)},
         }
+
+
+def _pooled(stage: str) -> PredictFn:
+    return lambda out, batch: {"pre_logits": out[stage].mean(axis=(1, 2)).astype(jnp.float32)}

@@ -84,7 +84,7 @@ def matched_steps(base_args: Sequence[str], fraction: float, config_file: str = 
     return Durations(c.batch_size, examples).to_steps(c.total_epochs, "epochs", "total")
 
 
-def _curves(workdir: str, runs: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+def regime_dirs(workdir: str, runs: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     """Each regime's run folders; the steps regime borrows the epoch regime's runs
     at the largest size (the same training)."""
     out = {regime: list(dirs) for regime, dirs in runs.items()}
@@ -102,7 +102,7 @@ def render(workdir: str, runs: Mapping[str, Sequence[str]],
     """(results.md text, results.json content) of the runs (paths relative to the
     workdir, by regime); with `plots`, <regime>_<metric>.png beside them."""
     sections, metrics = [], {}
-    for regime, dirs in _curves(workdir, runs).items():
+    for regime, dirs in regime_dirs(workdir, runs).items():
         sections.append(f"## {REGIMES[regime].split(':')[0]}\n\n{REGIMES[regime]}.\n")
         metrics[regime] = {}
         for metric in METRICS:

@@ -40,6 +40,12 @@ TRENDS = (
     ("pre-training/digits_probe/accuracy", None,
      "Sec. 1: better representations: frozen features (linear probe) gain from data"),
     ("pre-training/digits_fewshot/10shot", None, "... and so does 10-shot transfer"),
+    ("pre-training, compute-matched/digits_probe/accuracy", None,
+     "Control for the probe: the same probe when every size trains the same steps "
+     "(does longer training, not more data, move it?)"),
+    ("probes/probe_conv4/accuracy", None,
+     "Control for the probe: a probe on conv4's features, before the last stage "
+     "(is the last stage specialised to the pre-training labels?)"),
 )
 ORDERINGS = (
     ("detection/test/AP", "Fig. 4: fine-tuning is significantly better than frozen "

@@ -14,8 +14,13 @@ its finished runs are not run again), then transfers every pre-trained checkpoin
   digits        real handwritten digits, top-1 (configs/transfer/digits.py);
 each fine-tuned and (detection, segmentation) with the body frozen before
 conv5 (the paper's Figures 4 and 6), plus the frozen-feature probes the
-pre-training runs measure on digits (linear probe, 10-shot). Every metric has
-its 95% bootstrap interval over the test images; a transfer run takes its
+pre-training runs measure on digits (linear probe, 10-shot). Two controls
+test the obvious explanations where the probes fall with data: the same
+probes after compute-matched pre-training (every size the same steps; the
+data-size study's steps regime, also run into <workdir>/pretrain), and
+`probes`, a linear probe on conv4's features beside the last stage's
+(evaluation-only runs from each checkpoint). Every metric has its 95%
+bootstrap interval over the test images; a transfer run takes its
 pre-training run's seed. The report (results.md, results.json, one plot per
 target) gives each curve over seeds with intervals, its log-linear slope with
 its interval, and the paper's findings one by one with what the miniature
@@ -50,17 +55,24 @@ from studies.common import (
 from studies.data_size import run as data_size
 from studies.transfer_vs_data import findings
 
-# target -> (config module, its test metric, settings)
+# target -> (config module, the metrics read, settings)
 TARGETS = {
-    "detection": (faster_rcnn_synthetic, "AP", ("finetune", "frozen")),
-    "segmentation": (deeplab_synthetic, "miou", ("finetune", "frozen")),
-    "digits": (digits, "prec@1", ("finetune",)),
+    "detection": (faster_rcnn_synthetic, ("test/AP",), ("finetune", "frozen")),
+    "segmentation": (deeplab_synthetic, ("test/miou",), ("finetune", "frozen")),
+    "digits": (digits, ("test/prec@1",), ("finetune",)),
+    # No training: linear probes on the checkpoint's frozen features, from the last
+    # stage (pooled conv5, as the pre-training runs' own probe) and from conv4: the
+    # control for a last stage specialised to the pre-training labels.
+    "probes": (digits, ("probe/accuracy", "probe_conv4/accuracy"), ("frozen_features",)),
 }
-SETTINGS = {"finetune": None, "frozen": FROZEN_CONV1_4}  # setting -> config.frozen
+# setting -> config.frozen
+SETTINGS = {"finetune": None, "frozen": FROZEN_CONV1_4, "frozen_features": None}
 NAMES = {None: "fine-tuned", FROZEN_CONV1_4: "frozen before conv5"}
+PROBE_NAMES = {None: "frozen features, no training"}
 # Measured by the pre-training runs themselves, on frozen features.
 PROBES = ("digits_probe/accuracy", "digits_fewshot/10shot")
 UPSTREAM = "fasteval/map@100"
+COMPUTE_MATCHED = "pre-training, compute-matched"
 RESAMPLES = 200
 
 
@@ -73,13 +85,18 @@ def transfer_config(target: str, setting: str, size: str, data_dir: str | None,
     match_model(c, checkpoint, keys=("depth", "width"))  # the task keeps its model name
     if total_steps is not None:
         c.total_steps = total_steps
-    c.ckpt_steps, c.keep_ckpts, c.seed = c.total_steps, 1, seed
     c.init_from.checkpoint = checkpoint
     c.frozen = SETTINGS[setting]
-    # The test metric with its interval; the target's other evaluators are not
-    # what this study reads.
-    c.evals = ml_collections.ConfigDict({"test": c.evals.test.to_dict()})
-    c.evals.test.bootstrap = RESAMPLES if size != "tiny" else 20
+    resamples = RESAMPLES if size != "tiny" else 20
+    if target == "probes":  # evaluate the checkpoint as it is: no step is trained
+        c.total_steps = 0
+        probe = {**c.evals.probe.to_dict(), "bootstrap": resamples}
+        c.evals = ml_collections.ConfigDict({
+            "probe": probe, "probe_conv4": {**probe, "pred": "features_conv4"}})
+    else:  # the test metric with its interval: the other evaluators are not read here
+        c.evals = ml_collections.ConfigDict({"test": {**c.evals.test.to_dict(),
+                                                      "bootstrap": resamples}})
+    c.ckpt_steps, c.keep_ckpts, c.seed = max(1, c.total_steps), 1, seed
     return c
 
 
@@ -111,28 +128,33 @@ def render(workdir: str, pretrain: str, targets: Sequence[str], sizes: dict[str,
            plots: bool = False) -> tuple[str, dict[str, Any]]:
     """(results.md, results.json content). `sizes`: subset fraction -> examples."""
     examples_of = lambda data: sizes[str(data["subset_fraction"])]
-    pre_dirs = [fs.join(pretrain, d) for d in read_json(
-        fs.join(pretrain, "results.json"))["runs"]["epochs"]]
+    regimes = data_size.regime_dirs(pretrain, read_json(fs.join(pretrain, "results.json"))[
+        "runs"])
     curves: dict[str, list[collect.Point]] = {}
-    for metric in (UPSTREAM, *PROBES):
-        curves[f"pre-training/{metric}"] = collect.collect(pre_dirs, metric, None,
-                                                           split_examples=examples_of)
+    for regime, prefix in (("epochs", "pre-training"), ("steps", COMPUTE_MATCHED)):
+        for metric in (UPSTREAM, *PROBES) if regime in regimes else ():
+            curves[f"{prefix}/{metric}"] = collect.collect(
+                [fs.join(pretrain, d) for d in regimes[regime]], metric, None,
+                split_examples=examples_of)
     for target in targets:
-        metric = TARGETS[target][1]
-        curves[f"{target}/test/{metric}"] = collect.collect(
-            run_dirs(workdir, target), f"test/{metric}", "frozen", split_examples=examples_of)
+        for metric in TARGETS[target][1]:
+            curves[f"{target}/{metric}"] = collect.collect(
+                run_dirs(workdir, target), metric, "frozen", split_examples=examples_of)
     sections, results = [], {"curves": {}}
     for name, points in curves.items():
         fits = collect.fits_of(points)
+        transfer = name.split("/")[0] in TARGETS
         sections.append(f"### {name}\n\n" + collect.markdown(
-            points, fits, name.rsplit("/", 1)[-1], "frozen" if "/test/" in name else None,
+            points, fits, name.rsplit("/", 1)[-1], "frozen" if transfer else None,
             "examples"))
         if plots:
-            collect.plot(points, fits, fs.join(workdir, name.replace("/", "_") + ".png"),
-                         name, None, "examples", names=NAMES if "/test/" in name else None)
+            png = name.replace("/", "_").replace(", ", "_").replace(" ", "_") + ".png"
+            names = PROBE_NAMES if name.startswith("probes/") else NAMES
+            collect.plot(points, fits, fs.join(workdir, png), name, None, "examples",
+                         names=names if transfer else None)
         results["curves"][name] = [dict(run=fs.basename(p.workdir), frozen=p.curve,
-                                        seed=p.seed, examples=p.examples, value=p.value,
-                                        lo=p.lo, hi=p.hi) for p in points]
+                                        seed=p.seed, examples=p.examples, step=p.step,
+                                        value=p.value, lo=p.lo, hi=p.hi) for p in points]
     table = findings.table(curves, NAMES)
     text = "## Findings\n\n" + table + "\n## Curves\n\n" + "\n".join(sections)
     return text, results
@@ -156,7 +178,8 @@ def run_study(workdir: str, data_dir: str | None, size: str, targets: Sequence[s
     config_file = data_size.CONFIG + (":tiny" if size == "tiny" else "")
     runs_of = lambda regime, steps: data_size.study_runs(pretrain, fractions, seeds, 18, 50,
                                                          [], regime, steps)
-    data_size.run_study(pretrain, data_dir, runs_of, ["epochs"],
+    # The compute-matched runs are a control for the probes, not transferred.
+    data_size.run_study(pretrain, data_dir, runs_of, ["epochs", "steps"],
                         max(map(float, fractions)), config_file=config_file)
     for run in pretrained_runs(pretrain):
         checkpoint = last_checkpoint(run)
@@ -193,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="Pre-training subset fractions, comma-separated.")
     p.add_argument("--seeds", default="0,1,2", help="Seeds, comma-separated.")
     p.add_argument("--total_steps", type=int, default=None,
-                   help="Override every transfer run's steps.")
+                   help="Override every transfer run's steps (the probes train none).")
     args = p.parse_args(argv)
     if args.report_only:
         print(report_tables(args.workdir, report_again, args.readme))
