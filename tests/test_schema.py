@@ -64,8 +64,8 @@ def test_every_field_of_a_section_is_set_from_the_shell():
 
 
 def test_an_older_runs_config_reads_with_the_defaults_it_lacks():
-    text = (ROOT / "studies/data_size/results/depth=18,subset_fraction=0.125/config.json"
-            ).read_text()
+    # The config.json a data-size run wrote on 2026-11-26, before the schema existed.
+    text = (ROOT / "tests/fixtures/config_2026-11-26.json").read_text()
     assert "preemption_check_every" not in json.loads(text)
     c = schema.from_json(text)
     assert c.preemption_check_every == 1 and c.input.image_shape == (64, 64, 3)
