@@ -13,7 +13,9 @@ from ml_collections.config_dict import placeholder
 from big_vision_like.config import schema
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(size: str | None = None) -> ml_collections.ConfigDict:
+    """size: demo (default), or tiny: synthetic_jft/tiny at 32 px for a few steps
+    (what tests and the studies' tiny sizes pre-train)."""
     c = schema.base()  # every field, at its default (big_vision_like/config/schema.py)
     c.batch_size = 128
     c.total_steps = 1500  # or total_epochs / total_examples from the shell
@@ -41,4 +43,19 @@ def get_config() -> ml_collections.ConfigDict:
     c.evals.fasteval_loss = dict(type="loss", data=dict(split="fasteval"), pp=eval_pp,
                                  every_steps=500)
     c.eval_batch_size = 256
+    if size == "tiny":
+        _tiny(c)
+    elif size not in (None, "demo"):
+        raise ValueError(f"configs/demo.py:{size}: use demo or tiny.")
     return c
+
+
+def _tiny(c: ml_collections.ConfigDict) -> None:
+    c.input.data.name = "synthetic_jft/tiny"
+    c.input.image_shape = (32, 32, 3)
+    c.input.pp = c.input.pp.replace("resize(72)|random_crop(64)", "resize(36)|random_crop(32)")
+    for ev in c.evals.values():
+        ev.pp = ev.pp.replace("resize(72)|central_crop(64)", "resize(36)|central_crop(32)")
+    c.batch_size, c.eval_batch_size, c.total_steps = 16, 64, 8
+    c.schedule.warmup_steps = 2
+    c.ckpt_steps = 8

@@ -27,7 +27,8 @@ def _paths(d, prefix=""):
     return out
 
 
-@pytest.mark.parametrize("name", [f"configs.{n}" for n in CONFIGS] + ["studies.data_size.config"])
+@pytest.mark.parametrize("name", [f"configs.{n}" for n in CONFIGS] + ["studies.data_size.config",
+                                                          "studies.dense.heldout_pretrain"])
 def test_every_config_has_every_schema_field(name):
     config = json.loads(importlib.import_module(name).get_config().to_json_best_effort())
     missing = _paths(json.loads(schema.base().to_json_best_effort())) - _paths(config)

@@ -41,7 +41,7 @@ def test_transfer_study_fills_every_row(tiny_source, pretrained_tiny, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["segmentation", "pose", "detection"])
+@pytest.mark.parametrize("target", ["segmentation", "pose", "detection", "detection_heldout"])
 def test_dense_study_compares_scratch_and_pretrained_on_every_target(tiny_source,
                                                                      pretrained_tiny, tmp_path,
                                                                      target):
@@ -49,7 +49,8 @@ def test_dense_study_compares_scratch_and_pretrained_on_every_target(tiny_source
     the test processes instead of one long test at the end."""
     from studies.dense import run as dense_study
 
-    assert set(dense_study.TARGETS) == {"segmentation", "pose", "detection"}  # all covered
+    assert set(dense_study.TARGETS) == {"segmentation", "pose", "detection",
+                                        "detection_heldout"}  # all covered
     checkpoint = os.path.join(pretrained_tiny[0], "checkpoints", "8")
     results = dense_study.run_study(str(tmp_path), data_dir_of(tiny_source), checkpoint,
                                     size="tiny", targets=(target,), total_steps=2)
@@ -62,8 +63,13 @@ def test_dense_study_compares_scratch_and_pretrained_on_every_target(tiny_source
     for got in res["test"].values():
         assert set(got) == set(metrics) and all(-1 <= v <= 1 for v in got.values())
     assert f"| {target} (2 steps) | " + " | ".join(metrics) + " |" in text
-    assert ("chance" in res) == (target == "detection")
-    assert (dense_study.CHANCE in text) == (target == "detection")
+    assert ("chance" in res) == target.startswith("detection")
+    assert (dense_study.CHANCE in text) == target.startswith("detection")
+    if target == "detection_heldout":  # from a pre-training of its own, not `checkpoint`
+        assert "pretrain_heldout" in res["pretrained"]
+        report = (tmp_path / target / "finetune" / "init_from_report.txt").read_text()
+        assert "pretrain_heldout" in report
+        return
     # Fine-tuning started from the pre-trained body; scratch did not.
     report = (tmp_path / target / "finetune" / "init_from_report.txt").read_text()
     assert "loaded: params/conv5_block2/conv2/kernel" in report

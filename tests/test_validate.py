@@ -18,7 +18,8 @@ from tests.test_configs import CONFIGS, ROOT
 NOT_ON_8 = {"configs.transfer.deeplab_voc12_resnet101"}
 
 
-@pytest.mark.parametrize("name", [f"configs.{n}" for n in CONFIGS] + ["studies.data_size.config"])
+@pytest.mark.parametrize("name", [f"configs.{n}" for n in CONFIGS] + ["studies.data_size.config",
+                                                          "studies.dense.heldout_pretrain"])
 def test_every_shipped_config_is_valid(name):
     c = importlib.import_module(name).get_config()
     validate(c, num_devices=1)

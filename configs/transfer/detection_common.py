@@ -50,6 +50,7 @@ class DetTarget:
     max_size: int = 1024
     max_objects: int = 100  # ground-truth boxes kept per image
     level: str | None = None  # synthetic_jft: the class level of its leaf labels
+    families: tuple[str, ...] = ()  # synthetic_jft: detect only these families
     # 'dataset' where `level` needs the builder's class names (synthetic_jft)
     hierarchy: str = "none"
     model: dict = dataclasses.field(default_factory=dict)  # FasterRCNN field overrides
@@ -101,6 +102,8 @@ def _resize_pp(t: DetTarget) -> str:
 def _pack_pp(t: DetTarget) -> str:
     # synthetic_jft's leaf classes packed as shape families (its own op).
     level = f"|objects_to_level({t.level!r})" if t.level else ""
+    if t.families:
+        level += f"|objects_of_families({tuple(t.families)!r})"
     # pad_to pads to at least the size; the crop (a no-op after resize_aspect) gives
     # the image the static shape batching needs.
     return (f"pad_to({t.max_size}, boxes='objects/bbox')"

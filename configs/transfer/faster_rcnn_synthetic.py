@@ -14,8 +14,11 @@ Ground-truth boxes join the proposals in training (`add_gt_proposals`, as
 Detectron does; the paper's implementation does not), so the box classifier
 has positives from the first step of a short run.
 `configs/transfer/faster_rcnn_synthetic.py:tiny` is the synthetic_jft/tiny
-variant the tests run. Trains on `fasteval` (images pre-training did not see).
+variant the tests run; `:heldout` (or `:tiny,heldout`) detects only the star
+family, the one studies/dense/heldout_pretrain.py never labels. Trains on `fasteval` (images pre-training did not see).
 """
+
+import dataclasses
 
 import ml_collections
 
@@ -25,6 +28,11 @@ from input_pipeline.sources.synthetic_jft import taxonomy
 
 LEVEL = "family"
 CLASS_NAMES = taxonomy.SEMANTIC_LEVELS[LEVEL]
+
+
+# The family the held-out variant detects, which its pre-training never labels
+# (studies/dense/heldout_pretrain.py).
+HELD_OUT = "star"
 
 
 def target(size: str = "demo") -> DetTarget:
@@ -46,8 +54,17 @@ def target(size: str = "demo") -> DetTarget:
                      eval_batch_size=40, **common)
 
 
-def get_config(size: str | None = None) -> ml_collections.ConfigDict:
-    c = detection_config(target(size or "demo"))
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """arg: comma-separated options: 'tiny' (synthetic_jft/tiny), 'heldout' (detect
+    only HELD_OUT, one class)."""
+    options = set((arg or "").split(",")) - {""}
+    if options - {"tiny", "demo", "heldout"}:
+        raise ValueError(f"faster_rcnn_synthetic:{arg}: options are tiny, heldout.")
+    t = target("tiny" if "tiny" in options else "demo")
+    if "heldout" in options:
+        t = dataclasses.replace(t, num_classes=1, class_names=(HELD_OUT,),
+                                families=(HELD_OUT,))
+    c = detection_config(t)
     c.log_steps = 50
     # The chance level the trained detector is read against: random boxes on the
     # same test images (tasks/detection.random_boxes).

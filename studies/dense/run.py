@@ -18,7 +18,11 @@ on synthetic_jft so they run anywhere):
                 G-RMI heatmaps + offsets, keypoint AP on `test`;
   detection     configs/transfer/faster_rcnn_synthetic.py: Faster R-CNN, the
                 4 shape families, COCO box AP on `test`; the table also gives
-                the AP of random boxes on the same images.
+                the AP of random boxes on the same images;
+  detection_heldout  the same detector on one family only (star), from a
+                pre-training that never labels it (studies/dense/
+                heldout_pretrain.py, trained into <workdir>/pretrain_heldout):
+                the other targets' classes are ancestors of pre-training labels.
 The pre-trained checkpoint is the one given, else configs/demo.py trained
 into <workdir>/pretrain (as the classification transfer study does). Every
 run is an ordinary trainer run in <workdir>/<target>/<setting>; a finished
@@ -51,7 +55,13 @@ TARGETS = {
     "pose": (pose_synthetic, ("AP", "AP50", "AP75", "AR"), TWO),
     "detection": (faster_rcnn_synthetic, ("AP", "AP50", "AP75", "AR100"),
                   (*TWO, "frozen")),
+    # Detecting a family pre-training never labels (studies/dense/heldout_pretrain.py),
+    # fine-tuned from that pre-training: the other targets' classes are ancestors of
+    # the pre-training labels.
+    "detection_heldout": (faster_rcnn_synthetic, ("AP", "AP50", "AP75", "AR100"), TWO),
 }
+# Targets with a config option of their own, and a pre-training of their own.
+OPTIONS = {"detection_heldout": "heldout"}
 SIZES = ("demo", "tiny")
 SETTINGS = {"scratch": "random initialisation",
             "finetune": "pre-trained body, fine-tuned",
@@ -61,7 +71,8 @@ CHANCE = "random boxes (chance level, same images)"
 
 def run_config(target: str, setting: str, size: str, data_dir: str | None,
                checkpoint: str, total_steps: int | None = None) -> ml_collections.ConfigDict:
-    c = TARGETS[target][0].get_config(size)
+    option = f",{OPTIONS[target]}" if target in OPTIONS else ""
+    c = TARGETS[target][0].get_config(size + option)
     c.input.data.data_dir = data_dir
     match_model(c, checkpoint, keys=("depth", "width"))  # the task keeps its model name
     if total_steps is not None:
@@ -74,6 +85,20 @@ def run_config(target: str, setting: str, size: str, data_dir: str | None,
     elif setting != "scratch":
         raise ValueError(f"unknown setting {setting!r}; known: {list(SETTINGS)}")
     return c
+
+
+def heldout_checkpoint(workdir: str, data_dir: str | None, size: str,
+                       seconds: dict[str, float]) -> str:
+    """The last checkpoint of studies/dense/heldout_pretrain.py, trained into
+    <workdir>/pretrain_heldout (resumed; a finished run is not repeated)."""
+    from studies.dense import heldout_pretrain
+
+    config = heldout_pretrain.get_config(size)
+    config.input.data.data_dir = data_dir
+    run_dir = fs.join(workdir, "pretrain_heldout")
+    train_run("dense study", "pretrain_heldout", config, run_dir, seconds)
+    steps = [int(s) for s in fs.listdir(fs.join(run_dir, "checkpoints")) if s.isdigit()]
+    return fs.join(fs.absolute(run_dir), "checkpoints", str(max(steps)))
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -119,8 +144,12 @@ def run_study(workdir: str, data_dir: str | None, pretrained: str | None = None,
                                "seconds": {}}
     for target in targets:
         res: dict[str, Any] = {"test": {}}
+        start_from = checkpoint
+        if target in OPTIONS:
+            start_from = heldout_checkpoint(workdir, data_dir, size, results["seconds"])
+            res["pretrained"] = start_from
         for setting in TARGETS[target][2]:
-            config = run_config(target, setting, size, data_dir, checkpoint, total_steps)
+            config = run_config(target, setting, size, data_dir, start_from, total_steps)
             got = train_run("dense study", f"{target}/{setting}", config,
                             fs.join(workdir, target, setting), results["seconds"])
             res["test"][setting] = {m: got[f"test/{m}"] for m in TARGETS[target][1]

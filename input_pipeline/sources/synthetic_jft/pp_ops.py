@@ -63,5 +63,30 @@ def objects_to_level(ctx: PPContext, level: str = "family") -> TensorFn:
     return fn
 
 
+@in_key_out_key("objects")
+def objects_of_families(ctx: PPContext, families: tuple[str, ...] = ()) -> TensorFn:
+    """After objects_to_level('family'): only the objects of `families`, their
+    labels renumbered 0.. in the order given (detecting a family held out of
+    pre-training, with the other objects left unlabelled in the image)."""
+    order = taxonomy.SEMANTIC_LEVELS["family"]
+    unknown = [f for f in families if f not in order]
+    if not families or unknown:
+        raise ValueError(f"objects_of_families: give families of {list(order)}, not "
+                         f"{list(families)}.")
+    table = [-1] * len(order)
+    for i, f in enumerate(families):
+        table[order.index(f)] = i
+    new_label = tf.constant(table, tf.int32)
+
+    def fn(objects):
+        label = tf.gather(new_label, tf.cast(objects["label"], tf.int32))
+        keep = label >= 0
+        out = {k: tf.boolean_mask(v, keep) for k, v in objects.items()}
+        out["label"] = tf.cast(tf.boolean_mask(label, keep), objects["label"].dtype)
+        return out
+    return fn
+
+
 OPS = {"semantic_from_instances": OpFactory(semantic_from_instances),
-       "objects_to_level": OpFactory(objects_to_level)}
+       "objects_to_level": OpFactory(objects_to_level),
+       "objects_of_families": OpFactory(objects_of_families)}

@@ -208,6 +208,15 @@ def semantic_classes(class_names: Sequence[str], level: str = "family") -> np.nd
     return out
 
 
+def classes_outside(class_names: Sequence[str], family: str) -> tuple[str, ...]:
+    """The class names not in `family`'s subtree (the family, its shapes, colours
+    and leaves): a class subset whose training never labels that family."""
+    if family not in FAMILIES:
+        raise ValueError(f"family {family!r}: use one of {list(FAMILIES)}.")
+    return tuple(n for n in class_names
+                 if n != family and not str(n).startswith(f"{family}/"))
+
+
 def _level(level: str) -> tuple[str, ...]:
     if level not in SEMANTIC_LEVELS:
         raise ValueError(f"level={level!r}: use one of {sorted(SEMANTIC_LEVELS)}.")
