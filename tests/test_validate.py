@@ -57,7 +57,7 @@ def _problems(num_devices=8, num_processes=1, **fields) -> list[str]:
     ({"sharding": "zero3"}, "config.sharding: unknown name 'zero3'; use one of fsdp"),
     ({"evals__fasteval__type": "mAP"}, "config.evals.fasteval.type: unknown name 'mAP'"),
     ({"evals__fasteval__kk": 5}, "config.evals.fasteval: map_at_k takes no ['kk']; its "
-                                 "fields are ['baseline', 'batch_size', 'data', "),
+                                 "fields are ['baseline', 'batch_size', 'bootstrap', "),
     ({"task": "pose", "pose": {"radius": 3.0, "decodr": "hough"}},
      "config.pose: the pose task takes no ['decodr']; its fields are ['decoder', "),
     ({"batch_size": 100}, "config.batch_size: 100 is not divisible by the 1 process(es) x "
