@@ -70,7 +70,9 @@ class ClassificationTask(Task):
         if unknown:
             raise ValueError(f"loss_kw: the loss {loss!r} takes no {unknown}; remove them "
                              "or choose a loss that does (sigmoid_xent: unknown_weight).")
-        weight = self.loss_kw.get("unknown_weight", 1.0)
+        # Unset: the loss's own default (losses.sigmoid_xent's 1.0: no reweighting).
+        default = accepted["unknown_weight"].default if "unknown_weight" in accepted else 1.0
+        weight = self.loss_kw.get("unknown_weight", default)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
             raise ValueError(f"loss_kw.unknown_weight={weight!r}: give a number >= 0 "
                              "(1.0: unknown labels weigh as much as verified ones).")
