@@ -19,6 +19,7 @@ from big_vision_like.config import schema
 from big_vision_like.durations import Durations
 from big_vision_like.schedules import build_schedule
 from big_vision_like.tasks.classification import round_up_classes
+from configs import lr_policy
 from evaluators.common import EvalContext
 from input_pipeline.keys import MASK_KEY
 from input_pipeline.pp.spec import parse_pp_spec
@@ -57,10 +58,14 @@ def test_jft_recipe_translates_the_paper_schedule_into_examples():
     c = importlib.import_module("configs.jft300m_resnet101").get_config()
     assert c.batch_size == 1600 and c.model.num_classes == 18_291
     lr = build_schedule(c.schedule, 1_800_000, c.batch_size)
+    # configs/lr_policy.py: one step of 1600 stands for 50 updates of 32 at 1e-3,
+    # after a warmup of Goyal et al.'s 5 ImageNet epochs (ceil(6,405,835 / 1600)).
+    warmup = -(-lr_policy.WARMUP_EXAMPLES // 1600)
+    assert warmup == 4004 and float(lr(warmup // 2)) == pytest.approx(0.05 * 2002 / 4004)
     every = 3_000_000 * 32 // 1600  # 60,000 steps of 1600 = 3M worker steps of 32
-    assert float(lr(every - 1)) == pytest.approx(1e-3)
-    assert float(lr(every)) == pytest.approx(9e-4)
-    assert float(lr(1_800_000)) == pytest.approx(1e-3 * 0.9 ** 30)
+    assert float(lr(warmup + every - 1)) == pytest.approx(0.05)
+    assert float(lr(warmup + every)) == pytest.approx(0.05 * 0.9)
+    assert float(lr(1_800_000)) == pytest.approx(0.05 * 0.9 ** 29)
 
 
 def test_jft_recipe_trains_36m_of_the_90m_iteration_schedule():
@@ -77,7 +82,7 @@ def test_jft_recipe_trains_36m_of_the_90m_iteration_schedule():
     lr_full = build_schedule(full.schedule, full_total, c.batch_size)
     for step in (0, 59_999, 60_000, 359_999, 700_000, total):
         assert float(lr(step)) == pytest.approx(float(lr_full(step)))
-    assert float(lr(total)) == pytest.approx(1e-3 * 0.9 ** 12)
+    assert float(lr(total)) == pytest.approx(0.05 * 0.9 ** 11)
 
 
 def test_jft_recipe_keeps_table_4_checkpoints():
@@ -191,9 +196,24 @@ def test_imagenet_recipe_divides_by_ten_every_30_epochs():
     c = importlib.import_module("configs.imagenet_resnet101").get_config()
     epoch = 1_281_167
     lr = build_schedule(c.schedule, 10 ** 6, c.batch_size, epoch)
-    step_30_epochs = -(-30 * epoch // c.batch_size)
-    assert float(lr(step_30_epochs - 1)) == pytest.approx(0.05)
-    assert float(lr(step_30_epochs)) == pytest.approx(0.005)
+    warmup = -(-lr_policy.WARMUP_EXAMPLES // c.batch_size)
+    step_30_epochs = warmup + -(-30 * epoch // c.batch_size)  # counted after the warmup
+    assert float(lr(step_30_epochs - 1)) == pytest.approx(2.5)  # 5e-2 x 1600 / 32
+    assert float(lr(step_30_epochs)) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("name, paper_lr, paper_batch", [
+    ("jft300m_resnet101", 1e-3, 32), ("imagenet_resnet101", 5e-2, 32),
+    ("transfer.imagenet_finetune_resnet101", 1e-3, 32),
+    ("transfer.faster_rcnn_coco_resnet101", 4e-4, 1),
+    ("transfer.faster_rcnn_voc07_resnet101", 3e-4, 1),
+    ("transfer.deeplab_voc12_resnet101", 1e-3, 6)])
+def test_every_paper_config_scales_the_papers_rate_by_one_policy(name, paper_lr, paper_batch):
+    c = importlib.import_module(f"configs.{name}").get_config()
+    factor = c.batch_size / paper_batch
+    assert c.schedule.base_lr == pytest.approx(paper_lr * factor)
+    want_warmup = lr_policy.WARMUP_EXAMPLES if factor > lr_policy.LARGE_FACTOR else 0
+    assert (c.schedule.warmup_examples or 0) == want_warmup
 
 
 def test_head_is_padded_to_the_model_axis():

@@ -9,7 +9,8 @@ set (10,582 images: the paper's DeepLab setting), mean IoU on `val`. Where
 train_aug is not prepared (it needs SBD's masks beside VOC 2012; see
 input_pipeline/sources/voc2012/builder.py), the run stops before step 1 with
 the message saying how to add it, or to train on the 1,464 `train` images:
---config.input.data.split=train.
+--config.input.data.split=train. The paper's rate at the paper's batch: the
+factor of configs/lr_policy.py is 1.
 
     python -m big_vision_like.train --config configs/transfer/deeplab_voc12_resnet101.py \
         --workdir workdirs/voc_deeplab --config.input.data.data_dir=<tfds dir> \

@@ -11,8 +11,9 @@ Synchronous translation. The paper trained asynchronously, 9 workers of one
 image each, for 3M (COCO) / 700K (VOC) steps: that is 3M / 700K images, each
 gradient applied with learning rate 4e-4 / 3e-4. Here a step averages the
 gradients of `batch_size` images (spread over `data`), so steps are images /
-batch_size and the learning rate is scaled by batch_size (the linear scaling
-rule); at batch 8 COCO runs 375K steps at 3.2e-3, divided by 10 after 312.5K.
+batch_size and the learning rate is scaled by batch_size (configs/lr_policy.py,
+the policy of every paper config; a factor of 8 needs no warmup there); at
+batch 8 COCO runs 375K steps at 3.2e-3, divided by 10 after 312.5K.
 Batch-norm statistics are those of the global batch.
 """
 
@@ -24,6 +25,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from big_vision_like.config import schema
+from configs import lr_policy
 
 FROZEN_CONV1_4 = "^(conv1|conv[2-4])"  # Figure 4's frozen feature extractor
 PACKED = ("'image', 'image_hw', 'boxes', 'classes', 'box_valid', 'is_crowd', "
@@ -78,8 +80,9 @@ def detection_config(t: DetTarget) -> ml_collections.ConfigDict:
                                          box_refinement=2.0))
     c.optimizer = schema.optimizer_section("momentum", momentum=0.9, weight_decay=0.0,
                                            grad_clip_norm=10.0)
+    lr, warmup = lr_policy.synchronous(t.lr_per_image, 1, t.batch_size)
     c.schedule = schema.schedule_section(
-        "piecewise", base_lr=t.lr_per_image * t.batch_size,
+        "piecewise", base_lr=lr, warmup_examples=warmup,
         boundaries_steps=(max(1, t.images_lr_drop // t.batch_size),), factors=(0.1,))
     c.task = "detection"
     c.init_from.skip = "^(head|rpn_|box_classifier_)"

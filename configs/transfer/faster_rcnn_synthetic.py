@@ -15,7 +15,8 @@ Detectron does; the paper's implementation does not), so the box classifier
 has positives from the first step of a short run.
 `configs/transfer/faster_rcnn_synthetic.py:tiny` is the synthetic_jft/tiny
 variant the tests run; `:heldout` (or `:tiny,heldout`) detects only the star
-family, the one studies/dense/heldout_pretrain.py never labels. Trains on `fasteval` (images pre-training did not see).
+family, the one studies/dense/heldout_pretrain.py never labels. Trains on
+`fasteval` (images pre-training did not see).
 """
 
 import dataclasses

@@ -9,8 +9,8 @@ checkpoint trained for 36M iterations, fine-tuned for 4M iterations; new
 
 Synchronous translation, as in ../imagenet_resnet101.py: global batch
 50 x 32 = 1600, the length in examples (4M x 32 = 128M, ~100 epochs of
-ImageNet, i.e. 80,000 steps of 1600), the decay every 30 epochs, the
-learning rate per update as in the paper.
+ImageNet, i.e. 80,000 steps of 1600), the decay every 30 epochs; the learning
+rate by configs/lr_policy.py, 1e-3 x 50 = 0.05 after a 5-epoch warmup.
 
     python -m big_vision_like.train --config configs/transfer/imagenet_finetune_resnet101.py \
         --workdir workdirs/ft --config.init_from.checkpoint=<jft workdir>/checkpoints/720000
@@ -26,7 +26,7 @@ trains the head alone on conv5's pooled features.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from configs import imagenet_resnet101
+from configs import imagenet_resnet101, lr_policy
 
 PAPER_BATCH_PER_WORKER = 32
 
@@ -34,7 +34,8 @@ PAPER_BATCH_PER_WORKER = 32
 def get_config() -> ml_collections.ConfigDict:
     c = imagenet_resnet101.get_config()
     c.total_examples = 4_000_000 * PAPER_BATCH_PER_WORKER
-    c.schedule.base_lr = 1e-3
+    c.schedule.base_lr, c.schedule.warmup_examples = lr_policy.synchronous(
+        1e-3, PAPER_BATCH_PER_WORKER, c.batch_size)
     # The head takes the dataset's number of classes (its metadata); the
     # one-hot op too.
     c.model.num_classes = placeholder(int)

@@ -1,8 +1,11 @@
 """COCO keypoints with G-RMI's pose network on a ResNet-101 body (paper section 5.4).
 
 Person crops of 353x257, disk radius R=32, output stride 8; SGD with momentum 0.9
-for 450K steps, the learning rate divided by 10 after 250K. The body starts from
-a pre-trained classification checkpoint:
+for 450K steps, the learning rate divided by 10 after 250K. The paper gives
+neither the batch nor the rate ("starting with a base learning rate", chosen
+per model): batch 32 at 0.005 is this project's choice, so configs/lr_policy.py
+has no paper rate to translate here. The body starts from a pre-trained
+classification checkpoint:
 
     python -m big_vision_like.train --config configs/transfer/pose_coco_resnet101.py \
         --workdir workdirs/pose_coco --config.input.data.data_dir=data/tfds \
