@@ -14,6 +14,12 @@ schedule for it, 1.5M images with the drop at 900K:
 
 The results JSON holds the validation detections in COCO's format (category
 ids restored), which the pose task takes as person boxes.
+
+Splits: trains on train2017 (118K images) and evaluates on val2017 (5,000: the
+2014 'minival' of later papers). The paper's minival* is another set, 8,000
+images held out of val2014, with the rest of val2014 added to training; an id
+list to select it on both sides is not implemented yet, so figures from this
+config are on val2017, not comparable digit for digit with the paper's.
 """
 
 import ml_collections
