@@ -203,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="The capacity axis' other depth.")
     p.add_argument("--second_fractions", default="",
                    help="Fractions the second depth trains on, comma-separated (none: '').")
+    p.add_argument("--size", default="demo", choices=("demo", "tiny"),
+                   help="demo: 64 px; tiny: synthetic_jft/tiny at 32 px, a quarter epoch.")
     args = p.parse_args(argv)
     if args.report_only:
         print(report_tables(args.workdir, report_again, args.readme))
@@ -215,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return study_runs(args.workdir, fractions, split(args.seeds), args.depth,
                           args.second_depth, split(args.second_fractions), regime, steps)
     print(run_study(args.workdir, args.data_dir, runs_of, split(args.regimes),
-                    max(map(float, fractions))))
+                    max(map(float, fractions)),
+                    config_file=CONFIG + (":tiny" if args.size == "tiny" else "")))
 
 
 if __name__ == "__main__":
