@@ -33,6 +33,15 @@ def pretrained_checkpoint(workdir: str, data_dir: str | None, given: str | None)
     return fs.join(fs.absolute(pretrain_dir), "checkpoints", str(int(state.step)))
 
 
+def latest_checkpoint(run: str) -> str:
+    """The absolute step folder of a run's newest checkpoint."""
+    folder = fs.join(run, "checkpoints")
+    steps = [int(s) for s in fs.listdir(folder) if s.isdigit()] if fs.isdir(folder) else []
+    if not steps:
+        raise FileNotFoundError(f"{run} has no checkpoint; finish its training first.")
+    return fs.join(fs.absolute(run), "checkpoints", str(max(steps)))
+
+
 def train_run(study: str, key: str, config: ml_collections.ConfigDict, run_dir: str,
               seconds: dict[str, float]) -> dict[str, float]:
     """Trains one run of a study (resuming; a finished run does nothing), records its

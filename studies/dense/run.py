@@ -42,6 +42,7 @@ from big_vision_like import filesystem as fs
 from configs.transfer import deeplab_synthetic, faster_rcnn_synthetic, pose_synthetic
 from configs.transfer.detection_common import FROZEN_CONV1_4
 from studies.common import (
+    latest_checkpoint,
     match_model,
     pretrained_checkpoint,
     study_main,
@@ -97,8 +98,7 @@ def heldout_checkpoint(workdir: str, data_dir: str | None, size: str,
     config.input.data.data_dir = data_dir
     run_dir = fs.join(workdir, "pretrain_heldout")
     train_run("dense study", "pretrain_heldout", config, run_dir, seconds)
-    steps = [int(s) for s in fs.listdir(fs.join(run_dir, "checkpoints")) if s.isdigit()]
-    return fs.join(fs.absolute(run_dir), "checkpoints", str(max(steps)))
+    return latest_checkpoint(run_dir)
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -46,6 +46,7 @@ from configs.transfer import deeplab_synthetic, digits, faster_rcnn_synthetic
 from configs.transfer.detection_common import FROZEN_CONV1_4
 from studies.common import (
     add_report_flags,
+    latest_checkpoint,
     match_model,
     read_json,
     report_tables,
@@ -104,13 +105,6 @@ def pretrained_runs(pretrain: str) -> list[str]:
     """The epoch-matched runs of a data-size study that have finished."""
     manifest = read_json(fs.join(pretrain, "epochs", "sweep.json"))
     return [r["workdir"] for r in manifest["runs"] if r.get("status") == "done"]
-
-
-def last_checkpoint(run: str) -> str:
-    steps = [int(s) for s in fs.listdir(fs.join(run, "checkpoints")) if s.isdigit()]
-    if not steps:
-        raise FileNotFoundError(f"{run} has no checkpoint; finish the pre-training run.")
-    return fs.join(fs.absolute(run), "checkpoints", str(max(steps)))
 
 
 def run_dirs(workdir: str, target: str) -> list[str]:
@@ -182,7 +176,7 @@ def run_study(workdir: str, data_dir: str | None, size: str, targets: Sequence[s
     data_size.run_study(pretrain, data_dir, runs_of, ["epochs", "steps"],
                         max(map(float, fractions)), config_file=config_file)
     for run in pretrained_runs(pretrain):
-        checkpoint = last_checkpoint(run)
+        checkpoint = latest_checkpoint(run)
         seed = int(read_json(fs.join(run, "config.json"))["seed"])
         for target in targets:
             for setting in TARGETS[target][2]:
