@@ -34,16 +34,33 @@ def test_resamples_are_reproducible_and_off_by_default():
         bootstrap.resample_indices(0, 3)
 
 
-def test_map_at_k_interval_is_the_metric_over_resampled_images():
+def test_map_at_k_interval_is_the_grouped_jackknife_over_images():
     scores, labels = random_problem(5)
-    got = dict(map_evaluator(scores, labels, bootstrap=40).run(None))
+    got = dict(map_evaluator(scores, labels, bootstrap=200).run(None))
     labels = labels > 0.5
-    draws = [mean_average_precision(scores[i], labels[i], 100)
-             for i in bootstrap.resample_indices(len(labels), 40)]
-    assert got["map@100_ci95_lo"] == pytest.approx(np.percentile(draws, 2.5), rel=1e-6)
-    assert got["map@100_ci95_hi"] == pytest.approx(np.percentile(draws, 97.5), rel=1e-6)
-    assert got["map@100_ci95_lo"] < got["map@100"] < got["map@100_ci95_hi"]
+    n, g = len(labels), 20  # bootstrap=200 asks for an interval; 20 groups give it
+    parts = np.array_split(np.random.default_rng(0).permutation(n), g)
+    leave_out = [mean_average_precision(np.delete(scores, p, 0), np.delete(labels, p, 0), 100)
+                 for p in parts]
+    se = np.sqrt((g - 1) / g * np.sum((np.array(leave_out) - np.mean(leave_out)) ** 2))
+    half = scipy.stats.t.ppf(0.975, g - 1) * se
+    assert got["map@100_ci95_lo"] == pytest.approx(got["map@100"] - half, rel=1e-6)
+    assert got["map@100_ci95_hi"] == pytest.approx(got["map@100"] + half, rel=1e-6)
     assert got["map_all_ci95_lo"] < got["map_all"] < got["map_all_ci95_hi"]
+
+
+def test_resampling_with_replacement_biases_ap_at_k_upwards():
+    """Why map@k takes the jackknife: duplicated positives raise AP@k, so with rare
+    classes the bootstrap's draws sit above the value they should surround."""
+    rng = np.random.default_rng(0)
+    n, c = 2000, 200
+    labels = rng.random((n, c)) < rng.choice([0.001, 0.005, 0.02], c)
+    scores = rng.normal(size=(n, c)) + labels * (rng.random(c) < 0.3)
+    value = mean_average_precision(scores, labels, 100)
+    draws = [mean_average_precision(scores[i], labels[i], 100)
+             for i in bootstrap.resample_indices(n, 30)]
+    assert np.mean(draws) > value * 1.05
+    assert np.percentile(draws, 2.5) > value * 0.98  # the interval all but misses it
 
 
 def test_miou_interval_resamples_whole_images_against_sklearn():

@@ -126,7 +126,8 @@ SCHEDULES: dict[str, dict[str, Any]] = {
 _EVAL_COMMON = {"type": None, "pp": None, "batch_size": None,  # batch_size unset: eval_batch_size
                 **_durations("every", 1000)}
 # bootstrap: N > 0 also yields each metric's 95% interval over N resamples of the
-# evaluation images (evaluators/bootstrap.py); exclude_ids: a file or a list.
+# evaluation images (map@k: a 20-group jackknife; evaluators/bootstrap.py says
+# why); exclude_ids: a file or a list.
 _ONE_SPLIT = {"data": None, "pred": "predict", "exclude_ids": None, "bootstrap": 0}
 _DETECTIONS = {**_ONE_SPLIT, "results_json": None, "category_ids": None}
 _FEATURES = {"data_train": None, "data_test": None, "pred": "features", "bootstrap": 0}
