@@ -82,6 +82,7 @@ def test_read_gives_encoded_records_in_order_or_shuffled(tiny_source):
 
 
 def test_a_dataset_brings_its_own_ops(tiny_source):
-    assert set(tiny_source.pp_ops) == {"semantic_from_instances", "objects_to_level"}
+    assert set(tiny_source.pp_ops) == {"semantic_from_instances", "objects_to_level",
+                                       "objects_of_families"}
     plain = DataSource("x", tiny_source.builder)
     assert dict(plain.pp_ops) == {}
