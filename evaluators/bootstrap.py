@@ -37,7 +37,7 @@ def resample_indices(n: int, resamples: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, (resamples, n))
 
 
-def intervals(statistic: Callable[[np.ndarray], Mapping[str, float]], n: int,
+def _intervals(statistic: Callable[[np.ndarray], Mapping[str, float]], n: int,
               resamples: int, seed: int = 0, level: float = LEVEL
               ) -> dict[str, tuple[float, float]]:
     """name -> (lo, hi): the percentile interval of each metric `statistic(indices)`
@@ -56,10 +56,9 @@ def interval_metrics(statistic: Callable[[np.ndarray], Mapping[str, float]], n: 
     """(`m_ci95_lo`, lo), (`m_ci95_hi`, hi) per metric; nothing when resamples is 0."""
     if not resamples:
         return
-    for name, (lo, hi) in intervals(statistic, n, resamples, seed).items():
+    for name, (lo, hi) in _intervals(statistic, n, resamples, seed).items():
         yield name + LO, lo
         yield name + HI, hi
-
 
 
 def mean_interval(values: np.ndarray, name: str, resamples: int, seed: int = 0
