@@ -39,6 +39,14 @@ def tiny_config(data_dir, **overrides):
     return c
 
 
+def tiny_config_file(path, data_dir, **overrides) -> str:
+    """Writes a config file (for `--config` in a subprocess) that returns
+    `tiny_config(data_dir, **overrides)`; returns its path. Overrides: literals."""
+    path.write_text("from tests.helpers import tiny_config\n\n\ndef get_config():\n"
+                    f"    return tiny_config({data_dir!r}, **{overrides!r})\n")
+    return str(path)
+
+
 def data_dir_of(source) -> str:
     """The data_dir a synthetic_jft source was opened from."""
     return source.builder.data_dir.split("/synthetic_jft")[0]

@@ -68,30 +68,33 @@ def _damage(path, damage: str) -> None:
 
 
 _READ = """
-import json, sys, time
+import json, os, sys, time
 from input_pipeline.sources.registry import open_source
 from input_pipeline.stream import batches
 from tests.test_dataset import make_pp
 
-source = open_source("synthetic_jft/tiny", sys.argv[1], prepare=False)
 shard = batches.HostShard(0, 1)
-for split in sys.argv[2].split(","):
-    for skip in (True, False):
-        start = time.perf_counter()
-        if split == "train":
-            ds = batches.train_dataset(source, "train", make_pp(source), 16, seed=0,
-                                       shard=shard, shuffle_buffer=100, skip_corrupt=skip)
-        else:
-            ds, _ = batches.eval_dataset(source, split, make_pp(source), 16, shard=shard,
-                                         skip_corrupt=skip)
-        try:
-            for _, batch in zip(range(400), batches.HostIterator(ds)):  # 3 train epochs
-                pass
-            result = {"error": None}
-        except batches.InputPipelineError as e:
-            result = {"error": str(e)}
-        result.update(split=split, skip=skip, seconds=time.perf_counter() - start)
-        print(json.dumps(result), flush=True)
+for data_dir in sys.argv[1].split(os.pathsep):
+    source = open_source("synthetic_jft/tiny", data_dir, prepare=False)
+    for split in sys.argv[2].split(","):
+        for skip in (True, False):
+            start = time.perf_counter()
+            if split == "train":
+                ds = batches.train_dataset(source, "train", make_pp(source), 16, seed=0,
+                                           shard=shard, shuffle_buffer=100,
+                                           skip_corrupt=skip)
+            else:
+                ds, _ = batches.eval_dataset(source, split, make_pp(source), 16, shard=shard,
+                                             skip_corrupt=skip)
+            try:
+                for _, batch in zip(range(400), batches.HostIterator(ds)):  # 3 epochs
+                    pass
+                result = {"error": None}
+            except batches.InputPipelineError as e:
+                result = {"error": str(e)}
+            result.update(data_dir=data_dir, split=split, skip=skip,
+                          seconds=time.perf_counter() - start)
+            print(json.dumps(result), flush=True)
 """
 
 
@@ -123,17 +126,21 @@ def test_find_damaged_names_the_file_behind_a_read_error(tmp_path, damage):
     assert record_files.find_damaged([str(paths[0]), str(paths[2])], e.value.message) == []
 
 
-@pytest.mark.slow  # a reading subprocess per damage; find_damaged's contract is above
-@pytest.mark.parametrize("damage", ["truncated", "bit_flip", "not_tfrecord"])
-def test_damaged_tfrecord_file_stops_with_its_name(tiny_source, tmp_path, damage):
+DAMAGES = ("truncated", "bit_flip", "not_tfrecord")
+
+
+@pytest.mark.slow  # a reading subprocess; find_damaged's contract is above
+def test_damaged_tfrecord_file_stops_with_its_name(tiny_source, tmp_path):
     """Formerly: with skip_corrupt=True the reader retried the broken record
     forever at full CPU; with False the message advised skip_corrupt=True.
-    Training and evaluation, skipping corrupt images or not."""
+    Training and evaluation, skipping corrupt images or not, for each damage
+    (one subprocess reads the three damaged copies)."""
     splits = ("train", "fasteval")
-    data_dir = _damaged_copy(tiny_source, tmp_path, splits, damage)
-    out, _ = run_python(_READ, data_dir, ",".join(splits), timeout=240)
+    data_dirs = {_damaged_copy(tiny_source, tmp_path / damage, splits, damage): damage
+                 for damage in DAMAGES}
+    out, _ = run_python(_READ, os.pathsep.join(data_dirs), ",".join(splits), timeout=400)
     results = _results(out)
-    assert len(results) == 4
+    assert sorted(data_dirs[r["data_dir"]] for r in results) == sorted(DAMAGES * 4)
     for result in results:
         error = result["error"]
         assert error is not None, f"{result}: a damaged file was read as if whole"

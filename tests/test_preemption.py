@@ -13,7 +13,7 @@ import pytest
 
 from big_vision_like import checkpointing, init_from, preemption, trainer
 from big_vision_like.metrics import read_metrics
-from tests.helpers import data_dir_of, tiny_config
+from tests.helpers import data_dir_of, tiny_config, tiny_config_file
 from tests.test_multiprocess import env, free_port
 
 # A SIGTERM at step 2-3 stops a few steps later (step 4 in the 2-process test
@@ -29,12 +29,9 @@ def config_of(builder):
 @pytest.fixture(scope="module")
 def config_file(tiny_source, tmp_path_factory):
     """The same config for subprocesses (`--config <file>`) as `config_of` in here."""
-    path = tmp_path_factory.mktemp("preempt_config") / "config.py"
-    path.write_text(
-        "from tests.helpers import tiny_config\n\n\ndef get_config():\n"
-        f"    return tiny_config({data_dir_of(tiny_source)!r}, total_steps={TOTAL}, "
-        f"ckpt_steps={CKPT}, evals={{}})\n")
-    return str(path)
+    return tiny_config_file(tmp_path_factory.mktemp("preempt_config") / "config.py",
+                            data_dir_of(tiny_source), total_steps=TOTAL, ckpt_steps=CKPT,
+                            evals={})
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,9 @@ from configs.transfer.common import Target, transfer_config
 
 def target(size: str = "demo") -> Target:
     if size == "tiny":
-        return Target(data="sklearn_digits/32px", train_split="train", test_split="test",
+        # Slices: the tests' runs extract features of every image, at -O0.
+        return Target(data="sklearn_digits/32px", train_split="train[:400]",
+                      test_split="test[:200]",
                       image_size=32, num_classes=10, label_pp="",
                       augment="resize(36)|random_crop(32)",
                       eval_resize="resize(36)|central_crop(32)", total_steps=6, batch_size=16)

@@ -44,8 +44,9 @@ def get_config(size: str | None = None) -> ml_collections.ConfigDict:
     del c.evals["fasteval_loss"]
     crop = "resize(36)|central_crop(32)" if tiny else "resize(72)|central_crop(64)"
     digits = f"sklearn_digits/{'32px' if tiny else '64px'}"
-    features = dict(data_train=dict(name=digits, split="train"),
-                    data_test=dict(name=digits, split="test"),
+    # tiny: slices, as configs/transfer/digits.py's tiny (the tests' runs).
+    features = dict(data_train=dict(name=digits, split="train[:400]" if tiny else "train"),
+                    data_test=dict(name=digits, split="test[:200]" if tiny else "test"),
                     pp=f"decode|{crop}|value_range(-1, 1)|keep('image', 'label')",
                     every_steps=EVERY, bootstrap=resamples)
     c.evals.digits_probe = dict(type="linear_probe", l2=1e-3, **features)
