@@ -57,3 +57,15 @@ def pretrained_tiny(tiny_source, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("pretrained_tiny"))
     state = trainer.train(tiny_config(data_dir_of(tiny_source)), workdir)
     return workdir, state
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with whole-run (`slow`) tests first, their slow tests leading: the
+    test processes then end on short tests, instead of one waiting idle while the
+    other runs a two-minute test collected last. Modules stay together, so their
+    module-scoped fixtures are built once per test process."""
+    slow = lambda item: item.get_closest_marker("slow") is not None
+    modules_with_slow = {item.module for item in items if slow(item)}
+    order = {module: i for i, module in enumerate(dict.fromkeys(i.module for i in items))}
+    items.sort(key=lambda item: (item.module not in modules_with_slow, order[item.module],
+                                 not slow(item)))

@@ -6,6 +6,7 @@ studies' (tests/test_transfer_study.py), and this study builds their configs
 like the others' (checked below)."""
 
 import json
+import shutil
 
 import pytest
 
@@ -17,9 +18,10 @@ from tests.helpers import data_dir_of
 @pytest.mark.slow
 def test_the_tiny_headline_study_runs_end_to_end_and_reports_again(tiny_source, tmp_path):
     workdir = tmp_path / "study"
-    study.main(["--workdir", str(workdir), "--data_dir", data_dir_of(tiny_source),
-                "--size", "tiny", "--fractions", "0.25,0.5", "--seeds", "0",
-                "--targets", "segmentation,probes", "--total_steps", "1"])
+    args = ["--workdir", str(workdir), "--data_dir", data_dir_of(tiny_source),
+            "--size", "tiny", "--fractions", "0.25,0.5", "--seeds", "0",
+            "--targets", "segmentation,probes", "--total_steps", "1"]
+    study.main(args)
     results = json.loads((workdir / "results.json").read_text())
     for target in ("segmentation", "probes"):
         _, metrics, settings = study.TARGETS[target]
@@ -40,6 +42,12 @@ def test_the_tiny_headline_study_runs_end_to_end_and_reports_again(tiny_source, 
     assert len(steps) == 1
     # The report renders again from the files alone.
     assert study.report_again(str(workdir)) == text
+    # Without its checkpoints (as committed), the study has nothing left to train.
+    for checkpoints in workdir.glob("**/checkpoints"):
+        shutil.rmtree(checkpoints)
+    study.main(args)
+    assert not list(workdir.glob("**/checkpoints"))
+    assert (workdir / "results.md").read_text() == text
 
 
 @pytest.mark.parametrize("target", list(study.TARGETS))

@@ -27,7 +27,10 @@ its interval, and the paper's findings one by one with what the miniature
 shows (studies/transfer_vs_data/findings.py).
 
 Every run is an ordinary trainer run (<workdir>/<target>/<setting>/<pre-training
-run>); a finished run is not repeated, so a killed study resumes.
+run>). Each pre-training run's transfers follow it, and a finished run has a DONE
+file and is not repeated: a killed study resumes, and a study restored from its
+committed files (configs, metrics, DONE files; no checkpoints) goes on with the
+units it has not finished.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Any
 import ml_collections
 
 from big_vision_like import filesystem as fs
-from big_vision_like.tools import collect
+from big_vision_like.tools import collect, sweep
 from configs.transfer import deeplab_synthetic, digits, faster_rcnn_synthetic
 from configs.transfer.detection_common import FROZEN_CONV1_4
 from studies.common import (
@@ -164,6 +167,28 @@ def report_again(workdir: str) -> str:
     return text
 
 
+def transfer_all(workdir: str, run: str, targets: Sequence[str], size: str,
+                 data_dir: str | None, total_steps: int | None,
+                 seconds: dict[str, float]) -> None:
+    """Every transfer of one pre-training run not finished yet. A finished one has a
+    DONE file (as a sweep's runs): its metrics are all the report reads, so a
+    study restored from its committed files needs no checkpoint for it."""
+    checkpoint = None
+    seed = int(read_json(fs.join(run, "config.json"))["seed"])
+    for target in targets:
+        for setting in TARGETS[target][2]:
+            out = fs.join(workdir, target, setting, fs.basename(run))
+            if fs.exists(fs.join(out, sweep.DONE)):
+                continue
+            checkpoint = checkpoint or latest_checkpoint(run)
+            config = transfer_config(target, setting, size, data_dir, checkpoint, seed,
+                                     total_steps)
+            train_run("transfer vs data", f"{target}/{setting}/{fs.basename(run)}",
+                      config, out, seconds)
+            with fs.open(fs.join(out, sweep.DONE), "w") as f:
+                f.write("finished; the study does not run it again.\n")
+
+
 def run_study(workdir: str, data_dir: str | None, size: str, targets: Sequence[str],
               fractions: Sequence[str], seeds: Sequence[str],
               total_steps: int | None = None) -> str:
@@ -172,19 +197,23 @@ def run_study(workdir: str, data_dir: str | None, size: str, targets: Sequence[s
     config_file = data_size.CONFIG + (":tiny" if size == "tiny" else "")
     runs_of = lambda regime, steps: data_size.study_runs(pretrain, fractions, seeds, 18, 50,
                                                          [], regime, steps)
+
+    def pretrain_then_transfer(config: ml_collections.ConfigDict, run: str) -> None:
+        # Each pre-training run's transfers follow it, so a study stopped at any
+        # point keeps whole units (a run and its transfers), committable without
+        # checkpoints; the sweep marks the run done only after them.
+        from big_vision_like import trainer
+
+        trainer.train(config, run)
+        if fs.basename(fs.parent(run)) == "epochs":
+            transfer_all(workdir, run, targets, size, data_dir, total_steps, seconds)
+
     # The compute-matched runs are a control for the probes, not transferred.
     data_size.run_study(pretrain, data_dir, runs_of, ["epochs", "steps"],
-                        max(map(float, fractions)), config_file=config_file)
-    for run in pretrained_runs(pretrain):
-        checkpoint = latest_checkpoint(run)
-        seed = int(read_json(fs.join(run, "config.json"))["seed"])
-        for target in targets:
-            for setting in TARGETS[target][2]:
-                config = transfer_config(target, setting, size, data_dir, checkpoint, seed,
-                                         total_steps)
-                train_run("transfer vs data", f"{target}/{setting}/{fs.basename(run)}",
-                          config, fs.join(workdir, target, setting, fs.basename(run)),
-                          seconds)
+                        max(map(float, fractions)), pretrain_then_transfer,
+                        config_file=config_file)
+    for run in pretrained_runs(pretrain):  # finished before, or new targets
+        transfer_all(workdir, run, targets, size, data_dir, total_steps, seconds)
     sizes = read_json(fs.join(pretrain, "results.json"))["sizes"]
     text, results = render(workdir, pretrain, targets, sizes, plots=True)
     seconds["total"] = round(time.time() - start, 1)
