@@ -74,6 +74,8 @@ def _shrink(c: ml_collections.ConfigDict) -> None:
     c.batch_size = c.eval_batch_size = 8
     c.total_epochs = None
     c.total_steps = 2
+    # The paper-scale warmup would outlast the run: a smoke run trains at its rate.
+    c.schedule.warmup_examples = 0
     c.ckpt_steps = c.log_steps = 2
     c.keep_ckpt_examples = None
     for ev in c.evals.values():

@@ -1,6 +1,7 @@
 """The paper's recipes, as configs: fields, schedules and models resolve as documented."""
 
 import importlib
+import inspect
 import pathlib
 import subprocess
 import sys
@@ -216,6 +217,14 @@ def test_every_paper_config_scales_the_papers_rate_by_one_policy(name, paper_lr,
     assert (c.schedule.warmup_examples or 0) == want_warmup
 
 
+def test_a_run_shorter_than_goyals_warms_up_over_their_share_of_it():
+    lr, warmup = lr_policy.synchronous(1e-3, 1, 16, run_examples=6_400)
+    assert (lr, warmup) == (pytest.approx(0.016), 356)  # ceil(6,400 * 5 / 90)
+    assert lr_policy.synchronous(1e-3, 1, 16, run_examples=10**9)[1] == (
+        lr_policy.WARMUP_EXAMPLES)  # a long run: the 5 ImageNet epochs
+    assert lr_policy.synchronous(1e-3, 1, 8, run_examples=6_400)[1] == 0  # factor 8
+
+
 def test_head_is_padded_to_the_model_axis():
     c = importlib.import_module("configs.jft300m_resnet101").get_config()
     for model_axis, width in [(1, 18_291), (2, 18_292), (4, 18_292), (8, 18_296)]:
@@ -262,3 +271,20 @@ def test_every_split_a_config_reads_is_one_its_builder_writes(name):
         for part in split.split("+"):
             assert part.split("[")[0] in declared, (
                 f"{name}: {field}.split={split!r}, but {dataset} has the splits {declared}")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_builds_its_schedule_at_every_size(name):
+    """A schedule is built only when a run starts: a warmup longer than the run
+    (the demo detection config's, once) must fail here, not after the data is
+    prepared. Epoch-based durations are read against a 1M-example epoch."""
+    module = importlib.import_module(f"configs.{name}")
+    sizes = [None] + (["tiny"] if "tiny" in inspect.getsource(module) else [])
+    for size in sizes:
+        c = module.get_config(size) if size else module.get_config()
+        durations = Durations(c.batch_size, 1_000_000)
+        total = durations.steps(c, "total", allow_zero=True)
+        lr = build_schedule(c.schedule, total, durations)
+        # The rate reaches its base within the run (a warmup that never ends would not).
+        peak = max(float(lr(s)) for s in range(0, total + 1, max(1, total // 200)))
+        assert peak >= 0.9 * c.schedule.base_lr, (size, total, peak)

@@ -80,7 +80,7 @@ def detection_config(t: DetTarget) -> ml_collections.ConfigDict:
                                          box_refinement=2.0))
     c.optimizer = schema.optimizer_section("momentum", momentum=0.9, weight_decay=0.0,
                                            grad_clip_norm=10.0)
-    lr, warmup = lr_policy.synchronous(t.lr_per_image, 1, t.batch_size)
+    lr, warmup = lr_policy.synchronous(t.lr_per_image, 1, t.batch_size, t.images_total)
     c.schedule = schema.schedule_section(
         "piecewise", base_lr=lr, warmup_examples=warmup,
         boundaries_steps=(max(1, t.images_lr_drop // t.batch_size),), factors=(0.1,))
