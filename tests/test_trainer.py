@@ -161,7 +161,7 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_parameters(tiny_source, 
 
     # No evaluations: only the parameters are compared.
     config_file = tiny_config_file(tmp_path / "config.py", data_dir_of(tiny_source),
-                                   total_steps=30, ckpt_steps=2, evals={})
+                                   total_steps=16, ckpt_steps=2, evals={})
 
     def command(workdir):
         return [sys.executable, "-m", "big_vision_like.train", "--config", config_file,
@@ -179,8 +179,8 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_parameters(tiny_source, 
     # The reference saves once, at the end: checkpoints do not change the parameters.
     subprocess.run([*command(tmp_path / "straight"), "--config.ckpt_steps=1000"], check=True,
                    capture_output=True, timeout=600)
-    a = checkpointing.load_state(str(killed / "checkpoints" / "30"))["params"]
-    b = checkpointing.load_state(str(tmp_path / "straight" / "checkpoints" / "30"))["params"]
+    a = checkpointing.load_state(str(killed / "checkpoints" / "16"))["params"]
+    b = checkpointing.load_state(str(tmp_path / "straight" / "checkpoints" / "16"))["params"]
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 

@@ -22,8 +22,9 @@ def target(size: str = "demo") -> Target:
     # resize(size) only fixes the static shape (images are that size already).
     # Flips only: a crop could cut an object out of the image and change its count.
     if size == "tiny":
-        return Target(data="synthetic_jft/tiny", train_split="fasteval", test_split="test",
-                      image_size=32, num_classes=3, label_pp=COUNT,
+        # A test slice: the tests' runs extract features of every image, at -O0.
+        return Target(data="synthetic_jft/tiny", train_split="fasteval",
+                      test_split="test[:250]", image_size=32, num_classes=3, label_pp=COUNT,
                       augment="resize(32)|flip_lr", eval_resize="resize(32)", total_steps=6,
                       batch_size=16)
     return Target(data="synthetic_jft/demo", train_split="fasteval", test_split="test",
