@@ -63,3 +63,11 @@ def test_each_transfer_config_starts_from_its_checkpoint_with_its_seed(target, t
             m.split("/")[0] + "/" for m in study.TARGETS[target][1])
         assert all(ev.bootstrap > 0 for ev in c.evals.values())
         validate(c, num_devices=8)
+
+
+def test_a_shorter_detection_run_drops_its_rate_at_the_same_share():
+    full = study.transfer_config("detection", "finetune", "demo", None, "ckpt", 0)
+    short = study.transfer_config("detection", "finetune", "demo", None, "ckpt", 0, 100)
+    (drop,) = full.schedule.boundaries_steps
+    assert short.schedule.boundaries_steps == (round(drop * 100 / full.total_steps),)
+

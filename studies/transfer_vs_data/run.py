@@ -88,6 +88,10 @@ def transfer_config(target: str, setting: str, size: str, data_dir: str | None,
     c.input.data.data_dir = data_dir
     match_model(c, checkpoint, keys=("depth", "width"))  # the task keeps its model name
     if total_steps is not None:
+        if c.schedule.name == "piecewise":  # its drops keep their place in the run
+            scale = total_steps / c.total_steps
+            c.schedule.boundaries_steps = tuple(max(1, round(b * scale))
+                                                for b in c.schedule.boundaries_steps)
         c.total_steps = total_steps
     c.init_from.checkpoint = checkpoint
     c.frozen = SETTINGS[setting]
