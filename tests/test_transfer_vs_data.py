@@ -71,3 +71,12 @@ def test_a_shorter_detection_run_drops_its_rate_at_the_same_share():
     (drop,) = full.schedule.boundaries_steps
     assert short.schedule.boundaries_steps == (round(drop * 100 / full.total_steps),)
 
+
+def test_transfer_steps_for_every_target_or_per_target():
+    assert study.parse_steps("", ["digits"]) == {}
+    assert study.parse_steps("7", ["digits", "probes"]) == {"digits": 7, "probes": 7}
+    assert study.parse_steps("detection=150,digits=300", ["digits"]) == {
+        "detection": 150, "digits": 300}
+    with pytest.raises(ValueError, match="unknown targets"):
+        study.parse_steps("depth=3", ["digits"])
+

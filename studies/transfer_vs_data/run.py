@@ -38,7 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -172,7 +172,7 @@ def report_again(workdir: str) -> str:
 
 
 def transfer_all(workdir: str, run: str, targets: Sequence[str], size: str,
-                 data_dir: str | None, total_steps: int | None,
+                 data_dir: str | None, total_steps: Mapping[str, int],
                  seconds: dict[str, float]) -> None:
     """Every transfer of one pre-training run not finished yet. A finished one has a
     DONE file (as a sweep's runs): its metrics are all the report reads, so a
@@ -186,7 +186,7 @@ def transfer_all(workdir: str, run: str, targets: Sequence[str], size: str,
                 continue
             checkpoint = checkpoint or latest_checkpoint(run)
             config = transfer_config(target, setting, size, data_dir, checkpoint, seed,
-                                     total_steps)
+                                     total_steps.get(target))
             train_run("transfer vs data", f"{target}/{setting}/{fs.basename(run)}",
                       config, out, seconds)
             with fs.open(fs.join(out, sweep.DONE), "w") as f:
@@ -195,7 +195,9 @@ def transfer_all(workdir: str, run: str, targets: Sequence[str], size: str,
 
 def run_study(workdir: str, data_dir: str | None, size: str, targets: Sequence[str],
               fractions: Sequence[str], seeds: Sequence[str],
-              total_steps: int | None = None) -> str:
+              total_steps: Mapping[str, int] | None = None) -> str:
+    """`total_steps`: target -> its transfer runs' steps, where not the config's."""
+    total_steps = dict(total_steps or {})
     start, seconds = time.time(), {}
     pretrain = fs.join(workdir, "pretrain")
     config_file = data_size.CONFIG + (":tiny" if size == "tiny" else "")
@@ -229,6 +231,20 @@ def run_study(workdir: str, data_dir: str | None, size: str, targets: Sequence[s
     return text
 
 
+def parse_steps(text: str, targets: Sequence[str]) -> dict[str, int]:
+    """'150' (every target) or 'detection=150,segmentation=300' -> target -> steps."""
+    if not text:
+        return {}
+    if "=" not in text:
+        return {t: int(text) for t in targets}
+    steps = {k: int(v) for k, v in (item.split("=", 1) for item in text.split(","))}
+    unknown = set(steps) - set(TARGETS)
+    if unknown:
+        raise ValueError(f"--total_steps: unknown targets {sorted(unknown)}; known: "
+                         f"{list(TARGETS)}")
+    return steps
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -242,8 +258,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--fractions", default="0.0625,0.125,0.25,0.5",
                    help="Pre-training subset fractions, comma-separated.")
     p.add_argument("--seeds", default="0,1,2", help="Seeds, comma-separated.")
-    p.add_argument("--total_steps", type=int, default=None,
-                   help="Override every transfer run's steps (the probes train none).")
+    p.add_argument("--total_steps", default="",
+                   help="Transfer runs' steps: N for every target, or target=N,... "
+                        "(default: each config's; the probes train none).")
     args = p.parse_args(argv)
     if args.report_only:
         print(report_tables(args.workdir, report_again, args.readme))
@@ -254,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         p.error(f"unknown targets {sorted(unknown)}; known: {list(TARGETS)}")
     show_training_progress()
     print(run_study(args.workdir, args.data_dir, args.size, split(args.targets),
-                    split(args.fractions), split(args.seeds), args.total_steps))
+                    split(args.fractions), split(args.seeds),
+                    parse_steps(args.total_steps, split(args.targets))))
 
 
 if __name__ == "__main__":
