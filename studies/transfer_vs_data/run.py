@@ -269,10 +269,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = set(split(args.targets)) - set(TARGETS)
     if unknown:
         p.error(f"unknown targets {sorted(unknown)}; known: {list(TARGETS)}")
+    try:
+        steps = parse_steps(args.total_steps, split(args.targets))
+    except ValueError as e:
+        p.error(str(e))
     show_training_progress()
     print(run_study(args.workdir, args.data_dir, args.size, split(args.targets),
-                    split(args.fractions), split(args.seeds),
-                    parse_steps(args.total_steps, split(args.targets))))
+                    split(args.fractions), split(args.seeds), steps))
 
 
 if __name__ == "__main__":
