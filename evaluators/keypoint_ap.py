@@ -15,7 +15,7 @@ ground-truth keypoints carry a visibility (0: not labelled).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -104,11 +104,7 @@ def _evaluate(image: ImageKeypoints, sigmas: np.ndarray, area_range: tuple[float
                           OKS_THRESHOLDS)
 
 
-def keypoint_ap(images: Sequence[ImageKeypoints], sigmas: Sequence[float] = COCO_SIGMAS
-                ) -> dict[str, float]:
-    """COCO keypoint metrics: AP, AP50, AP75, AP_medium, AP_large, AR, AR50, AR75,
-    AR_medium, AR_large (-1 where there is no ground truth to score, as COCO)."""
-    sigmas = np.asarray(sigmas, np.float64)
+def _check_sigmas(images: Sequence[ImageKeypoints], sigmas: np.ndarray) -> None:
     for i, im in enumerate(images):
         shape = np.shape(im.gt_keypoints)
         k = shape[1] if len(shape) == 3 else len(sigmas)
@@ -116,17 +112,39 @@ def keypoint_ap(images: Sequence[ImageKeypoints], sigmas: Sequence[float] = COCO
             raise ValueError(f"image {i}: ground truth has {k} keypoints but {len(sigmas)} "
                              "sigmas were given; set the evaluator's sigmas to one per "
                              "keypoint.")
-    out: dict[str, float] = {}
-    for label, rng in AREA_RANGES.items():
-        precision, recall = accumulate([_evaluate(im, sigmas, rng) for im in images],
-                                       len(OKS_THRESHOLDS))
-        suffix = "" if label == "all" else f"_{label}"
-        out[f"AP{suffix}"] = mean_defined(precision)
-        out[f"AR{suffix}"] = mean_defined(recall)
-        if label == "all":
-            out["AP50"], out["AP75"] = (mean_defined(precision[i]) for i in (0, 5))
-            out["AR50"], out["AR75"] = (mean_defined(recall[i:i + 1]) for i in (0, 5))
-    return out
+
+
+def keypoint_ap_of_resamples(images: Sequence[ImageKeypoints],
+                             sigmas: Sequence[float] = COCO_SIGMAS
+                             ) -> Callable[[np.ndarray], dict[str, float]]:
+    """idx -> `keypoint_ap([images[i] for i in idx], sigmas)`, matching each image once
+    (its matches do not depend on the other images): a bootstrap resample only
+    re-accumulates."""
+    sigmas = np.asarray(sigmas, np.float64)
+    _check_sigmas(images, sigmas)
+    per_area = {label: [_evaluate(im, sigmas, rng) for im in images]
+                for label, rng in AREA_RANGES.items()}
+
+    def summarize(idx: np.ndarray) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for label, results in per_area.items():
+            precision, recall = accumulate([results[i] for i in idx], len(OKS_THRESHOLDS))
+            suffix = "" if label == "all" else f"_{label}"
+            out[f"AP{suffix}"] = mean_defined(precision)
+            out[f"AR{suffix}"] = mean_defined(recall)
+            if label == "all":
+                out["AP50"], out["AP75"] = (mean_defined(precision[i]) for i in (0, 5))
+                out["AR50"], out["AR75"] = (mean_defined(recall[i:i + 1]) for i in (0, 5))
+        return out
+
+    return summarize
+
+
+def keypoint_ap(images: Sequence[ImageKeypoints], sigmas: Sequence[float] = COCO_SIGMAS
+                ) -> dict[str, float]:
+    """COCO keypoint metrics: AP, AP50, AP75, AP_medium, AP_large, AR, AR50, AR75,
+    AR_medium, AR_large (-1 where there is no ground truth to score, as COCO)."""
+    return keypoint_ap_of_resamples(images, sigmas)(np.arange(len(images)))
 
 
 def with_detections(pp: str, detections: str) -> str:
@@ -194,11 +212,11 @@ class KeypointApEvaluator:
         for suffix, kept in dedup_items(images, got["image_id"], self.excluded):
             if suffix:
                 yield "excluded_examples", float(len(images) - len(kept))
-            metrics = keypoint_ap(kept, sigmas)
+            of_resample = keypoint_ap_of_resamples(kept, sigmas)
+            metrics = of_resample(np.arange(len(kept)))
             for name in METRICS:
                 yield f"{name}{suffix}", metrics[name]
             yield from interval_metrics(
-                lambda idx, kept=kept, suffix=suffix: {
-                    f"{k}{suffix}": v for k, v in keypoint_ap([kept[i] for i in idx],
-                                                              sigmas).items() if k in METRICS},
+                lambda idx, of_resample=of_resample, suffix=suffix: {
+                    f"{k}{suffix}": v for k, v in of_resample(idx).items() if k in METRICS},
                 len(kept), cfg.bootstrap)

@@ -12,7 +12,15 @@ import pytest
 
 import evaluators
 from big_vision_like.config import schema
-from evaluators.coco_ap import METRICS, ImageBoxes, box_iou, coco_ap, write_coco_results
+from evaluators.bootstrap import resample_indices
+from evaluators.coco_ap import (
+    METRICS,
+    ImageBoxes,
+    box_iou,
+    coco_ap,
+    coco_ap_of_resamples,
+    write_coco_results,
+)
 from evaluators.common import EvalContext
 from evaluators.voc_ap import ImageObjects, voc_ap
 from input_pipeline.keys import MASK_KEY
@@ -99,6 +107,18 @@ def test_coco_ap_matches_pycocotools():
     assert (seen > 0).any(0).all()
     assert seen[:, 0].std() > 0.01 and ((seen[:, 0] > 0) & (seen[:, 0] < 1)).all()
     assert (seen[:, 6] < seen[:, 7]).all() and (seen[:, 7] <= seen[:, 8]).all()
+
+
+def test_a_resample_scores_as_coco_ap_of_its_images_repeats_and_absent_classes_included():
+    images = random_coco_images(0, n_img=12, n_cls=4)
+    of_resample = coco_ap_of_resamples(images)
+    assert of_resample(np.arange(12)) == coco_ap(images)
+    draws = [*resample_indices(12, 6, seed=1), np.array([3, 3, 3, 1]), np.array([1, 2])]
+    for idx in draws:
+        assert of_resample(idx) == coco_ap([images[i] for i in idx]), idx
+    # Not vacuous: resamples differ from the whole set and from each other.
+    aps = {of_resample(idx)["AP"] for idx in draws}
+    assert len(aps) > 4 and coco_ap(images)["AP"] not in aps
 
 
 def test_crowd_iou_is_over_the_detection_and_crowd_matches_do_not_count():

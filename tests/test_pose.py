@@ -21,7 +21,14 @@ from big_vision_like.models.resnet import ResNet
 from big_vision_like.tasks import pose_decode
 from big_vision_like.tasks.pose import PoseTask
 from configs.transfer import pose_synthetic
-from evaluators.keypoint_ap import COCO_SIGMAS, ImageKeypoints, keypoint_ap, with_detections
+from evaluators.bootstrap import resample_indices
+from evaluators.keypoint_ap import (
+    COCO_SIGMAS,
+    ImageKeypoints,
+    keypoint_ap,
+    keypoint_ap_of_resamples,
+    with_detections,
+)
 from tests.helpers import data_dir_of, train_steps_on
 
 METRICS = ("AP", "AP50", "AP75", "AP_medium", "AP_large", "AR", "AR50", "AR75", "AR_medium",
@@ -106,6 +113,15 @@ def test_keypoint_ap_matches_pycocotools(k, sigmas):
     seen = np.asarray(seen)
     # The cases are not degenerate: AP varies and lies strictly inside (0, 1).
     assert seen[:, 0].std() > 0.01 and ((seen[:, 0] > 0) & (seen[:, 0] < 1)).all()
+
+
+def test_a_resample_scores_as_keypoint_ap_of_its_images():
+    images = random_images(0, 17)
+    of_resample = keypoint_ap_of_resamples(images)
+    draws = [*resample_indices(len(images), 5, seed=1), np.array([0, 0, 2])]
+    for idx in draws:
+        assert of_resample(idx) == keypoint_ap([images[i] for i in idx]), idx
+    assert len({of_resample(idx)["AP"] for idx in draws}) > 3  # resamples differ
 
 
 def test_perfect_detections_score_one_and_wrong_sigma_count_is_named():
