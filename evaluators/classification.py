@@ -10,8 +10,8 @@ from evaluators.common import (
     EvalContext,
     collect_predictions,
     dedup_subsets,
-    load_ids,
 )
+from input_pipeline.image_ids import load_ids
 
 
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:

@@ -26,7 +26,8 @@ import numpy as np
 from big_vision_like import filesystem as fs
 from evaluators.bootstrap import interval_metrics
 from evaluators.coco_eval_core import accumulate, evaluate_image, mean_defined
-from evaluators.common import EvalContext, collect_predictions, dedup_items, load_ids
+from evaluators.common import EvalContext, collect_predictions, dedup_items
+from input_pipeline.image_ids import load_ids
 
 AREA_RANGES = {"all": (0.0, 1e5 ** 2), "small": (0.0, 32.0 ** 2),
                "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, 1e5 ** 2)}

@@ -10,7 +10,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from big_vision_like import filesystem as fs
 from input_pipeline.keys import MASK_KEY
 
 # Metrics computed without the evaluation images that near-duplicate a
@@ -80,21 +79,6 @@ def collect_predictions(ctx: EvalContext, variables: Any, data_cfg: Any, pp: str
                                f"evaluator's pp string (keep(..., '{key}')).")
             pieces[key].append(to_host(batch[key])[mask])
     return {k: np.concatenate(v) for k, v in pieces.items()}
-
-
-def load_ids(spec: Any) -> np.ndarray:
-    """Image ids to exclude: None (none), the path of a text file with one integer id a
-    line (what tools/near_duplicates writes), or a list of ids."""
-    if spec is None:
-        return np.zeros(0, np.int64)
-    if isinstance(spec, str):
-        try:
-            with fs.open(spec) as f:
-                return np.loadtxt(f, dtype=np.int64, ndmin=1)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"exclude_ids {spec!r}: {e}; give a text file with one integer "
-                             "image_id a line, or a list of ids.") from None
-    return np.asarray(list(spec), np.int64)
 
 
 def dedup_subsets(image_ids: np.ndarray | None, excluded: np.ndarray

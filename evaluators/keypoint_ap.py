@@ -28,7 +28,8 @@ from evaluators.coco_eval_core import (
     evaluate_image,
     mean_defined,
 )
-from evaluators.common import EvalContext, collect_predictions, dedup_items, load_ids
+from evaluators.common import EvalContext, collect_predictions, dedup_items
+from input_pipeline.image_ids import load_ids
 from input_pipeline.pp.spec import parse_pp_spec
 
 METRICS = ("AP", "AP50", "AP75", "AP_medium", "AP_large", "AR")

@@ -35,8 +35,8 @@ from evaluators.common import (
     EvalContext,
     collect_predictions,
     dedup_subsets,
-    load_ids,
 )
+from input_pipeline.image_ids import load_ids
 
 # Groups of the jackknife interval (config `bootstrap: N` > 0 turns it on; N above
 # this many groups buys nothing a 20-group jackknife does not).

@@ -26,7 +26,8 @@ from jax.sharding import PartitionSpec as P
 
 from big_vision_like.tasks.segmentation import LABEL_KEY
 from evaluators.bootstrap import interval_metrics
-from evaluators.common import DEDUP_SUFFIX, IMAGE_ID_KEY, EvalContext, load_ids, to_host
+from evaluators.common import DEDUP_SUFFIX, IMAGE_ID_KEY, EvalContext, to_host
+from input_pipeline.image_ids import load_ids
 from input_pipeline.keys import IGNORE_LABEL, MASK_KEY
 
 # Device counts are int32 (JAX's default); they move to int64 on the host

@@ -28,7 +28,8 @@ import numpy as np
 
 from evaluators.bootstrap import interval_metrics
 from evaluators.coco_ap import collect_detections, image_records
-from evaluators.common import EvalContext, dedup_items, load_ids
+from evaluators.common import EvalContext, dedup_items
+from input_pipeline.image_ids import load_ids
 
 IOU_THRESHOLD = 0.5
 

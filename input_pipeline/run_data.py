@@ -25,8 +25,9 @@ from absl import logging
 
 from big_vision_like import mesh as mesh_lib
 from big_vision_like.registry import Registry
-from input_pipeline import subsets
+from input_pipeline import image_ids, subsets
 from input_pipeline.hierarchy import LabelHierarchy
+from input_pipeline.image_ids import ImageIds
 from input_pipeline.pp import registry as pp_registry
 from input_pipeline.pp.base import OpFactory, PPContext
 from input_pipeline.pp.builder import Preprocess, build_preprocess
@@ -85,6 +86,7 @@ class RunData:
             logging.info("%s", self.subset_report.line())
         self._frequencies: np.ndarray | None = None
         self._eval_sources: dict[str, DataSource] = {inp.data.name: self.source}
+        self._eval_ids: dict[tuple[str, ...], ImageIds | None] = {}
 
     def pp_registry(self, source: DataSource | None = None) -> Registry[OpFactory]:
         """The standard ops and those of `source` (default: the training source)."""
@@ -150,6 +152,18 @@ class RunData:
         source = self.eval_source(data_cfg)
         self.preprocess(pp_spec, source)
         source.check_split(data_cfg.split)
+        self.eval_ids(data_cfg)
+
+    def eval_ids(self, data_cfg) -> ImageIds | None:
+        """The images an evaluator's id lists choose (None: all), loaded once."""
+        key = (str(data_cfg.get("name")), str(data_cfg.split),
+               *(repr(data_cfg.get(f)) for f in image_ids.FIELDS))
+        if key not in self._eval_ids:
+            ids = ImageIds.from_config(data_cfg, "evaluator data")
+            if ids is not None:
+                ids.check(self.eval_source(data_cfg), "evaluator data")
+            self._eval_ids[key] = ids
+        return self._eval_ids[key]
 
     def eval_batches(self, data_cfg, pp_spec: str, batch_size: int
                      ) -> Iterator[dict[str, jax.Array]]:
@@ -158,7 +172,7 @@ class RunData:
         ds, _ = batches.eval_dataset(
             source, data_cfg.split, self.preprocess(pp_spec, source),
             self.local(batch_size), shard=self.shard,
-            skip_corrupt=self.config.input.skip_corrupt)
+            skip_corrupt=self.config.input.skip_corrupt, ids=self.eval_ids(data_cfg))
         with DevicePrefetcher(batches.HostIterator(ds, f"eval input {source.name}"),
                               mesh_lib.batch_sharding(self.mesh)) as it:
             yield from it

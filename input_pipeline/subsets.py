@@ -31,6 +31,10 @@ mAP stays comparable with a run on all classes). Ancestors are those of
 what is kept (`class_report`: images and positive image-label pairs) in one
 pass over the split's labels at the start, each host over its shard (every
 record is read, no image decoded); that count is the epoch's size.
+
+Id lists (`input.data.keep_image_ids`, `drop_image_ids`): see
+`input_pipeline.image_ids`; the epoch's size is then counted by reading the
+split once at the start.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ import numpy as np
 import tensorflow as tf
 
 from big_vision_like import filesystem as fs
+from input_pipeline import image_ids
 from input_pipeline.hierarchy import LabelHierarchy
+from input_pipeline.image_ids import ImageIds
 from input_pipeline.sources.core import DataSource
 
 ID_KEY = "tfds_id"  # what tfds.ReadConfig(add_tfds_id=True) adds
@@ -175,6 +181,7 @@ class DataSubset:
     classes: tuple[int, ...] | None = None
     hits: np.ndarray | None = None  # hit_table(classes, ...)
     key: str = "labels"  # the raw label feature
+    image_ids: ImageIds | None = None  # input.data.keep_image_ids / drop_image_ids
 
     @property
     def needs_ids(self) -> bool:
@@ -182,10 +189,10 @@ class DataSubset:
 
     @property
     def is_whole(self) -> bool:
-        return not self.needs_ids and self.classes is None
+        return not self.needs_ids and self.classes is None and self.image_ids is None
 
     def describe(self) -> str:
-        parts = []
+        parts = [self.image_ids.describe()] if self.image_ids is not None else []
         if self.needs_ids:
             parts.append(f"random {self.fraction:g} subset, seed {self.seed}")
         if self.classes is not None:
@@ -194,6 +201,8 @@ class DataSubset:
 
     def apply(self, ds: tf.data.Dataset) -> tf.data.Dataset:
         """Keeps the subset's raw records (read with ids when `needs_ids`), drops the id."""
+        if self.image_ids is not None:
+            ds = self.image_ids.apply(ds)
         if self.needs_ids:
             fraction, seed = self.fraction, self.seed
             ds = ds.filter(lambda ex: in_subset(ex[ID_KEY], fraction, seed))
@@ -212,14 +221,17 @@ def from_config(data_cfg, source: DataSource, hierarchy: LabelHierarchy | None,
     seed = data_cfg.subset_seed
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SubsetError(f"input.data.subset_seed={seed!r}: give an integer >= 0.")
+    ids = ImageIds.from_config(data_cfg)
+    if ids is not None:
+        ids.check(source)
     spec = data_cfg.classes
     if spec is None:
-        return DataSubset(fraction, seed)
+        return DataSubset(fraction, seed, image_ids=ids)
     if num_classes is None:
         raise SubsetError("input.data.classes: the dataset's class count is unknown.")
     classes = resolve_classes(spec, num_classes, source.class_names)
     return DataSubset(fraction, seed, classes, hit_table(classes, num_classes, hierarchy),
-                      label_key(source))
+                      label_key(source), ids)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,7 +286,7 @@ def class_report(source: DataSource, split: str, subset: DataSubset,
                          tf.size(filled, tf.int64), kept])
 
     ds = source.read(split, with_ids=subset.needs_ids)
-    ds = DataSubset(subset.fraction, subset.seed).apply(ds).map(
+    ds = dataclasses.replace(subset, classes=None, hits=None).apply(ds).map(
         counts, num_parallel_calls=tf.data.AUTOTUNE)
     total = np.zeros(4, np.int64)
     for batch in ds.batch(4096).as_numpy_iterator():
@@ -304,6 +316,8 @@ def examples_per_epoch(source: DataSource, split: str, subset: DataSubset,
     """The training split's size as `subset` trains on it (for `*_epochs`)."""
     if report is not None:
         return report.images_kept
+    if subset.image_ids is not None:  # counted by reading the split's records
+        return image_ids.count(subset.apply(source.read(split, with_ids=subset.needs_ids)))
     return subset_size(source, split, subset.fraction, subset.seed)
 
 

@@ -223,9 +223,9 @@ def test_a_multi_host_run_cannot_stage_checkpoints(ram, monkeypatch):
 
 
 def test_side_files_read_from_ram_as_from_a_local_disk(ram, tmp_path):
-    from evaluators.common import load_ids
     from evaluators.map_at_k import load_class_weights
     from input_pipeline.hierarchy import LabelHierarchy
+    from input_pipeline.image_ids import load_ids
     from input_pipeline.subsets import resolve_classes
 
     files = {"pairs.txt": "b a\nc a  # a comment\n", "ids.txt": "7\n3\n",

@@ -59,10 +59,13 @@ def base() -> ml_collections.ConfigDict:
     c.input = ml_collections.ConfigDict()
     # The training data: a dataset name (input_pipeline/sources), its split, and which
     # part of it trains: a random fraction (nested, seeded) or the images carrying
-    # one of `classes` (ids, or a file of ids or names) with only those outputs.
+    # one of `classes` (ids, or a file of ids or names) with only those outputs;
+    # keep_image_ids / drop_image_ids: id lists (a file, one id a line, or a list)
+    # choosing images by their image_id (input_pipeline/image_ids.py).
     c.input.data = dict(name=placeholder(str), split="train", data_dir=placeholder(str),
                         subset_fraction=placeholder(float), subset_seed=0,
-                        classes=placeholder(object))
+                        classes=placeholder(object), keep_image_ids=placeholder(object),
+                        drop_image_ids=placeholder(object))
     c.input.pp = placeholder(str)  # the training preprocessing string
     c.input.image_shape = placeholder(tuple)  # (height, width, channels) after pp
     c.input.hierarchy = "dataset"  # ancestors to fill in: dataset, none, or a file
@@ -230,6 +233,16 @@ def evaluator(name: str, cfg: Mapping[str, Any]) -> ml_collections.ConfigDict:
         raise ValueError(f"evals.{name}: {kind} takes no {unknown}; its fields are "
                          f"{sorted(fields)}.")
     return ml_collections.ConfigDict({**fields, **cfg})
+
+
+def eval_data(split: str, **fields: Any) -> ml_collections.ConfigDict:
+    """An evaluator's `data` with every field present, so each can be set from the
+    shell: `name`/`data_dir` unset read the training dataset's; id lists choose
+    images as input.data's do (input_pipeline/image_ids.py)."""
+    return ml_collections.ConfigDict({
+        "split": split, "name": placeholder(str), "data_dir": placeholder(str),
+        "keep_image_ids": placeholder(object), "drop_image_ids": placeholder(object),
+        **fields})
 
 
 def task_section(task: str, cfg: Mapping[str, Any] | None) -> dict[str, Any]:

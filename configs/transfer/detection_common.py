@@ -88,7 +88,7 @@ def detection_config(t: DetTarget) -> ml_collections.ConfigDict:
     c.init_from.skip = "^(head|rpn_|box_classifier_)"
 
     end = 10 ** 9  # at the end only
-    c.evals.test = dict(type=t.evaluator, data=dict(split=t.test_split), every_steps=end,
+    c.evals.test = dict(type=t.evaluator, data=schema.eval_data(t.test_split), every_steps=end,
                         # A path: also write the detections as a COCO results JSON.
                         results_json=placeholder(str),
                         pp=f"{_resize_pp(t)}|{_pack_pp(t)}|keep({PACKED}, {GT})")

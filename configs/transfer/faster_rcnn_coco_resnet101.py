@@ -15,11 +15,23 @@ schedule for it, 1.5M images with the drop at 900K:
 The results JSON holds the validation detections in COCO's format (category
 ids restored), which the pose task takes as person boxes.
 
-Splits: trains on train2017 (118K images) and evaluates on val2017 (5,000: the
-2014 'minival' of later papers). The paper's minival* is another set, 8,000
-images held out of val2014, with the rest of val2014 added to training; an id
-list to select it on both sides is not implemented yet, so figures from this
-config are on val2017, not comparable digit for digit with the paper's.
+Splits: by default trains on train2017 (118K images) and evaluates on val2017
+(5,000: the 2014 'minival' of later papers), so its figures are not comparable
+digit for digit with the paper's. The paper's minival* is another set, 8,000
+images held out of val2014, with the rest of val2014 added to training. Since
+train2017 + val2017 hold exactly train2014 + val2014, an id list of those
+8,000 images selects it on both sides (input_pipeline/image_ids.py; the list
+is the user's, one COCO image id a line, e.g. the `images` of Detectron's
+instances_minival2014.json):
+
+    --config.input.data.split=train+val \
+    --config.input.data.drop_image_ids=minival_star.txt \
+    --config.evals.test.data.split=train+val \
+    --config.evals.test.data.keep_image_ids=minival_star.txt
+
+Choosing reads the whole train+val split at each evaluation (TFRecords have no
+index by id): evaluate rarely (`--config.evals.test.every_steps`) or only at
+the end.
 """
 
 import ml_collections

@@ -29,6 +29,7 @@ import tensorflow_datasets as tfds
 import tree
 
 from input_pipeline.errors import InputPipelineError
+from input_pipeline.image_ids import ImageIds
 from input_pipeline.keys import INDEX_KEY, MASK_KEY, SEED_KEY
 from input_pipeline.pp.builder import Preprocess
 from input_pipeline.sources.core import DataSource
@@ -178,18 +179,24 @@ def train_dataset(source: DataSource, split: str, pp: Preprocess, local_batch_si
 
 def eval_dataset(source: DataSource, split: str, pp: Preprocess, local_batch_size: int,
                  shard: HostShard | None = None, skip_corrupt: bool = True,
-                 seed: int = 0) -> tuple[tf.data.Dataset, int]:
-    """This host's shard of `split` once, padded; returns (dataset, batches).
+                 seed: int = 0, ids: ImageIds | None = None) -> tuple[tf.data.Dataset, int]:
+    """This host's shard of `split` (only the images `ids` chooses, if given) once,
+    padded; returns (dataset, batches).
 
     Every host yields the same number of batches (the largest shard's,
     rounded up); examples beyond a host's shard have `_mask` False.
     """
     hide_accelerators_from_tf()
     shard = shard or HostShard.current()
-    counts = [source.num_examples(HostShard(i, shard.count).split(split))
-              for i in range(shard.count)]
+    parts = [HostShard(i, shard.count).split(split) for i in range(shard.count)]
+    # With an id list every host counts every shard (a pass over the ids, nothing
+    # decoded), so all agree on the number of batches without communicating.
+    counts = [source.num_examples(p) if ids is None else ids.count(source, p)
+              for p in parts]
     num_batches = max(1, math.ceil(max(counts) / local_batch_size))
     ds = records(source, shard.split(split), None)
+    if ids is not None:
+        ds = ids.apply(ds)
     ds = _with_index_and_seed(ds, seed, shard)
     ds = _preprocess(ds, pp, skip_corrupt)
     ds = ds.map(lambda ex: {**ex, MASK_KEY: tf.constant(True)})
