@@ -90,6 +90,14 @@ def merge(target: dict[str, Any], loaded: dict[str, np.ndarray], skip: str | Non
         return jax.device_put(np.asarray(value, fresh.dtype), fresh.sharding)
 
     merged = jax.tree_util.tree_map_with_path(pick, target)
-    report.unused = sorted(n for n in set(loaded) - used
-                           if not (skip_re and skip_re.search(_strip_collection(n))))
+    skipped_unused = {n for n in set(loaded) - used
+                      if skip_re and skip_re.search(_strip_collection(n))}
+    report.unused = sorted(set(loaded) - used - skipped_unused)
+    if skip_re and not report.skipped and not skipped_unused:
+        # As frozen and lr_mults: a pattern that matches nothing is a typo, and would
+        # load what it was meant to keep fresh.
+        some = ", ".join(sorted(_strip_collection(n) for n in loaded)[:3])
+        raise CheckpointError(
+            f"init_from.skip {skip!r} matches no variable of the model or the "
+            f"checkpoint (names look like {some}); fix the pattern or unset it.")
     return merged, report

@@ -73,6 +73,18 @@ def test_unused_and_mismatched_variables_are_named():
         init_from.merge(target, {"params/w": np.ones((3, 2))})
 
 
+def test_a_skip_pattern_that_matches_nothing_is_an_error_naming_it():
+    target = {"params": {"head": {"kernel": jax.numpy.zeros((2, 3))}}}
+    loaded = {"params/head/kernel": np.ones((2, 3)), "params/old_head/kernel": np.ones(2)}
+    with pytest.raises(CheckpointError, match=r"init_from.skip '\^haed' matches no variable"
+                                              r" of the model or the checkpoint \(names "
+                                              r"look like head/kernel, old_head/kernel\)"):
+        init_from.merge(target, loaded, skip="^haed")
+    # A pattern that matches only checkpoint variables (an old head) is not a typo.
+    _, report = init_from.merge(target, loaded, skip="^old_head")
+    assert report.loaded == ["params/head/kernel"] and not report.unused
+
+
 def test_load_hook_maps_the_earlier_stem_batch_norm_name():
     target = {"params": {"conv1_bn": {"scale": jax.numpy.zeros(4)}},
               "batch_stats": {"conv1_bn": {"mean": jax.numpy.zeros(4)}}}
