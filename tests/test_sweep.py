@@ -122,10 +122,56 @@ def test_commands_and_slurm_array(tmp_path):
     subprocess.run(["bash", "-n", sbatch], check=True, timeout=60)
     text = open(sbatch).read()
     assert "#SBATCH --array=0-3\n" in text and "#SBATCH --gres=gpu:8\n" in text
-    # Array task 2 runs the third line.
+    # Array task 2 starts run 2 through the tool, which reads its command back from
+    # sweep.json: the third line of commands.sh.
     out = subprocess.run(["bash", sbatch], env={**os.environ, "SLURM_ARRAY_TASK_ID": "2"},
                          check=True, capture_output=True, text=True, timeout=60).stdout
-    assert out.splitlines() == shlex.split(lines[2])[1:]
+    assert out.splitlines() == ["-m", "big_vision_like.tools.sweep", "--workdir",
+                                os.path.abspath(workdir), "--run_index", "2"]
+    assert sweep.train_argv(workdir, 2, str(fake_python)) == shlex.split(lines[2])
     manifest = json.loads(open(os.path.join(workdir, "sweep.json")).read())
     assert [r["status"] for r in manifest["runs"]] == ["pending"] * 4
 
+
+
+def test_hostile_values_reach_train_py_as_plain_arguments(tmp_path, monkeypatch):
+    """Shell syntax in values and paths is data, never run; control characters,
+    which would split commands.sh's lines, are refused."""
+    (tmp_path / "configs").symlink_to(os.path.abspath("configs"))
+    monkeypatch.chdir(tmp_path)  # where the scripts run: an injection would write here
+    workdir = str(tmp_path / "w $(touch pwned1) `touch pwned2`")
+    fake_python = tmp_path / "python"  # prints its arguments, one a line
+    fake_python.write_text("#!/bin/sh\nprintf '%s\\n' \"$@\"\n")
+    fake_python.chmod(0o755)
+    hostile = "/d;touch pwned3 && echo $(touch pwned4)"
+    sweep.main(["--config", CONFIG, "--workdir", workdir, "--mode", "slurm",
+                "--sweep", f"input.data.data_dir='{hostile}',/plain", "--python",
+                str(fake_python)])
+    sbatch = os.path.join(workdir, "sweep.sbatch")
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    for task in ("0", "1"):
+        out = subprocess.run(["bash", sbatch], env={**env, "SLURM_ARRAY_TASK_ID": task},
+                             check=True, capture_output=True, text=True, timeout=60).stdout
+        assert out.splitlines()[-1] == task and os.path.abspath(workdir) in out.splitlines()
+    argv = sweep.train_argv(workdir, 0, "python")
+    assert argv[-1] == f"--config.input.data.data_dir={hostile}"
+    executed = []
+    monkeypatch.setattr(os, "execv", lambda path, args: executed.append(args))
+    sweep.main(["--workdir", workdir, "--run_index", "0"])
+    assert executed[0][1:] == argv[1:]
+    for line in open(os.path.join(workdir, "commands.sh")).read().splitlines():
+        subprocess.run(["bash", "-c", "set -- " + line.split(" ", 1)[1]], check=True,
+                       cwd=tmp_path, timeout=60)  # the shell parses a line: runs nothing
+    assert not list(tmp_path.glob("pwned*"))
+
+    for args, what in (
+            (["--sweep", "model.depth=18,26\necho pwned"], "--sweep"),
+            (["--sweep", "model.depth=18", "--config.input.data.data_dir=/a\rb"],
+             "override"),
+            (["--sweep", "model.depth=18", "--workdir", "w\nx"], "--workdir")):
+        argv = ["--config", CONFIG, "--workdir", str(tmp_path / "v"), "--mode", "slurm",
+                *args]
+        with pytest.raises(SystemExit, match=rf"error: {what} .*control character"):
+            sweep.main(argv)
+    with pytest.raises(SystemExit, match=r"--run_index 5: .* has runs 0 to 1"):
+        sweep.main(["--workdir", workdir, "--run_index", "5"])

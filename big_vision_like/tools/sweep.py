@@ -15,7 +15,8 @@ gets a DONE marker and is never run again, so the same command after a kill
 skips the finished runs and resumes the interrupted one from its last
 checkpoint. --mode commands writes W/commands.sh, one
 `python -m big_vision_like.train ...` line per run; --mode slurm also writes
-W/sweep.sbatch, an array job running line $SLURM_ARRAY_TASK_ID + 1 of it.
+W/sweep.sbatch, an array job whose task i runs `sweep --workdir W --run_index i`:
+run i's command read back from W/sweep.json, never re-parsed by a shell.
 Every run's config is built (unknown fields and bad values found) before
 anything is run or written.
 """
@@ -81,6 +82,15 @@ def split_values(text: str) -> list[str]:
     return parts
 
 
+def refuse_control_characters(what: str, text: str) -> None:
+    """A newline or other control character in a value would split commands.sh's
+    lines (runs skipped, a fragment run as a command): refused."""
+    bad = sorted({repr(c) for c in text if ord(c) < 32 or ord(c) == 127})
+    if bad:
+        raise ValueError(f"{what} holds the control character(s) {', '.join(bad)}; "
+                         "sweep values, overrides and paths must be printable.")
+
+
 def parse_axis(spec: str) -> Axis:
     """'model.depth=50,101' -> Axis('model.depth', (50, 101), ('50', '101'))."""
     field, sep, rest = spec.partition("=")
@@ -88,6 +98,7 @@ def parse_axis(spec: str) -> Axis:
     if not sep or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", field):
         raise ValueError(f"--sweep {spec!r}: give field=value1,value2,... with a dotted "
                          "config field, e.g. --sweep model.depth=50,101.")
+    refuse_control_characters(f"--sweep {spec!r}", spec)
     texts = split_values(rest)
     if any(not t for t in texts):
         raise ValueError(f"--sweep {spec!r} has an empty value; separate values by "
@@ -271,10 +282,13 @@ def run_sweep(config_file: str, base_args: Sequence[str], runs: Sequence[Run],
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(prog="python -m big_vision_like.tools.sweep",
                                 description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    p.add_argument("--config", required=True, help="Config file (as for train.py).")
+    p.add_argument("--config", help="Config file (as for train.py).")
     p.add_argument("--workdir", required=True, help="The sweep's folder.")
-    p.add_argument("--sweep", action="append", default=[], required=True,
+    p.add_argument("--sweep", action="append", default=[],
                    help="field=value1,value2,... (repeat for more axes).")
+    p.add_argument("--run_index", type=int,
+                   help="Train run i of the sweep in --workdir, as its sweep.json says "
+                        "(what sweep.sbatch's array task i runs).")
     p.add_argument("--zip", action="store_true", help="Zip the axes, not their product.")
     p.add_argument("--mode", choices=("run", "commands", "slurm"), default="run")
     p.add_argument("--python", default="python", help="Interpreter in commands.sh.")
@@ -284,12 +298,39 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     bad = [a for a in rest if not (a.startswith("--config.") and "=" in a)]
     if bad:
         p.error(f"unknown arguments {bad}; config overrides are --config.field=value.")
+    if args.run_index is None and (args.config is None or not args.sweep):
+        p.error("--config and --sweep are required (only --run_index reads them from "
+                "the sweep's sweep.json).")
     return args, rest
+
+
+def train_argv(workdir: str, index: int, python: str = sys.executable) -> list[str]:
+    """The train.py command of run `index` of the sweep in `workdir`, from its
+    sweep.json: what each task of sweep.sbatch runs."""
+    path = fs.join(workdir, MANIFEST)
+    if not fs.exists(path):
+        raise ValueError(f"{path} does not exist; --run_index starts a run of a sweep "
+                         "written by --mode commands or slurm.")
+    manifest = _read_json(path)
+    runs = manifest["runs"]
+    if not 0 <= index < len(runs):
+        raise ValueError(f"--run_index {index}: {path} has runs 0 to {len(runs) - 1}.")
+    run = runs[index]
+    return [python, "-m", "big_vision_like.train", "--config", manifest["config"],
+            "--workdir", run["workdir"], *manifest["base_overrides"], *run["args"]]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args, base_args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        if args.run_index is not None:
+            command = train_argv(args.workdir, args.run_index)
+            os.execv(command[0], command)  # train.py's exit status is the task's
+            return
+        for what, text in (("--workdir", args.workdir), ("--config", args.config),
+                           ("--python", args.python),
+                           *(("override", a) for a in base_args)):
+            refuse_control_characters(f"{what} {text!r}", text)
         runs = plan([parse_axis(s) for s in args.sweep], args.workdir, args.zip)
         check_configs(args.config, base_args, runs)
     except ValueError as e:
@@ -307,7 +348,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{commands}: {len(runs)} runs")
     if args.mode == "slurm":
         sbatch = fs.join(args.workdir, "sweep.sbatch")
-        write_sbatch(sbatch, fs.absolute(commands), len(runs), os.getcwd(), args.sbatch)
+        write_sbatch(sbatch, args.python, fs.absolute(args.workdir), len(runs), os.getcwd(),
+                     args.sbatch)
         print(f"submit with: sbatch {sbatch}")
 
 
