@@ -29,8 +29,9 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 
+from big_vision_like import checksums
 from big_vision_like import filesystem as fs
-from big_vision_like.checkpoint_mirror import Mirror, orbax_writes_directly, readable_step
+from big_vision_like.checkpoint_mirror import Mirror, orbax_writes_directly
 from big_vision_like.sharding import path_str
 
 HEALTH = "train_health"  # key of the loss record in a checkpoint's data item
@@ -38,6 +39,10 @@ HEALTH = "train_health"  # key of the loss record in a checkpoint's data item
 
 class CheckpointError(RuntimeError):
     """A checkpoint could not be written or does not fit the model."""
+
+
+class DamagedCheckpoint(RuntimeError):
+    """A checkpoint reads back other than it was saved (checksums.py)."""
 
 
 class Checkpointer:
@@ -87,7 +92,7 @@ class Checkpointer:
                                                   item_names=("state", "data"))
         except OSError as e:
             raise CheckpointError(
-                f"cannot use {self.directory} for checkpoints: {_first_line(e)}. "
+                f"cannot use {self.directory} for checkpoints: {first_line(e)}. "
                 f"{_advice(e)}") from e
         self._sane.step = self.latest_sane_step()
 
@@ -108,6 +113,7 @@ class Checkpointer:
             data[HEALTH] = health
         if (health or {}).get("sane", True):  # without a record: taken as sane
             self._sane.step = step
+        data = checksums.with_checksums(data, state)
         try:
             self._manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data)),
@@ -117,14 +123,20 @@ class Checkpointer:
         self._pending = step
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
-        """Restores into the shardings of `abstract_state` (ShapeDtypeStructs).
-        The input state comes back with the loss record under HEALTH, if saved."""
+        """Restores into the shardings of `abstract_state` (ShapeDtypeStructs),
+        checked against the checksums saved with it (DamagedCheckpoint naming the
+        first array that differs). The input state comes back with the loss record
+        under HEALTH, if saved."""
         if self._mirror is not None:
             self._mirror.fetch(str(step))
         self._check_shapes(step, abstract_state)
         out = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
-        return out["state"], dict(out["data"] or {})
+        data = dict(out["data"] or {})
+        bad = checksums.first_mismatch(out["state"], data)
+        if bad is not None:
+            raise DamagedCheckpoint(f"{bad} differs from the checksum saved with it")
+        return out["state"], checksums.without_checksums(data)
 
     def health(self, step: int) -> dict | None:
         """The loss record saved with `step`: {} for a checkpoint saved without
@@ -173,7 +185,7 @@ class Checkpointer:
     def restore_latest_intact(self, abstract_state: Any) -> tuple[int, Any, dict] | None:
         """(step, state, input state) of the newest checkpoint that reads back whole and
         finite, or None when there is none. A newer one that does not (a truncated
-        file, missing metadata, NaN or infinite values from flipped bits) is renamed
+        file, missing metadata, an array unlike its checksum or NaN) is renamed
         `<step>.unreadable`, with a warning naming what was wrong: nothing is deleted,
         and the run resumes from the one before. A checkpoint of another model is an
         error, not a fallback."""
@@ -183,11 +195,11 @@ class Checkpointer:
         for step in sorted(self.all_steps(), reverse=True):
             try:
                 state, data = self.restore(step, abstract_state)
-                bad = _first_non_finite(state)
+                bad = first_non_finite(state)
             except CheckpointError:
                 raise
             except Exception as e:  # what orbax and TensorStore raise varies by damage
-                problem = _first_line(e)
+                problem = first_line(e)
             else:
                 if bad is None:
                     if moved:  # orbax must forget the steps moved aside
@@ -270,7 +282,7 @@ class Checkpointer:
         else:
             kept = "No earlier checkpoint exists, so a rerun starts from the beginning."
         return CheckpointError(
-            f"{what} could not be written to {self.directory}: {_first_line(error)}. "
+            f"{what} could not be written to {self.directory}: {first_line(error)}. "
             f"{_advice(error)} {kept}")
 
     def close(self) -> None:
@@ -318,7 +330,7 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
-def _first_non_finite(tree: Any) -> str | None:
+def first_non_finite(tree: Any) -> str | None:
     for path, x in jax.tree_util.tree_leaves_with_path(tree):
         if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact) and not bool(
                 jax.numpy.isfinite(x).all()):
@@ -350,7 +362,7 @@ def _advice(error: BaseException) -> str:
     return "Fix the cause above, or point --workdir elsewhere."
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
 
@@ -376,30 +388,3 @@ def _release_waiting_save_threads() -> None:
                                        operation_id=thread._operation_id)
     except (ImportError, AttributeError):  # another orbax: they time out instead
         pass
-
-
-def load_state(path: str, what: str = "a checkpoint") -> dict:
-    """The saved train state of a checkpoint step folder (<workdir>/checkpoints/<step>,
-    or its `state` subfolder) on any filesystem, every array on this process's first
-    device: without a target orbax restores the saved shardings, which fails on
-    another topology (a run saved over 8 devices, read by a notebook on 1)."""
-    path = fs.absolute(path)
-    with readable_step(path) as step_dir:
-        state_dir = fs.join(step_dir, "state")
-        if not fs.isdir(state_dir):
-            state_dir = step_dir
-        if not fs.isdir(state_dir):
-            raise CheckpointError(f"{what}: {path} does not exist; give a step folder of a "
-                                  "checkpoints directory, e.g. <workdir>/checkpoints/1000.")
-        checkpointer = ocp.StandardCheckpointer()
-        metadata = checkpointer.metadata(state_dir)
-        tree = getattr(metadata, "item_metadata", metadata)
-        one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one),
-                              tree)
-        restored = checkpointer.restore(state_dir, target)
-    if not isinstance(restored, dict) or "params" not in restored:
-        raise CheckpointError(f"{what}: {path} holds no 'params'; give a step folder of a "
-                              "checkpoints directory, e.g. <workdir>/checkpoints/1000.")
-    return restored
-

@@ -21,7 +21,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from big_vision_like.checkpointing import CheckpointError, load_state
+from big_vision_like.checkpoint_reading import load_state
+from big_vision_like.checkpointing import CheckpointError
 from big_vision_like.sharding import path_str
 
 

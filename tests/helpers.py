@@ -1,6 +1,7 @@
 """Configs, paths and subprocess settings the tests share."""
 
 import os
+import pathlib
 
 from configs import demo
 
@@ -68,3 +69,32 @@ def train_steps_on(mesh, task, tx, batch: dict, image_shape=(32, 32, 3), steps: 
     for _ in range(steps):
         state, metrics = step(state, batch)
     return state, metrics
+
+
+def flip_a_bit_silently(step_dir) -> None:
+    """Flips one bit of a checkpoint step's largest array file where orbax does not
+    notice: the state reads back whole, finite and different (arrays are stored
+    compressed, so the place is found by trying)."""
+    import jax  # here: helpers is imported before XLA flags are set
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    state_dir = pathlib.Path(step_dir) / "state"
+    read = lambda: jax.tree.leaves(ocp.StandardCheckpointer().restore(state_dir))
+    before = [np.asarray(x) for x in read()]
+    data_file = max((p for p in state_dir.rglob("*") if p.is_file()),
+                    key=lambda p: p.stat().st_size)
+    original = data_file.read_bytes()
+    for offset in range(len(original) // 2, len(original), 97):
+        damaged = bytearray(original)
+        damaged[offset] ^= 0x08
+        data_file.write_bytes(bytes(damaged))
+        try:
+            after = [np.asarray(x) for x in read()]
+        except Exception:  # this flip is loud (a read error): try another
+            continue
+        if (all(np.isfinite(a).all() for a in after if a.dtype.kind == "f")
+                and any(not np.array_equal(a, b) for a, b in zip(after, before))):
+            return
+    data_file.write_bytes(original)
+    raise AssertionError(f"no silent bit flip found in {data_file}")

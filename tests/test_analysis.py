@@ -114,3 +114,24 @@ def test_restored_model_predicts_as_the_trained_state(tiny_run, pretrained_tiny)
     with pytest.raises(ValueError, match="no checkpoint at step 5"):
         analysis.load_model(tiny_run, step=5)
     assert os.path.isdir(os.path.join(tiny_run.workdir, "checkpoints", "4"))
+
+
+def test_a_damaged_latest_checkpoint_is_named_and_the_one_before_is_loaded(
+        pretrained_tiny, tiny_source, tmp_path):
+    import shutil
+
+    from big_vision_like.checkpointing import CheckpointError
+    from tests.helpers import data_dir_of, flip_a_bit_silently
+
+    workdir = tmp_path / "run"
+    shutil.copytree(pretrained_tiny[0], workdir)
+    flip_a_bit_silently(workdir / "checkpoints" / "8")
+    run = analysis.open_workdir(str(workdir), data_dir_of(tiny_source))
+    with pytest.warns(UserWarning, match=r"checkpoints/8 is damaged: \S+ differs from the "
+                                         r"checksum saved with it.* Loading the checkpoint "
+                                         "before it"):
+        model = analysis.load_model(run)
+    assert model.step == 4
+    with pytest.raises(CheckpointError, match=r"is damaged: .*differs from the checksum") as e:
+        analysis.load_model(run, step=8)  # asked for by name: an error, one line
+    assert "\n" not in str(e.value)

@@ -12,7 +12,7 @@ import pytest
 from big_vision_like import checkpointing, trainer
 from big_vision_like.config.validate import ConfigError
 from big_vision_like.step_monitor import NonFiniteLossError
-from tests.helpers import data_dir_of, tiny_config, tiny_config_file
+from tests.helpers import data_dir_of, flip_a_bit_silently, tiny_config, tiny_config_file
 
 
 def losses_by_step(workdir):
@@ -288,6 +288,8 @@ def _damage(step_dir, how):
     if how == "truncated":
         biggest = files[-1]
         biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+    elif how == "bit_flipped":  # reads back as other finite values: only checksums see it
+        flip_a_bit_silently(step_dir)
     else:  # the state's metadata gone
         for p in files:
             if p.name.startswith("_") and "state" in p.parts:
@@ -301,7 +303,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tiny_source, t
 
     config = tiny_config(tiny_source.builder.data_dir.split("/synthetic_jft")[0], evals={})
     straight = trainer.train(config, str(tmp_path / "straight"))
-    for how in ("truncated", "metadata_missing"):
+    for how in ("truncated", "metadata_missing", "bit_flipped"):
         workdir = tmp_path / how
         shutil.copytree(tmp_path / "straight", workdir)
         (workdir / "run.lock").unlink(missing_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -141,10 +142,19 @@ def plot_curves(run: Run, keys: Sequence[str] | None = None) -> Figure:
 
 
 def load_model(run: Run, step: int | None = None) -> Model:
-    """The checkpoint at `step` (default: the latest) in the run's task and model."""
+    """The checkpoint at `step` in the run's task and model; by default the newest
+    intact one (a damaged newer one is named in a warning and passed over)."""
     if not run.steps:
         raise FileNotFoundError(f"{run.workdir} has no checkpoints; train the run first.")
-    step = run.steps[-1] if step is None else int(step)
+    if step is None:
+        for s in reversed(run.steps):
+            try:
+                return load_model(run, s)
+            except CheckpointError as e:
+                if " is damaged: " not in str(e) or s == run.steps[0]:
+                    raise
+                warnings.warn(f"{e} Loading the checkpoint before it.", stacklevel=2)
+    step = int(step)
     if step not in run.steps:
         raise ValueError(f"{run.workdir} has no checkpoint at step {step}; it has "
                          f"{run.steps}.")
