@@ -21,13 +21,23 @@ from tests.helpers import flip_a_bit_silently
 
 
 def _reference_sums(x: np.ndarray) -> list[int]:
-    """NumPy, in Python integers: the documented plain and weighted sums mod 2^32."""
+    """Python integers: the documented plain and weighted sums mod 2^32, the weight
+    of element (r, k) (k its last index, r the row-major index of the others)
+    a_r * c_k with c_k = (k * COLUMN_MULTIPLIER) | 1 and
+    a_r = (r * ROW_MULTIPLIER + ROW_OFFSET) | 1, each mod 2^32."""
     x = np.asarray(x)
     bits = (x.astype(np.uint32) if x.dtype == bool else
-            x.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[x.dtype.itemsize])).ravel()
-    bits = [int(b) for b in bits]
-    weights = [(i * 2654435761 % 2 ** 32) | 1 for i in range(len(bits))]
-    return [sum(bits) % 2 ** 32, sum(b * w for b, w in zip(bits, weights)) % 2 ** 32]
+            x.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[x.dtype.itemsize]))
+    rows = bits.reshape(-1, bits.shape[-1] if bits.ndim else 1)
+    m = 2 ** 32
+    plain = weighted = 0
+    for r, row in enumerate(rows):
+        a = (r * checksums.ROW_MULTIPLIER + checksums.ROW_OFFSET) % m | 1
+        for k, b in enumerate(row):
+            c = k * checksums.COLUMN_MULTIPLIER % m | 1
+            plain += int(b)
+            weighted += int(b) * a * c
+    return [plain % m, weighted % m]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32", "uint8", "bool"])
@@ -36,6 +46,9 @@ def test_sums_match_the_reference_and_catch_every_single_bit_flip(dtype):
     x = np.asarray(jnp.asarray(rng.normal(0, 3, (3, 5, 7)) * 50).astype(dtype))
     sums = checksums.of_state({"x": jnp.asarray(x)})["x"]
     assert sums == _reference_sums(x)
+    scalar, row = x[1, 2, 3], x[2, 1]
+    assert checksums.of_state({"s": jnp.asarray(scalar)})["s"] == _reference_sums(scalar)
+    assert checksums.of_state({"r": jnp.asarray(row)})["r"] == _reference_sums(row)
     raw = x.ravel().view(np.uint8).copy() if x.dtype != bool else x.ravel().astype(np.uint8)
     bits = 1 if x.dtype == bool else 8
     for byte in range(raw.size):
