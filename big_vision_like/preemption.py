@@ -53,6 +53,7 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import Any
 
 import jax
 import numpy as np
@@ -62,16 +63,29 @@ from absl import logging
 # wrappers that already requeue a job "killed by SIGTERM" requeue this one;
 # distinct from 1, which the trainer uses for errors a rerun would repeat.
 EXIT_CODE = 128 + signal.SIGTERM
+# 128 + SIGINT: a Ctrl-C takes the same path (checkpoint, then exit) with its own code.
+INTERRUPT_EXIT_CODE = 128 + signal.SIGINT
+_WATCHED = (signal.SIGTERM, signal.SIGINT)
 
 
 class Preempted(Exception):
-    """The run saved a checkpoint at `step` after a preemption notice and stops;
-    rerunning the same command resumes from it."""
+    """The run saved a checkpoint at `step` after a preemption notice (SIGTERM) or a
+    Ctrl-C (SIGINT) and stops; rerunning the same command resumes from it. `step`
+    is None for a stop before the first step (nothing to save); `exit_code` is what
+    the command exits with (143 for SIGTERM, 130 for SIGINT)."""
 
-    def __init__(self, step: int):
-        super().__init__(f"preempted: checkpoint {step} saved; rerun the same command "
-                         "to resume from it.")
+    def __init__(self, step: int | None, exit_code: int = EXIT_CODE):
+        what = (f"checkpoint {step} saved; rerun the same command to resume from it"
+                if step is not None else "stopped before the first step, nothing to save; "
+                "rerun the same command to start")
+        super().__init__(f"{'interrupted' if exit_code == INTERRUPT_EXIT_CODE else 'preempted'}"
+                         f": {what}.")
         self.step = step
+        self.exit_code = exit_code
+
+
+class StopRequested(Exception):
+    """Raised between evaluation batches when every process agreed to stop."""
 
 
 class PreemptionWatch:
@@ -87,36 +101,46 @@ class PreemptionWatch:
             raise ValueError(f"preemption_check_every={every!r}: give a step interval >= 1.")
         self.every = every
         self.mode = "none"  # "jax" | "signal" | "none" (no handler could be installed)
-        self.signals = 0  # SIGTERMs the Python handler received
+        self.signals = 0  # SIGTERMs and SIGINTs the Python handlers received
         self.first_signal_at: float | None = None
-        self._previous = None
+        self.first_signal: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> PreemptionWatch:
-        if jax.distributed.is_initialized() and _jax_service_available():
-            self.mode = "jax"
-            return self
         if threading.current_thread() is not threading.main_thread():
             # Python only lets the main thread install handlers.
             logging.warning("preemption: not on the main thread, so no SIGTERM handler; "
                             "a SIGTERM ends the run without a checkpoint.")
             return self
-        self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        self.mode = "signal"
+        jax_service = jax.distributed.is_initialized() and _jax_service_available()
+        # JAX's service catches SIGTERM itself; a Python handler would replace its.
+        for sig in (signal.SIGINT,) if jax_service else _WATCHED:
+            if sig == signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
+                continue  # started with Ctrl-C ignored (nohup, a background job)
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+        self.mode = "jax" if jax_service else "signal"
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        # After a preemption the handler stays: more SIGTERMs while the process
+        # After a preemption the handlers stay: more signals while the process
         # winds down are counted, not turned into a "killed" exit status.
-        if self.mode == "signal" and not isinstance(exc, Preempted):
-            signal.signal(signal.SIGTERM, self._previous)
-            self.mode = "none"
+        if not isinstance(exc, Preempted):
+            for sig, previous in self._previous.items():
+                signal.signal(sig, previous)
+            self._previous = {}
+            self.mode = "none" if self.mode == "signal" else self.mode
 
-    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs on the main thread between bytecodes, possibly in the middle of
         # a save or of logging: only record, so nothing is interrupted.
         self.signals += 1
         if self.first_signal_at is None:
             self.first_signal_at = time.time()
+            self.first_signal = signum
+
+    @property
+    def exit_code(self) -> int:
+        return INTERRUPT_EXIT_CODE if self.first_signal == signal.SIGINT else EXIT_CODE
 
     def start(self, step: int) -> None:
         """Call once before the loop with the step the run starts from: JAX's
@@ -133,15 +157,42 @@ class PreemptionWatch:
         if self.mode == "jax":
             from jax.experimental import multihost_utils
 
-            return multihost_utils.reached_preemption_sync_point(step)
+            # A SIGINT is agreed on outside the loop only (agreed_now): an allgather
+            # every step would cost what the service saves.
+            return (multihost_utils.reached_preemption_sync_point(step)
+                    or (jax.process_count() == 1 and self.signals > 0))
         if jax.process_count() == 1:
             return self.signals > 0
         if step % self.every:
             return False
+        return self.agreed_now()
+
+    def agreed_now(self) -> bool:
+        """Whether any process has a signal recorded: outside the step loop (start-up,
+        between evaluation batches), where every process calls it at the same points
+        in the same order. One allgather with several processes. JAX's service
+        (mode "jax") tells a SIGTERM only at a training step: there, an evaluation or
+        start-up runs on to the next step (SIGINT is seen, it has a Python handler)."""
+        if jax.process_count() == 1:
+            return self.signals > 0
         from jax.experimental import multihost_utils
 
         flags = multihost_utils.process_allgather(np.int32(self.signals > 0))
         return bool(np.asarray(flags).any())
+
+    def raise_if_agreed(self) -> None:
+        """StopRequested if `agreed_now` (called between evaluation batches)."""
+        if self.agreed_now():
+            logging.warning("%s during an evaluation: stopping it.", self._signal_name())
+            raise StopRequested()
+
+    def check_before_start(self, where: str) -> None:
+        """Raises Preempted(None) if a stop was requested during start-up (`where`
+        names the phase just finished): nothing is saved yet, so the run just ends."""
+        if self.agreed_now():
+            logging.warning("%s during start-up (%s): stopping before the first step.",
+                            self._signal_name(), where)
+            raise Preempted(None, self.exit_code)
 
     def stopped(self, step: int, ckpt, writer) -> Preempted:
         """After the checkpoint of `step` was issued: waits until it is committed,
@@ -153,21 +204,24 @@ class PreemptionWatch:
         if self.late_signals():
             logging.warning("preemption: %d more SIGTERM(s) while stopping and saving, ignored.",
                             self.late_signals())
-        logging.warning("preempted: checkpoint %d saved in %s; rerun the same command to "
+        logging.warning("stopped: checkpoint %d saved in %s; rerun the same command to "
                         "resume from it.", step, ckpt.directory)
-        return Preempted(step)
+        return Preempted(step, self.exit_code)
+
+    def _signal_name(self) -> str:
+        return "SIGINT (Ctrl-C)" if self.first_signal == signal.SIGINT else "SIGTERM"
 
     def describe(self, step: int) -> str:
         """A line for the log on stopping at `step`."""
         if self.mode == "jax":
             return (f"preemption notice (SIGTERM to one of the {jax.process_count()} "
                     f"processes, agreed by JAX's preemption service): stopping at step {step}")
-        here = (f"SIGTERM received {time.time() - self.first_signal_at:.1f} s ago"
-                if self.first_signal_at is not None else "SIGTERM to another process")
-        return f"preemption notice ({here}): stopping at step {step}"
+        here = (f"{self._signal_name()} received {time.time() - self.first_signal_at:.1f} s "
+                "ago" if self.first_signal_at is not None else "a signal to another process")
+        return f"stop requested ({here}): stopping at step {step}"
 
     def late_signals(self) -> int:
-        """SIGTERMs beyond the first (e.g. sent again while saving), ignored."""
+        """Signals beyond the first (e.g. sent again while saving), ignored."""
         return max(self.signals - 1, 0)
 
 

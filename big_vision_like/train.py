@@ -20,7 +20,8 @@ import logging as pylogging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from absl import flags, logging
 
@@ -68,7 +69,8 @@ def _innermost(error: BaseException) -> str:
     return " ".join(text.split())
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None,
+         interrupted: Callable[[], bool] = lambda: False) -> None:
     p = parser()
     args, rest = p.parse_known_args(argv)
     unknown = [a for a in rest if not a.startswith("--config.")]
@@ -105,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lambda r: r.levelno >= pylogging.WARNING or "/orbax/" not in r.pathname)
     if cleared:
         logging.info("units given on the command line replace %s", ", ".join(cleared))
-    from big_vision_like import quiet_errors
+    from big_vision_like import preemption, quiet_errors
     from big_vision_like.checkpointing import CheckpointError
     from big_vision_like.preemption import Preempted
     from big_vision_like.step_monitor import NonFiniteLossError
@@ -113,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     logging.get_absl_handler().addFilter(quiet_errors.quiet_orbax_errors)
     sys.unraisablehook = quiet_errors.drop_closed_loop_errors(sys.unraisablehook)
+    if interrupted():  # a Ctrl-C during start-up that Python dropped
+        raise KeyboardInterrupt
     try:
         trainer.train(config, args.workdir, resume_step=args.resume_step)
     except (CheckpointError, WorkdirLockedError, NonFiniteLossError) as e:
@@ -122,9 +126,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         # code into "killed". Everything is closed; a normal exit lets
         # jax.distributed leave the job cleanly on every process.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         logging.flush()
         sys.stderr.write(f"{e}\n")
-        sys.exit(args.preemption_exit_code)
+        sys.exit(args.preemption_exit_code if e.exit_code == preemption.EXIT_CODE
+                 else e.exit_code)
     if jax.process_index() != 0:
         return
     for key, value in sorted(trainer.summary(args.workdir).items()):
@@ -132,5 +138,26 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{key}: {value}")
 
 
+def run() -> None:
+    """main(), with a Ctrl-C outside training (imports, start-up before the run's
+    handler is installed) one line and exit status 130 instead of a traceback."""
+    seen: list[int] = []
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        # The KeyboardInterrupt can land in a garbage-collection callback (jax
+        # has one), where Python drops it: `seen` keeps the request.
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not SIG_IGN
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        main(interrupted=lambda: bool(seen))
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted (Ctrl-C) before training started; nothing to "
+                         "save.\n")
+        sys.exit(128 + signal.SIGINT)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -28,7 +28,7 @@ from big_vision_like.durations import Durations
 from big_vision_like.final_evals import FinalEvals
 from big_vision_like.loss_watch import LossWatch
 from big_vision_like.metrics import MetricWriter, Progress, read_metrics
-from big_vision_like.preemption import PreemptionWatch
+from big_vision_like.preemption import Preempted, PreemptionWatch, StopRequested
 from big_vision_like.profiling import ProfileWindow
 from big_vision_like.registry import Registry
 from big_vision_like.schedules import build_schedule
@@ -91,6 +91,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     validate(config, jax.device_count(), jax.process_count())
     mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.model)
     data = RunData(config, mesh)
+    stop.check_before_start("the data opened")
+    data.interrupt = stop.raise_if_agreed  # evaluations stop between batches
     batch = config.batch_size
     durations = Durations(batch, data.train_examples)
     total_steps = durations.steps(config, "total", allow_zero=True)
@@ -105,6 +107,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
 
     state, shardings = train_step.create_train_state(
         task, tx, image_shape, jax.random.key(config.seed), mesh, rules)
+    stop.check_before_start("the model initialised")
     keep_steps = _keep_steps(durations, config, total_steps)
     ckpt = checkpointing.Checkpointer(fs.join(workdir, "checkpoints"),
                                       keep=config.keep_ckpts,
@@ -128,6 +131,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     if total_steps == 0:  # e.g. the random-features baseline of the transfer study
         logging.warning("total_steps=0: nothing is trained; the evaluators run once on the "
                         "model as restored or initialised.")
+    stop.check_before_start("the checkpoint restored")
     if is_main:  # only now: a resume that does not fit leaves the run's config as it was
         write_config(config, workdir)
 
@@ -172,13 +176,25 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
             with monitor.timer.excluded():
                 for name, (evaluator, every) in evals.items():
                     if step % every == 0 and step != total_steps:
-                        _run_eval(name, evaluator, state, step, writer)
+                        try:
+                            _run_eval(name, evaluator, state, step, writer)
+                        except StopRequested:  # this evaluation is not written
+                            if not saved:
+                                monitor.check_and_log(*pending)
+                                pending = None
+                                ckpt.save(step, state, host_state, health=watch.saved())
+                            raise stop.stopped(step, ckpt, writer) from None
         if pending is not None:
             monitor.check_and_log(*pending)
         # Every evaluator runs once at the end; a rerun runs the ones still owed.
         final = FinalEvals(workdir, total_steps)
         for name in final.owed(evals):
-            _run_eval(name, evals[name][0], state, int(state.step), writer)
+            try:
+                _run_eval(name, evals[name][0], state, int(state.step), writer)
+            except StopRequested:  # owed to the rerun, as after any interruption
+                last = ckpt.latest_step()
+                raise (stop.stopped(last, ckpt, writer) if last is not None
+                       else Preempted(None, stop.exit_code)) from None
             writer.flush()
             final.mark_done(name)
         ckpt.wait()

@@ -14,7 +14,7 @@ subset and the same preprocessing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -87,6 +87,9 @@ class RunData:
         self._frequencies: np.ndarray | None = None
         self._eval_sources: dict[str, DataSource] = {inp.data.name: self.source}
         self._eval_ids: dict[tuple[str, ...], ImageIds | None] = {}
+        # Called before each evaluation batch; raises to stop the evaluation (the
+        # trainer's preemption watch; every process calls it at the same batches).
+        self.interrupt: Callable[[], None] | None = None
 
     def pp_registry(self, source: DataSource | None = None) -> Registry[OpFactory]:
         """The standard ops and those of `source` (default: the training source)."""
@@ -175,4 +178,7 @@ class RunData:
             skip_corrupt=self.config.input.skip_corrupt, ids=self.eval_ids(data_cfg))
         with DevicePrefetcher(batches.HostIterator(ds, f"eval input {source.name}"),
                               mesh_lib.batch_sharding(self.mesh)) as it:
-            yield from it
+            for batch in it:
+                if self.interrupt is not None:
+                    self.interrupt()
+                yield batch

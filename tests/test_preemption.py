@@ -114,6 +114,92 @@ def test_sigterm_in_process_stops_at_the_next_step_with_a_checkpoint(tiny_source
 
 
 @pytest.mark.slow
+def test_signals_during_evaluations_and_start_up_stop_within_seconds(tiny_source, tmp_path,
+                                                                    monkeypatch):
+    """SIGTERM in a periodic evaluation: the step is saved, the evaluation is not
+    written, Preempted(143). SIGINT in the final evaluation of the rerun: Preempted
+    (130), the final evaluation owed. A third run only evaluates. SIGINT during
+    start-up: nothing saved, Preempted(None, 130). Each stop within seconds."""
+    from input_pipeline.run_data import RunData
+
+    c = tiny_config(data_dir_of(tiny_source), ckpt_steps=100)
+    c.evals = {"fasteval": c.evals.fasteval}  # 8 batches of 64, every 4 steps
+    real = RunData.eval_batches
+    plan: dict = {}
+
+    def eval_batches(self, *args, **kwargs):
+        for i, batch in enumerate(real(self, *args, **kwargs)):
+            if i == 1 and plan.get("signal"):
+                plan["sent_at"] = time.time()
+                os.kill(os.getpid(), plan.pop("signal"))
+            yield batch
+
+    monkeypatch.setattr(RunData, "eval_batches", eval_batches)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        plan["signal"] = signal.SIGTERM  # in the step-4 evaluation
+        with pytest.raises(preemption.Preempted) as info:
+            trainer.train(c, str(tmp_path / "w"))
+        assert (info.value.step, info.value.exit_code) == (4, 143)
+        assert time.time() - plan["sent_at"] < 10
+        rows = read_metrics(str(tmp_path / "w"))
+        assert not [r for r in rows if "fasteval/map@100" in r]  # cut short: not written
+        assert preempted_at(tmp_path / "w") == 4
+
+        plan["signal"] = signal.SIGINT  # in the final evaluation, after resuming at 4
+        with pytest.raises(preemption.Preempted) as info:
+            trainer.train(c, str(tmp_path / "w"))
+        assert (info.value.step, info.value.exit_code) == (8, 130)
+        assert "interrupted: checkpoint 8 saved" in str(info.value)
+        assert time.time() - plan["sent_at"] < 10
+        ckpt = checkpointing.Checkpointer(str(tmp_path / "w" / "checkpoints"))
+        assert ckpt.all_steps() == [4, 8]
+        ckpt.close()
+
+        trainer.train(c, str(tmp_path / "w"))  # the owed final evaluation only
+        rows = read_metrics(str(tmp_path / "w"))
+        assert [r["step"] for r in rows if "fasteval/map@100" in r] == [8]
+        assert [r["step"] for r in rows if "train/loss" in r] == list(range(1, 9))
+
+        def init_then_interrupt(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)
+            return real_init(*args, **kwargs)
+
+        real_init = trainer.train_step.create_train_state
+        monkeypatch.setattr(trainer.train_step, "create_train_state", init_then_interrupt)
+        with pytest.raises(preemption.Preempted) as info:
+            trainer.train(c, str(tmp_path / "startup"))
+        assert (info.value.step, info.value.exit_code) == (None, 130)
+        assert "stopped before the first step, nothing to save" in str(info.value)
+        assert not (tmp_path / "startup" / "metrics.jsonl").exists()
+        assert not list((tmp_path / "startup").glob("checkpoints/[0-9]*"))
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_start_up_exits_130_in_seconds_with_one_line(config_file, tmp_path):
+    """Through the command line: Ctrl-C while the run starts (imports, data, model)
+    ends it with status 130 and one line, not a traceback."""
+    proc = start(command(config_file, tmp_path / "w"), tmp_path / "log")
+    time.sleep(3)
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    err = (tmp_path / "log").read_text()
+    # 130, or killed by SIGINT when it lands before the handlers (both are $? = 130
+    # in a shell).
+    assert proc.returncode in (130, -signal.SIGINT), err[-3000:]
+    assert time.time() - sent < 10 + 5  # the bound, plus a busy machine's start-up slice
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] in (
+        "interrupted (Ctrl-C) before training started; nothing to save.",
+        "interrupted: stopped before the first step, nothing to save; rerun the same "
+        "command to start.")
+
+
+@pytest.mark.slow
 def test_sigterm_then_more_during_the_save_exits_143_and_resumes_exactly(
         tiny_source, config_file, straight, tmp_path):
     """A real process: SIGTERM once training is under way, then SIGTERM every 10 ms
