@@ -39,12 +39,20 @@ allgather also waits for the step's computation, hence `every`.
 The handlers only record the signal: a second SIGTERM while the checkpoint
 is being written is counted and logged, never interrupts the save.
 
-Limits: a SIGTERM before the watch starts (imports, dataset set-up) ends
-the process as usual (single process) or is lost to JAX's service, which
-has no step to agree on yet (several processes): the run goes on until it
-is killed and resumes from its last periodic checkpoint. Evaluations due at
-the stop step are skipped (the grace time is short); final evaluations are
-owed to the rerun as after any interruption.
+Outside the step loop (`agreed_now`, the same allgather, called by every
+process at the same points): at the end of each start-up phase a stop exits
+before the first step with nothing to save (`check_before_start`), and
+between evaluation batches it stops the evaluation (`raise_if_agreed`, the
+trainer saves the step). SIGINT (Ctrl-C) is watched like SIGTERM and gives
+exit code 130.
+
+Limits: with JAX's service a SIGTERM is only known at a training step (the
+service has no call for "is a notice pending"), so start-up and evaluations
+run on to the next step; a SIGINT with several processes under the service
+is agreed outside the loop only. A signal before the watch starts (imports)
+ends the process as usual. Evaluations due at the stop step are skipped (the
+grace time is short); final evaluations are owed to the rerun as after any
+interruption.
 """
 
 from __future__ import annotations
