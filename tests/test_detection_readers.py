@@ -142,6 +142,18 @@ def test_coco_missing_and_malformed_files_are_named(tmp_path):
     assert "instances_val2017.json is not a COCO instances file" in message
     assert "'bbox'" in message
 
+    for case, (field, value, want) in enumerate((
+            ("bbox", [1.0, "2", 5.0, 6.0], "has bbox [1.0, '2', 5.0, 6.0], not [x, y, width, "
+                                           "height] of finite numbers"),
+            ("bbox", [1.0, 2.0, float("nan"), 6.0], "has bbox [1.0, 2.0, nan, 6.0], not"),
+            ("bbox", [1.0, 2.0, -5.0, 6.0], "has bbox [1.0, 2.0, -5.0, 6.0] with a negative"),
+            ("area", float("inf"), "has area inf, not a finite number >= 0"))):
+        data = json.loads(text)
+        data["annotations"][0][field] = value
+        path.write_text(json.dumps(data))
+        message = coco_error(tmp_path, tmp_path / "m2", f"box{case}")
+        assert f"instances_val2017.json: annotation 4 {want}" in message, message
+
     data = json.loads(text)
     data["categories"] = data["categories"][:1]  # e.g. person_keypoints_val2017.json
     path.write_text(json.dumps(data))

@@ -10,6 +10,7 @@ into errors that name the file and say what to do.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -84,3 +85,25 @@ def check_image_size(path: str, height: int, width: int, source: str, fix: str) 
             raise LocalDataError(
                 f"{path} is {f.height}x{f.width} but {source} says {height}x{width} "
                 f"(height x width); {fix}")
+
+
+def check_coco_box(json_path: str, annotation: dict, fix: str) -> None:
+    """An annotation's `bbox` is [x, y, width, height] of finite numbers with width
+    and height >= 0, and its `area` (if any) a finite number >= 0; else an error
+    naming the file, the annotation id and the value (json allows strings, NaN
+    and negative sizes, which would become boxes silently)."""
+    def number(v: Any) -> bool:
+        return (isinstance(v, (int, float)) and not isinstance(v, bool)
+                and math.isfinite(v))
+
+    box, ann_id = annotation.get("bbox"), annotation.get("id")
+    if not (isinstance(box, list) and len(box) == 4 and all(map(number, box))):
+        raise LocalDataError(f"{json_path}: annotation {ann_id} has bbox {box!r}, not "
+                             f"[x, y, width, height] of finite numbers; {fix}")
+    if box[2] < 0 or box[3] < 0:
+        raise LocalDataError(f"{json_path}: annotation {ann_id} has bbox {box!r} with a "
+                             f"negative width or height; {fix}")
+    area = annotation.get("area")
+    if area is not None and not (number(area) and area >= 0):
+        raise LocalDataError(f"{json_path}: annotation {ann_id} has area {area!r}, not a "
+                             f"finite number >= 0; {fix}")

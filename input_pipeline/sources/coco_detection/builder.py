@@ -36,6 +36,7 @@ from input_pipeline.sources.class_names import COCO_CLASS_NAMES as CLASS_NAMES
 from input_pipeline.sources.coco_keypoints.builder import ROOT_CANDIDATES, SPLITS, normalised_box
 from input_pipeline.sources.local_files import (
     LocalDataError,
+    check_coco_box,
     check_image_size,
     find_root,
     manual_dir_of,
@@ -140,10 +141,8 @@ def read_instances(json_path: str) -> tuple[list[dict], dict[int, list[dict]]]:
         images = sorted(data["images"], key=lambda im: im["id"])
         annotations = data["annotations"]
         for a in annotations:
-            _require_keys(a, ("id", "image_id", "category_id", "area", "iscrowd"))
-            if len(a["bbox"]) != 4:
-                raise LocalDataError(f"{json_path}: annotation {a['id']} has bbox "
-                                     f"{a['bbox']}, not [x, y, width, height]; {FIX}")
+            _require_keys(a, ("id", "image_id", "category_id", "area", "iscrowd", "bbox"))
+            check_coco_box(json_path, a, FIX)
         for im in images:
             _require_keys(im, ("id", "file_name", "height", "width"))
     except (KeyError, TypeError) as e:

@@ -34,6 +34,7 @@ import tensorflow_datasets as tfds
 
 from input_pipeline.sources.local_files import (
     LocalDataError,
+    check_coco_box,
     check_image_size,
     find_root,
     manual_dir_of,
@@ -210,6 +211,7 @@ def read_annotations(json_path: str) -> tuple[list[dict], dict[int, list[dict]]]
             "annotations/person_keypoints_*2017.json from annotations_trainval2017.zip."
         ) from None
     for a in (a for anns in by_image.values() for a in anns):
+        check_coco_box(json_path, a, "extract it again from annotations_trainval2017.zip.")
         if len(a.get("keypoints", ())) != 3 * NUM_KEYPOINTS:
             raise LocalDataError(
                 f"{json_path}: annotation {a.get('id')} has "
