@@ -10,6 +10,10 @@ voc2007_detection) are written from the
 extracted files in --manual_dir; for other TFDS datasets it reports on an
 already prepared copy. A folder of the user's own images is named
 `image_folder:/root` or `image_labels:/root` (input_pipeline/sources/local_formats).
+
+A dataset prepared from --manual_dir is reused only while that folder is
+unchanged (input_pipeline/sources/source_fingerprint.py): after a change,
+--reprepare writes it again and --accept_source keeps the prepared copy.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow_datasets as tfds
 
+from input_pipeline.errors import InputPipelineError
 from input_pipeline.sources.core import DataSource
 from input_pipeline.sources.kinds import FromManualFolder
 from input_pipeline.sources.registry import default_registry
@@ -79,9 +84,20 @@ def main() -> None:
                         f"({', '.join(registry.keys(FromManualFolder))})")
     parser.add_argument("--sample", type=int, default=5000,
                         help="examples the label statistics read (0: the whole split)")
+    changed = parser.add_mutually_exclusive_group()
+    changed.add_argument("--reprepare", action="store_true",
+                         help="write a dataset prepared from --manual_dir again (after its "
+                              "files changed)")
+    changed.add_argument("--accept_source", action="store_true",
+                         help="keep the prepared copy although its folder changed")
     args = parser.parse_args()
     start = time.perf_counter()
-    source = registry.open(args.dataset, args.data_dir, manual_dir=args.manual_dir)
+    policy = "reprepare" if args.reprepare else "accept" if args.accept_source else "refuse"
+    try:
+        source = registry.open(args.dataset, args.data_dir, manual_dir=args.manual_dir,
+                               on_source_change=policy)
+    except InputPipelineError as e:
+        raise SystemExit(f"error: {e}") from None
     print(f"{args.dataset} ready in {source.builder.data_dir} "
           f"({time.perf_counter() - start:.0f} s)")
     for name, split in source.info.splits.items():

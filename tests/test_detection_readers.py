@@ -352,3 +352,49 @@ def test_voc0712_trains_on_both_years_trainval_and_tests_on_2007(tmp_path):
     with pytest.raises(InputPipelineError, match="(?s)VOC2012.*VOCtrainval_11-May-2012.tar"):
         open_source("voc0712_detection", data_dir=str(tmp_path / "tfds2"),
                     manual_dir=str(tmp_path / "only07"))
+
+
+def test_a_changed_source_folder_is_not_reused_silently(tmp_path, monkeypatch, capsys):
+    """Through the prepare command: an image added to the extracted folder makes
+    the prepared copy stale: refused with what changed, then --reprepare writes
+    the new count, --accept_source keeps a copy; an empty --manual_dir is named."""
+    from input_pipeline import prepare
+
+    manual, tfds_dir = tmp_path / "manual", tmp_path / "tfds"
+    jsons = write_coco(str(manual))
+
+    def run(*extra, folder=manual):
+        monkeypatch.setattr("sys.argv", ["prepare", "--dataset", "coco_detection",
+                                         "--data_dir", str(tfds_dir), "--manual_dir",
+                                         str(folder), "--sample", "0", *extra])
+        prepare.main()
+        return capsys.readouterr().out
+
+    assert "split val: 2 examples" in run()
+    # A third validation image, with its record in the instances file.
+    Image.new("RGB", (10, 8)).save(manual / "val2017" / "000000000999.jpg")
+    data = jsons["val2017"]
+    data["images"].append({"id": 999, "file_name": "000000000999.jpg", "height": 8,
+                           "width": 10})
+    (manual / "annotations" / "instances_val2017.json").write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match=r"error: dataset 'coco_detection' in .* was "
+                                         r"prepared from .*manual, which has changed "
+                                         r"since: annotations: 2 files, \d+ -> \d+ bytes; "
+                                         r"val2017: 2 -> 3 files.*--reprepare.*"
+                                         r"--accept_source"):
+        run()
+    # A training run opening it (no --manual_dir: the recorded folder) refuses too.
+    with pytest.raises(InputPipelineError, match="which has changed since"):
+        open_source("coco_detection", data_dir=str(tfds_dir))
+    assert "split val: 3 examples" in run("--reprepare")
+    assert open_source("coco_detection", data_dir=str(tfds_dir)).num_examples("val") == 3
+
+    os.remove(manual / "val2017" / "000000000999.jpg")
+    with pytest.raises(SystemExit, match="val2017: 3 -> 2 files"):
+        run()
+    assert "split val: 3 examples" in run("--accept_source")  # kept as it was
+    assert open_source("coco_detection", data_dir=str(tfds_dir)).num_examples("val") == 3
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"--manual_dir .*empty is empty or missing"):
+        run(folder=tmp_path / "empty")

@@ -23,6 +23,7 @@ import tensorflow_datasets as tfds
 from big_vision_like import filesystem as fs
 from input_pipeline.errors import InputPipelineError
 from input_pipeline.pp.base import OpFactory
+from input_pipeline.sources import source_fingerprint
 from input_pipeline.sources.local_files import LocalDataError
 
 
@@ -49,20 +50,25 @@ class SourceKind:
         return tuple(getattr(cls, "SPLITS", ())) or None
 
     def builder(self, name: str, data_dir: str | None, *, prepare: bool,
-                manual_dir: str | None) -> tfds.core.DatasetBuilder:
-        """The prepared builder of `name`, prepared first if `prepare` allows."""
-        if self.builder_module is not None:
-            importlib.import_module(self.builder_module)  # registers it with TFDS
-        try:
-            builder = tfds.builder(name, data_dir=data_dir)
-        except ValueError as e:
-            raise InputPipelineError(f"dataset {name!r}: {_config_hint(name) or e}") from e
+                manual_dir: str | None, on_source_change: str = "refuse"
+                ) -> tfds.core.DatasetBuilder:
+        """The prepared builder of `name`, prepared first if `prepare` allows.
+        `on_source_change` (datasets prepared from a folder): see FromManualFolder."""
+        builder = self._tfds_builder(name, data_dir)
         if builder.is_prepared():
             return builder
         if not prepare:
             raise _not_prepared(name, builder)
         self.prepare(builder, name, manual_dir)
         return builder
+
+    def _tfds_builder(self, name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+        if self.builder_module is not None:
+            importlib.import_module(self.builder_module)  # registers it with TFDS
+        try:
+            return tfds.builder(name, data_dir=data_dir)
+        except ValueError as e:
+            raise InputPipelineError(f"dataset {name!r}: {_config_hint(name) or e}") from e
 
     def prepare(self, builder: tfds.core.DatasetBuilder, name: str,
                 manual_dir: str | None) -> None:
@@ -85,12 +91,57 @@ class Generated(SourceKind):
 
 class FromManualFolder(SourceKind):
     """Real datasets written from their extracted files in `manual_dir` (default:
-    TFDS's `<data_dir>/downloads/manual` when it holds files)."""
+    TFDS's `<data_dir>/downloads/manual` when it holds files).
+
+    The folder is fingerprinted when the dataset is prepared, and a prepared
+    dataset is reused only while its folder is unchanged (source_fingerprint):
+    on a change `on_source_change` says what to do: "refuse" (an error saying
+    what changed), "reprepare" (write it again) or "accept" (keep the prepared
+    copy and take the folder as it is now)."""
+
+    def builder(self, name, data_dir, *, prepare, manual_dir, on_source_change="refuse"):
+        if on_source_change not in ("refuse", "reprepare", "accept"):
+            raise ValueError(f"on_source_change={on_source_change!r}: use refuse, "
+                             "reprepare or accept.")
+        built = self._tfds_builder(name, data_dir)
+        if not built.is_prepared():  # the builder's own errors say what a folder lacks
+            if not prepare:
+                raise _not_prepared(name, built)
+            self.prepare(built, name, manual_dir)
+            return built
+        if manual_dir is not None and not (fs.isdir(manual_dir) and fs.listdir(manual_dir)):
+            raise InputPipelineError(
+                f"dataset {name!r}: --manual_dir {manual_dir} is empty or missing; give "
+                "the folder the dataset's archives were extracted into.")
+        folder = manual_dir or self._default_folder(built)
+        prepared_dir = os.fspath(built.data_dir)
+        if on_source_change == "accept":
+            saved = source_fingerprint.recorded(prepared_dir)
+            folder = folder or (saved or {}).get("folder")
+            if folder and fs.isdir(folder):
+                source_fingerprint.record(prepared_dir, folder, name)
+            return built
+        if on_source_change == "reprepare" and prepare:
+            fs.rmtree(prepared_dir)
+            built = self._tfds_builder(name, data_dir)
+            self.prepare(built, name, manual_dir)
+            return built
+        try:
+            source_fingerprint.check(prepared_dir, name, folder,
+                                     os.fspath(built.data_dir_root))
+        except source_fingerprint.SourceChangedError as e:
+            raise InputPipelineError(str(e)) from None
+        return built
+
+    @staticmethod
+    def _default_folder(builder) -> str | None:
+        default = fs.join(os.fspath(builder.data_dir_root), "downloads", "manual")
+        return default if fs.isdir(default) and fs.listdir(default) else None
 
     def prepare(self, builder, name, manual_dir):
         default = fs.join(os.fspath(builder.data_dir_root), "downloads", "manual")
-        if manual_dir is None and fs.isdir(default) and fs.listdir(default):
-            manual_dir = default
+        if manual_dir is None:
+            manual_dir = self._default_folder(builder)
         if manual_dir is None:
             raise InputPipelineError(
                 f"dataset {name!r} is not prepared in data_dir={builder.data_dir!r}. It "
@@ -103,6 +154,7 @@ class FromManualFolder(SourceKind):
             builder.download_and_prepare(download_config=config)
         except LocalDataError as e:
             raise InputPipelineError(f"dataset {name!r}: {e}") from e
+        source_fingerprint.record(os.fspath(builder.data_dir), manual_dir, name)
 
 
 class LocalFolder(SourceKind):
@@ -110,7 +162,7 @@ class LocalFolder(SourceKind):
     folder is read into a prepared copy whose name holds its fingerprint, so a
     changed folder is prepared again, never read stale."""
 
-    def builder(self, name, data_dir, *, prepare, manual_dir):
+    def builder(self, name, data_dir, *, prepare, manual_dir, on_source_change="refuse"):
         from input_pipeline.sources import local_formats
 
         return local_formats.get_builder(name, data_dir, prepare)

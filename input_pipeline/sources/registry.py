@@ -53,10 +53,12 @@ class SourceRegistry:
         return self.kind_of(name).declared_splits(name)
 
     def open(self, name: str, data_dir: str | None = None, *, prepare: bool = True,
-             manual_dir: str | None = None) -> DataSource:
-        """The prepared dataset `name`, prepared first by its kind where allowed."""
+             manual_dir: str | None = None, on_source_change: str = "refuse") -> DataSource:
+        """The prepared dataset `name`, prepared first by its kind where allowed;
+        `on_source_change`: for datasets prepared from a folder (kinds.FromManualFolder)."""
         kind = self.kind_of(name)
-        builder = kind.builder(name, data_dir, prepare=prepare, manual_dir=manual_dir)
+        builder = kind.builder(name, data_dir, prepare=prepare, manual_dir=manual_dir,
+                               on_source_change=on_source_change)
         return DataSource(name, builder, kind.pp_ops())
 
 
@@ -79,6 +81,8 @@ def default_registry() -> SourceRegistry:
 
 
 def open_source(name: str, data_dir: str | None = None, *, prepare: bool = True,
-                manual_dir: str | None = None) -> DataSource:
+                manual_dir: str | None = None, on_source_change: str = "refuse"
+                ) -> DataSource:
     """`default_registry().open(...)`: the usual way in."""
-    return default_registry().open(name, data_dir, prepare=prepare, manual_dir=manual_dir)
+    return default_registry().open(name, data_dir, prepare=prepare, manual_dir=manual_dir,
+                                   on_source_change=on_source_change)
