@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import json
 import re
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +28,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 
-from big_vision_like import checksums
+from big_vision_like import checksums, library_workarounds
 from big_vision_like import filesystem as fs
 from big_vision_like.checkpoint_mirror import Mirror, orbax_writes_directly
 from big_vision_like.sharding import path_str
@@ -270,7 +269,7 @@ class Checkpointer:
 
     def _failed(self, step: int | None, error: Exception) -> CheckpointError:
         self._broken = True
-        _release_waiting_save_threads()
+        library_workarounds.release_orbax_waiting_save_threads()
         try:
             earlier = sorted(s for s in self._manager.all_steps() if step is None or s < step)
         except Exception:  # the folder may be unreadable too
@@ -318,12 +317,10 @@ def _save_thread_done(manager: ocp.CheckpointManager) -> bool:
     """Whether the manager's background save has ended, well or not.
 
     Some failures (a folder that cannot be created) never reach
-    `check_for_errors`; they only surface when the save thread is joined,
+    `check_for_errors`; they only surface when the save is waited for,
     which is instant once it has ended.
     """
-    ref = getattr(manager, "_finalize_thread", None)
-    thread = ref.get() if ref is not None and hasattr(ref, "get") else None
-    return thread is not None and not thread.is_alive()
+    return not manager.is_saving_in_progress()
 
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -365,26 +362,3 @@ def _advice(error: BaseException) -> str:
 def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
-
-
-def _release_waiting_save_threads() -> None:
-    """Ends orbax's background threads that wait for a failed save.
-
-    A failed save never signals the threads queued behind it (metadata,
-    finalisation); they are not daemons and wait orbax's 300 s coordination
-    timeout, so the process could not exit. Cancelled, then woken, they
-    return without doing anything. Only on one process: there the signals
-    are local, while several processes share them.
-    """
-    if jax.process_count() != 1:
-        return
-    try:
-        from orbax.checkpoint._src.futures import future as ocp_future
-
-        for thread in threading.enumerate():
-            if isinstance(thread, ocp_future._SignalingThread) and thread.is_alive():
-                thread.cancel()
-                ocp_future.set_signals(thread._receive_signals,
-                                       operation_id=thread._operation_id)
-    except (ImportError, AttributeError):  # another orbax: they time out instead
-        pass

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio.base_events
 import logging
-import os
-import sys
 import traceback
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
+
+from big_vision_like import library_workarounds
 
 
 def quiet_orbax_errors(record: logging.LogRecord) -> bool:
@@ -65,14 +65,8 @@ def exit_with(message: str) -> None:
     """Ends the process at once with `message` as the last line of stderr.
 
     A failed save leaves orbax threads and coroutines behind; a normal
-    interpreter exit would wait for them or print their errors after ours.
+    interpreter exit would wait for them or print their errors after ours
+    (library_workarounds.exit_now says why it cannot be a normal exit).
     Everything the run writes is closed already (the trainer's `finally`).
     """
-    from absl import logging as absl_logging
-
-    absl_logging.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.__stderr__.write(message + "\n")
-    sys.__stderr__.flush()
-    os._exit(1)
+    library_workarounds.exit_now(message, 1)
