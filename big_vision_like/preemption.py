@@ -237,4 +237,4 @@ def _jax_service_available() -> bool:
     """Whether JAX's preemption sync manager runs: `jax.distributed.initialize`
     starts it when jax_enable_preemption_service is on (a public flag; JAX has no
     public call asking whether the manager exists)."""
-    return bool(jax.config.read("jax_enable_preemption_service"))
+    return bool(jax.config.jax_enable_preemption_service)

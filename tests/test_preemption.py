@@ -302,3 +302,28 @@ def test_two_processes_agree_on_the_stop_step(tmp_path, service):
     got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     assert {g["mode"] for g in got} == {"jax" if service == "true" else "signal"}
     assert got[0]["step"] == got[1]["step"] > 5
+
+
+@pytest.mark.parametrize("service,sig", [("false", signal.SIGTERM), ("true", signal.SIGINT)],
+                         ids=["sigterm_allgather", "sigint_with_jax_service"])
+def test_two_processes_stop_an_evaluation_at_one_batch(tmp_path, service, sig):
+    """A signal to process 1 of 2 during an evaluation: both stop it before the
+    same batch (the evaluation's collectives would hang if one went on). With
+    JAX's service a SIGTERM is only told at training steps (the documented
+    limit), so the service case sends Ctrl-C."""
+    worker = os.path.join(os.path.dirname(__file__), "multiprocess", "preempt_eval.py")
+    address, ready = f"127.0.0.1:{free_port()}", tmp_path / "ready"
+    e = dict(env(1), JAX_ENABLE_PREEMPTION_SERVICE=service)
+    procs = [subprocess.Popen([sys.executable, worker, address, "2", str(i), str(ready)],
+                              env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    deadline = time.time() + 120
+    while not ready.exists():
+        assert time.time() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.01)
+    procs[1].send_signal(sig)
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-3000:] for _, err in outs]
+    got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert {g["mode"] for g in got} == {"jax" if service == "true" else "signal"}
+    assert got[0]["batch"] == got[1]["batch"] > 5
