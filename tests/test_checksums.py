@@ -59,11 +59,14 @@ def test_sums_match_the_reference_and_catch_every_single_bit_flip(dtype):
             assert checksums.of_state({"x": jnp.asarray(y.reshape(x.shape))})["x"] != sums
 
 
-def test_sums_are_the_same_sharded_over_8_devices_and_on_one():
+@pytest.mark.parametrize("spec", [P("data", "model"), P("model", None), P(None, "data"),
+                                  P(), P(None, None, "model")])
+def test_sums_are_the_reference_whatever_the_sharding_and_replication(spec):
     mesh = mesh_lib.make_mesh(4, 2)
-    x = np.random.default_rng(1).normal(size=(16, 24)).astype(np.float32)
-    sharded = jax.device_put(x, NamedSharding(mesh, P("data", "model")))
-    assert checksums.of_state({"w": sharded}) == checksums.of_state({"w": jnp.asarray(x)})
+    shape = (8, 6, 4) if len(spec) == 3 else (16, 24)
+    x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    sharded = jax.device_put(x, NamedSharding(mesh, spec))
+    assert checksums.of_state({"w": sharded})["w"] == _reference_sums(x)
 
 
 def test_a_flipped_bit_moves_the_step_aside_and_resumes_from_the_one_before(tmp_path,

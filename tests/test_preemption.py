@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from big_vision_like import checkpointing, init_from, preemption, trainer
+from big_vision_like import checkpoint_reading, checkpointing, init_from, preemption, trainer
 from big_vision_like.metrics import read_metrics
 from tests.helpers import data_dir_of, tiny_config, tiny_config_file
 from tests.test_multiprocess import env, free_port
@@ -221,7 +221,7 @@ def test_sigterm_then_more_during_the_save_exits_143_and_resumes_exactly(
     assert ckpt.latest_step() == step  # the periodic ones before it: only multiples of 10
     assert set(ckpt.all_steps()) - {step} <= {s for s in range(CKPT, step, CKPT)}
     ckpt.close()
-    assert checkpointing.load_state(str(workdir / "checkpoints" / str(step)))["params"]
+    assert checkpoint_reading.load_state(str(workdir / "checkpoints" / str(step)))["params"]
 
     resumed = trainer.train(config_of(tiny_source), str(workdir))
     straight_dir, straight_state = straight

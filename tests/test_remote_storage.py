@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from big_vision_like import checkpoint_mirror, checkpointing, trainer
+from big_vision_like import checkpoint_mirror, checkpoint_reading, checkpointing, trainer
 from big_vision_like import filesystem as fs
 from big_vision_like.metrics import MetricWriter, read_metrics
 from tests.helpers import data_dir_of, tiny_config, xla_flags
@@ -98,7 +98,7 @@ def test_a_run_on_ram_with_its_data_there_is_killed_resumes_and_matches_a_local_
     assert losses == {r["step"]: r["train/loss"] for r in read_metrics(local_dir)
                       if "train/loss" in r}
     assert sorted(fs.listdir(f"{workdir}/checkpoints")) == ["4", "8"]
-    saved = checkpointing.load_state(f"{workdir}/checkpoints/8")["params"]
+    saved = checkpoint_reading.load_state(f"{workdir}/checkpoints/8")["params"]
     for x, y in zip(jax.tree.leaves(saved), jax.tree.leaves(local_state.params)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert trainer.read_config(workdir).input.data.data_dir == data_dir
@@ -262,7 +262,7 @@ def test_params_saved_over_8_devices_load_in_a_process_with_one(pretrained_tiny)
     workdir, state = pretrained_tiny
     step_dir = os.path.join(workdir, "checkpoints", str(int(state.step)))
     code = ("import sys, jax, numpy as np; from big_vision_like import checkpointing; "
-            "p = checkpointing.load_state(sys.argv[1])['params']; "
+            "p = checkpoint_reading.load_state(sys.argv[1])['params']; "
             "assert len(jax.devices()) == 1; "
             "np.save(sys.argv[2], np.asarray(p['head']['kernel']))")
     env = dict(os.environ, XLA_FLAGS=xla_flags(1))

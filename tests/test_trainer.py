@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from big_vision_like import checkpointing, trainer
+from big_vision_like import checkpoint_reading, checkpointing, trainer
 from big_vision_like.config.validate import ConfigError
 from big_vision_like.step_monitor import NonFiniteLossError
 from tests.helpers import data_dir_of, flip_a_bit_silently, tiny_config, tiny_config_file
@@ -88,7 +88,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_source, tmp_path
     ckpts.close()
     assert steps and max(steps) < 6  # some saved before the blow-up, none after
     for step in steps:
-        params = checkpointing.load_state(str(tmp_path / "checkpoints" / str(step)))["params"]
+        params = checkpoint_reading.load_state(str(tmp_path / "checkpoints" / str(step)))["params"]
         assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
 
 
@@ -179,8 +179,8 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_parameters(tiny_source, 
     # The reference saves once, at the end: checkpoints do not change the parameters.
     subprocess.run([*command(tmp_path / "straight"), "--config.ckpt_steps=1000"], check=True,
                    capture_output=True, timeout=600)
-    a = checkpointing.load_state(str(killed / "checkpoints" / "16"))["params"]
-    b = checkpointing.load_state(str(tmp_path / "straight" / "checkpoints" / "16"))["params"]
+    a = checkpoint_reading.load_state(str(killed / "checkpoints" / "16"))["params"]
+    b = checkpoint_reading.load_state(str(tmp_path / "straight" / "checkpoints" / "16"))["params"]
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
