@@ -151,6 +151,15 @@ def run() -> None:
 
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not SIG_IGN
         signal.signal(signal.SIGINT, on_sigint)
+    passed_on = sys.unraisablehook
+
+    def drop_dropped_interrupts(unraisable: Any) -> None:
+        # Python reports the KeyboardInterrupt it dropped with a traceback; `seen`
+        # has it, and the run ends with one line.
+        if not (seen and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            passed_on(unraisable)
+
+    sys.unraisablehook = drop_dropped_interrupts
     try:
         main(interrupted=lambda: bool(seen))
     except KeyboardInterrupt:

@@ -261,7 +261,7 @@ def test_paths_keep_their_scheme():
 def test_params_saved_over_8_devices_load_in_a_process_with_one(pretrained_tiny):
     workdir, state = pretrained_tiny
     step_dir = os.path.join(workdir, "checkpoints", str(int(state.step)))
-    code = ("import sys, jax, numpy as np; from big_vision_like import checkpointing; "
+    code = ("import sys, jax, numpy as np; from big_vision_like import checkpoint_reading; "
             "p = checkpoint_reading.load_state(sys.argv[1])['params']; "
             "assert len(jax.devices()) == 1; "
             "np.save(sys.argv[2], np.asarray(p['head']['kernel']))")
