@@ -282,36 +282,10 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(tiny_source, con
         np.testing.assert_array_equal(value, finals[1][path], err_msg=path)
 
 
-@pytest.mark.parametrize("service", ["true", "false"])
-def test_two_processes_agree_on_the_stop_step(tmp_path, service):
-    """SIGTERM to process 1 of 2: both stop at the same step, through JAX's
-    preemption service or, with it turned off, the allgather of the flag."""
-    worker = os.path.join(os.path.dirname(__file__), "multiprocess", "preempt_watch.py")
-    address, ready = f"127.0.0.1:{free_port()}", tmp_path / "ready"
-    e = dict(env(1), JAX_ENABLE_PREEMPTION_SERVICE=service)
-    procs = [subprocess.Popen([sys.executable, worker, address, "2", str(i), str(ready)],
-                              env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(2)]
-    deadline = time.time() + 120
-    while not ready.exists():
-        assert time.time() < deadline and all(p.poll() is None for p in procs)
-        time.sleep(0.01)
-    procs[1].send_signal(signal.SIGTERM)
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [err[-3000:] for _, err in outs]
-    got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-    assert {g["mode"] for g in got} == {"jax" if service == "true" else "signal"}
-    assert got[0]["step"] == got[1]["step"] > 5
-
-
-@pytest.mark.parametrize("service,sig", [("false", signal.SIGTERM), ("true", signal.SIGINT)],
-                         ids=["sigterm_allgather", "sigint_with_jax_service"])
-def test_two_processes_stop_an_evaluation_at_one_batch(tmp_path, service, sig):
-    """A signal to process 1 of 2 during an evaluation: both stop it before the
-    same batch (the evaluation's collectives would hang if one went on). With
-    JAX's service a SIGTERM is only told at training steps (the documented
-    limit), so the service case sends Ctrl-C."""
-    worker = os.path.join(os.path.dirname(__file__), "multiprocess", "preempt_eval.py")
+def _signal_one_of_two_workers(worker: str, tmp_path, service: str, sig) -> list[dict]:
+    """Starts the worker (tests/multiprocess/) as 2 processes, sends `sig` to process 1
+    once it created its ready file, returns each process's last JSON line."""
+    worker = os.path.join(os.path.dirname(__file__), "multiprocess", worker)
     address, ready = f"127.0.0.1:{free_port()}", tmp_path / "ready"
     e = dict(env(1), JAX_ENABLE_PREEMPTION_SERVICE=service)
     procs = [subprocess.Popen([sys.executable, worker, address, "2", str(i), str(ready)],
@@ -326,4 +300,23 @@ def test_two_processes_stop_an_evaluation_at_one_batch(tmp_path, service, sig):
     assert [p.returncode for p in procs] == [0, 0], [err[-3000:] for _, err in outs]
     got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     assert {g["mode"] for g in got} == {"jax" if service == "true" else "signal"}
+    return got
+
+
+@pytest.mark.parametrize("service", ["true", "false"])
+def test_two_processes_agree_on_the_stop_step(tmp_path, service):
+    """SIGTERM to process 1 of 2: both stop at the same step, through JAX's
+    preemption service or, with it turned off, the allgather of the flag."""
+    got = _signal_one_of_two_workers("preempt_watch.py", tmp_path, service, signal.SIGTERM)
+    assert got[0]["step"] == got[1]["step"] > 5
+
+
+@pytest.mark.parametrize("service,sig", [("false", signal.SIGTERM), ("true", signal.SIGINT)],
+                         ids=["sigterm_allgather", "sigint_with_jax_service"])
+def test_two_processes_stop_an_evaluation_at_one_batch(tmp_path, service, sig):
+    """A signal to process 1 of 2 during an evaluation: both stop it before the
+    same batch (the evaluation's collectives would hang if one went on). With
+    JAX's service a SIGTERM is only told at training steps (the documented
+    limit), so the service case sends Ctrl-C."""
+    got = _signal_one_of_two_workers("preempt_eval.py", tmp_path, service, sig)
     assert got[0]["batch"] == got[1]["batch"] > 5
