@@ -98,3 +98,20 @@ def flip_a_bit_silently(step_dir) -> None:
             return
     data_file.write_bytes(original)
     raise AssertionError(f"no silent bit flip found in {data_file}")
+
+
+def assert_resumes_exactly(make, whole, at: int) -> None:
+    """A stream `make(start_index)` stopped after `at` batches and resumed from its
+    saved position yields the rest of `whole` (the uninterrupted stream's
+    image_id batches), batch for batch."""
+    import numpy as np
+
+    from input_pipeline.stream import batches
+
+    probe = batches.HostIterator(make(0))
+    for _ in range(at):
+        next(probe)
+    state = probe.state()
+    resumed = batches.HostIterator(make(state["next_index"]), state=state)
+    for expected in whole[at:]:
+        np.testing.assert_array_equal(next(resumed)["image_id"], expected)

@@ -18,7 +18,7 @@ from input_pipeline.pp.registry import default_registry
 from input_pipeline.run_data import RunData
 from input_pipeline.stream import batches
 from input_pipeline.stream.batches import HostShard
-from tests.helpers import data_dir_of, tiny_config
+from tests.helpers import assert_resumes_exactly, data_dir_of, tiny_config
 
 KEEP_ID = build_preprocess("keep('image_id')", default_registry(), PPContext())
 
@@ -67,13 +67,7 @@ def test_training_without_listed_images_resumes_exactly_and_counts_its_epoch(
     steps = -(-data.train_examples // 16) + 3  # more than one epoch
     whole = [next(first)["image_id"] for _ in range(steps)]
     assert set(np.concatenate(whole).tolist()) == set(all_ids.tolist()) - set(drop.tolist())
-    probe = batches.HostIterator(make(0))
-    for _ in range(11):
-        next(probe)
-    state = probe.state()
-    resumed = batches.HostIterator(make(state["next_index"]), state=state)
-    for expected in whole[11:]:
-        np.testing.assert_array_equal(next(resumed)["image_id"], expected)
+    assert_resumes_exactly(make, whole, at=11)
 
 
 def test_id_lists_combine_with_a_data_size_subset(tiny_source):

@@ -21,7 +21,7 @@ from input_pipeline.pp.registry import default_registry
 from input_pipeline.run_data import RunData
 from input_pipeline.stream import batches
 from input_pipeline.stream.batches import HostShard
-from tests.helpers import data_dir_of, tiny_config
+from tests.helpers import assert_resumes_exactly, data_dir_of, tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -92,13 +92,7 @@ def test_resumed_stream_with_a_subset_equals_the_uninterrupted_one(tiny_source):
     whole = [next(first)["image_id"] for _ in range(50)]  # > one epoch of the subset
     kept = set(_image_ids(tiny_source, subset))
     assert set(np.concatenate(whole).tolist()) == kept
-    probe = batches.HostIterator(make(0))
-    for _ in range(13):
-        next(probe)
-    state = probe.state()
-    resumed = batches.HostIterator(make(state["next_index"]), state=state)
-    for expected in whole[13:]:
-        np.testing.assert_array_equal(next(resumed)["image_id"], expected)
+    assert_resumes_exactly(make, whole, at=13)
 
 
 def _reference(tiny_source, raw_train, classes):
